@@ -1,0 +1,2 @@
+//! extbus binary entry point.
+fn main() {}

@@ -1,0 +1,331 @@
+//! Principals: named identities with roles, orgs and an argon2-hashed secret, kept in
+//! `principals.json` in the data dir (a file, not sled, so `extbus principal add` works while
+//! the broker runs; the broker reloads it when it changes). Never stores a plain secret.
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use extbus_schema::Role;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::SystemTime;
+
+pub const FILE_NAME: &str = "principals.json";
+
+/// A principal as the gate and the coordinator see it (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// Orgs this principal is limited to; `*` means all.
+    pub orgs: Vec<String>,
+}
+
+impl Principal {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role) || self.roles.contains(&Role::Admin)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    pub fn all_orgs(&self) -> bool {
+        self.orgs.iter().any(|o| o == "*")
+    }
+
+    pub fn in_org(&self, org: &str) -> bool {
+        self.all_orgs() || self.orgs.iter().any(|o| o == org)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    roles: Vec<Role>,
+    orgs: Vec<String>,
+    secret_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrincipalError {
+    #[error("invalid principal name '{0}': use 1-64 characters of [a-z0-9-]")]
+    InvalidName(String),
+    #[error("invalid org '{0}': use 1-64 characters of [a-z0-9-], or *")]
+    InvalidOrg(String),
+    #[error("principal '{0}' already exists")]
+    Exists(String),
+    #[error("no principal named '{0}'")]
+    Unknown(String),
+    #[error("a principal needs at least one role")]
+    NoRole,
+    #[error("principals file {path}: {why}")]
+    File { path: PathBuf, why: String },
+}
+
+/// Checks `[a-z0-9-]{1,64}`, the name rule for principals and orgs.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The principals file and a cache of secrets already verified (argon2 is slow on purpose;
+/// the cache keeps reconnect storms cheap without keeping plain secrets).
+pub struct Principals {
+    path: PathBuf,
+    state: RwLock<Loaded>,
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+struct Loaded {
+    records: BTreeMap<String, Record>,
+    mtime: Option<SystemTime>,
+}
+
+fn read_file(path: &Path) -> Result<Loaded, PrincipalError> {
+    let err = |why: String| PrincipalError::File {
+        path: path.to_path_buf(),
+        why,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let records = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            Ok(Loaded { records, mtime })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Loaded {
+            records: BTreeMap::new(),
+            mtime: None,
+        }),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn hash_secret(secret: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("argon2 hashing with a fresh salt cannot fail")
+        .to_string()
+}
+
+/// A new random secret: 32 hex characters (128 bits).
+pub fn new_secret() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Principals {
+    /// Opens the principals file in `data_dir` (creating nothing until a write).
+    pub fn open(data_dir: &Path) -> Result<Self, PrincipalError> {
+        let path = data_dir.join(FILE_NAME);
+        let state = read_file(&path)?;
+        Ok(Principals {
+            path,
+            state: RwLock::new(state),
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file if it changed on disk; a broken file keeps the last good state.
+    pub fn reload_if_changed(&self) {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime == self.state.read().unwrap().mtime {
+            return;
+        }
+        match read_file(&self.path) {
+            Ok(loaded) => {
+                *self.state.write().unwrap() = loaded;
+                self.verified.lock().unwrap().clear();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "principals file unreadable; keeping the previous principals")
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.read().unwrap().records.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Principal> {
+        let st = self.state.read().unwrap();
+        st.records.get(name).map(|r| Principal {
+            name: name.to_string(),
+            roles: r.roles.clone(),
+            orgs: r.orgs.clone(),
+        })
+    }
+
+    pub fn list(&self) -> Vec<Principal> {
+        let st = self.state.read().unwrap();
+        st.records
+            .iter()
+            .map(|(n, r)| Principal {
+                name: n.clone(),
+                roles: r.roles.clone(),
+                orgs: r.orgs.clone(),
+            })
+            .collect()
+    }
+
+    /// Checks a name and secret; returns the principal on success.
+    pub fn verify(&self, name: &str, secret: &str) -> Option<Principal> {
+        self.reload_if_changed();
+        let hash = {
+            let st = self.state.read().unwrap();
+            st.records.get(name)?.secret_hash.clone()
+        };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0u8])
+            .chain_update(secret.as_bytes())
+            .chain_update([0u8])
+            .chain_update(hash.as_bytes())
+            .finalize()
+            .into();
+        if !self.verified.lock().unwrap().contains(&key) {
+            let parsed = PasswordHash::new(&hash).ok()?;
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .ok()?;
+            self.verified.lock().unwrap().insert(key);
+        }
+        self.get(name)
+    }
+
+    /// Adds a principal with the given secret (or a new random one) and returns the secret.
+    pub fn add(
+        &self,
+        name: &str,
+        roles: Vec<Role>,
+        orgs: Vec<String>,
+        secret: Option<String>,
+    ) -> Result<String, PrincipalError> {
+        if !valid_name(name) {
+            return Err(PrincipalError::InvalidName(name.to_string()));
+        }
+        if roles.is_empty() {
+            return Err(PrincipalError::NoRole);
+        }
+        let orgs = if orgs.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            orgs
+        };
+        if let Some(bad) = orgs.iter().find(|o| o.as_str() != "*" && !valid_name(o)) {
+            return Err(PrincipalError::InvalidOrg(bad.clone()));
+        }
+        self.reload_if_changed();
+        let secret = secret.unwrap_or_else(new_secret);
+        let mut st = self.state.write().unwrap();
+        if st.records.contains_key(name) {
+            return Err(PrincipalError::Exists(name.to_string()));
+        }
+        let mut records = st.records.clone();
+        records.insert(
+            name.to_string(),
+            Record {
+                roles,
+                orgs,
+                secret_hash: hash_secret(&secret),
+            },
+        );
+        st.mtime = self.write(&records)?;
+        st.records = records;
+        Ok(secret)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), PrincipalError> {
+        self.reload_if_changed();
+        let mut st = self.state.write().unwrap();
+        let mut records = st.records.clone();
+        if records.remove(name).is_none() {
+            return Err(PrincipalError::Unknown(name.to_string()));
+        }
+        st.mtime = self.write(&records)?;
+        st.records = records;
+        self.verified.lock().unwrap().clear();
+        Ok(())
+    }
+
+    /// Writes atomically (temp file + rename), readable by the owner only.
+    fn write(
+        &self,
+        records: &BTreeMap<String, Record>,
+    ) -> Result<Option<SystemTime>, PrincipalError> {
+        let err = |why: String| PrincipalError::File {
+            path: self.path.clone(),
+            why,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(records).map_err(|e| err(e.to_string()))?;
+        write_private(&tmp, &body).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| err(e.to_string()))?;
+        Ok(std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok())
+    }
+}
+
+/// Writes a file that only its owner can read (0600 on Unix).
+pub fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_verify_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Principals::open(dir.path()).unwrap();
+        let secret = p.add("alice", vec![Role::Operator], vec![], None).unwrap();
+        assert_eq!(secret.len(), 32);
+        let got = p.verify("alice", &secret).unwrap();
+        assert_eq!(got.orgs, vec!["*"]);
+        assert!(p.verify("alice", "wrong").is_none());
+        assert!(p.verify("bob", &secret).is_none());
+        assert!(matches!(
+            p.add("alice", vec![Role::Admin], vec![], None),
+            Err(PrincipalError::Exists(_))
+        ));
+        assert!(matches!(
+            p.add("Bad Name", vec![Role::Admin], vec![], None),
+            Err(PrincipalError::InvalidName(_))
+        ));
+        // A second handle sees the file the first wrote.
+        let q = Principals::open(dir.path()).unwrap();
+        assert!(q.verify("alice", &secret).is_some());
+        q.remove("alice").unwrap();
+        p.reload_if_changed();
+        assert!(p.get("alice").is_none());
+        let raw = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(!raw.contains(&secret));
+    }
+}
