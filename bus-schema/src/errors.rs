@@ -21,6 +21,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadJson,
+        ErrorCode::SchemaViolation,
+        ErrorCode::InvalidName,
+        ErrorCode::UnknownCommand,
+        ErrorCode::NotFound,
+        ErrorCode::Forbidden,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Overloaded,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",
@@ -104,6 +117,15 @@ impl CommandError {
     }
 }
 
+/// Cuts `s` to at most `max` characters, marking the cut, so client-chosen strings cannot
+/// blow up an error message.
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((at, _)) => format!("{}...", &s[..at]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +137,15 @@ mod tests {
         assert_eq!(v["code"], "payload_too_large");
         assert!(v.get("details").is_none());
         assert_eq!(ErrorCode::SchemaViolation.as_str(), "schema_violation");
+        for c in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+
+    #[test]
+    fn clip_cuts_on_char_boundaries() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc...");
+        assert_eq!(clip("ääää", 2), "ää...");
     }
 }

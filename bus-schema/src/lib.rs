@@ -1,15 +1,48 @@
-//! extbus wire contract (SPEC.md): roles, error codes, timestamps, task messages.
+//! extbus wire contract (SPEC.md): topics, message types, JSON Schemas, validation, error codes,
+//! and the one decoding pipeline every inbound command goes through.
 //!
 //! # Layout
+//! - `names`: name rules (`[a-z0-9-]{1,64}`, orgs, versions, `<entity>.<operation>`).
+//! - `topics`: every topic's prefix, builder and parser; MQTT filter matching and `$share`.
 //! - `roles`: principal roles. `errors`: stable error codes and the reply error body.
-//! - `time_fmt`: epoch-ms <-> RFC 3339. `tasks`: blocking-task messages and callout rules.
+//! - `commands`: commands by inbox suffix, who may send them, which schema they satisfy.
+//! - `events`: event drafts, CloudEvents, replay. `tasks`: tasks, rules, task commands.
+//! - `register`: extension manifests. `services`: service requests, responses and calls.
+//! - `reply`: the reply every command gets. `time_fmt`: epoch-ms <-> RFC 3339.
+//! - `validate`: the embedded `schemas/*.json` (draft 2020-12) and `schema_violation` details.
+//! - `decode`: size, command, JSON, schema and name checks, in that order.
+//! - `asyncapi`: AsyncAPI 3.0 export of every channel and schema.
 //!
 //! Must not depend on tokio, sled or rumqttd.
 
+pub mod asyncapi;
+pub mod commands;
+pub mod decode;
 pub mod errors;
+pub mod events;
+pub mod names;
+pub mod register;
+pub mod reply;
 pub mod roles;
+pub mod services;
 pub mod tasks;
 pub mod time_fmt;
+pub mod topics;
+pub mod validate;
 
+#[cfg(test)]
+mod examples;
+
+pub use commands::Command;
+pub use decode::{decode, Decoded, Failure, DEFAULT_MAX_PAYLOAD};
 pub use errors::{CommandError, ErrorCode, ErrorDetail};
+pub use events::{CloudEvent, EventDraft, ReplayPage, ReplayRequest};
+pub use register::{Manifest, ServiceSpec};
+pub use reply::Reply;
 pub use roles::Role;
+pub use services::{ServiceCall, ServiceRequest, ServiceResponse};
+pub use tasks::{
+    DefaultAction, ExtendRequest, HistoryEntry, Outcome, ResolveRequest, RuleSpec, SubmitRequest,
+    Task, TaskAction, TaskQuery, TaskState,
+};
+pub use validate::validate;

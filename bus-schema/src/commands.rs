@@ -1,0 +1,338 @@
+//! The commands of SPEC.md "Commands": parsing a command from its inbox topic suffix, who may
+//! send it (the table's "who" column), and which JSON Schema its payload must satisfy.
+//! Decides nothing about payloads; `decode` runs the whole inbound pipeline.
+
+use std::fmt;
+
+use crate::errors::{clip, CommandError, ErrorCode};
+use crate::roles::Role;
+use crate::tasks::TaskAction;
+
+/// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `events`
+    Event,
+    /// `events/replay`
+    EventsReplay,
+    /// `tasks/submit`
+    TasksSubmit,
+    /// `tasks/<task_id>/resume|cancel|abort|extend`
+    TaskAction { task_id: String, action: TaskAction },
+    /// `tasks/<task_id>/get`
+    TaskGet { task_id: String },
+    /// `tasks/query`
+    TasksQuery,
+    /// `register`
+    Register,
+    /// `services/responses`
+    ServiceResponse,
+    /// `services/<vendor>/<name>/<version>`: a service request made over MQTT.
+    ServiceCall {
+        vendor: String,
+        name: String,
+        version: String,
+    },
+}
+
+impl Command {
+    /// Parses a topic suffix such as `tasks/0193/resume`. An unknown shape, or an empty level,
+    /// is `unknown_command` naming the suffix. Names inside the suffix (service vendor, name,
+    /// version) are checked later by `decode`, so they come out as `invalid_name`.
+    pub fn parse(suffix: &str) -> Result<Command, CommandError> {
+        let levels: Vec<&str> = suffix.split('/').collect();
+        let cmd = match levels.as_slice() {
+            _ if levels.iter().any(|l| l.is_empty()) => None,
+            ["events"] => Some(Command::Event),
+            ["events", "replay"] => Some(Command::EventsReplay),
+            ["tasks", "submit"] => Some(Command::TasksSubmit),
+            ["tasks", "query"] => Some(Command::TasksQuery),
+            ["tasks", id, "get"] => Some(Command::TaskGet {
+                task_id: id.to_string(),
+            }),
+            ["tasks", id, action] => TaskAction::parse(action).map(|action| Command::TaskAction {
+                task_id: id.to_string(),
+                action,
+            }),
+            ["register"] => Some(Command::Register),
+            ["services", "responses"] => Some(Command::ServiceResponse),
+            ["services", vendor, name, version] => Some(Command::ServiceCall {
+                vendor: vendor.to_string(),
+                name: name.to_string(),
+                version: version.to_string(),
+            }),
+            _ => None,
+        };
+        cmd.ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::UnknownCommand,
+                format!("unknown command '{}'", clip(suffix, 128)),
+            )
+        })
+    }
+
+    /// The topic suffix of this command, as echoed in the reply's `command` field.
+    pub fn suffix(&self) -> String {
+        match self {
+            Command::Event => "events".into(),
+            Command::EventsReplay => "events/replay".into(),
+            Command::TasksSubmit => "tasks/submit".into(),
+            Command::TaskAction { task_id, action } => {
+                format!("tasks/{task_id}/{}", action.as_str())
+            }
+            Command::TaskGet { task_id } => format!("tasks/{task_id}/get"),
+            Command::TasksQuery => "tasks/query".into(),
+            Command::Register => "register".into(),
+            Command::ServiceResponse => "services/responses".into(),
+            Command::ServiceCall {
+                vendor,
+                name,
+                version,
+            } => format!("services/{vendor}/{name}/{version}"),
+        }
+    }
+
+    /// A stable label for the kind of command (ids and service names replaced), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Event => "events",
+            Command::EventsReplay => "events/replay",
+            Command::TasksSubmit => "tasks/submit",
+            Command::TaskAction { action, .. } => match action {
+                TaskAction::Resume => "tasks/resume",
+                TaskAction::Cancel => "tasks/cancel",
+                TaskAction::Abort => "tasks/abort",
+                TaskAction::Extend => "tasks/extend",
+            },
+            Command::TaskGet { .. } => "tasks/get",
+            Command::TasksQuery => "tasks/query",
+            Command::Register => "register",
+            Command::ServiceResponse => "services/responses",
+            Command::ServiceCall { .. } => "services/call",
+        }
+    }
+
+    /// Whether a principal with `roles` may send this command (SPEC.md "who").
+    /// `admin` may send everything; a principal without roles may send nothing.
+    pub fn permitted(&self, roles: &[Role]) -> bool {
+        if roles.contains(&Role::Admin) {
+            return true;
+        }
+        let has = |r: Role| roles.contains(&r);
+        match self {
+            Command::Event | Command::TasksSubmit => has(Role::Platform),
+            Command::EventsReplay => {
+                has(Role::Observer)
+                    || has(Role::Operator)
+                    || has(Role::Extension)
+                    || has(Role::Platform)
+            }
+            Command::TaskAction { .. } => has(Role::Extension) || has(Role::Operator),
+            Command::TaskGet { .. } | Command::TasksQuery | Command::ServiceCall { .. } => {
+                !roles.is_empty()
+            }
+            Command::Register | Command::ServiceResponse => has(Role::Extension),
+        }
+    }
+
+    /// The name of the JSON Schema (file `schemas/<name>.json`) this command's payload must satisfy.
+    pub fn schema_name(&self) -> &'static str {
+        match self {
+            Command::Event => "event-draft",
+            Command::EventsReplay => "events-replay",
+            Command::TasksSubmit => "tasks-submit",
+            Command::TaskAction {
+                action: TaskAction::Extend,
+                ..
+            } => "task-extend",
+            Command::TaskAction { .. } => "task-resolve",
+            Command::TaskGet { .. } => "task-get",
+            Command::TasksQuery => "tasks-query",
+            Command::Register => "register",
+            Command::ServiceResponse => "service-response",
+            Command::ServiceCall { .. } => "service-call",
+        }
+    }
+
+    /// Whether the command may change state (queries, gets and replays never do).
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Command::EventsReplay | Command::TaskGet { .. } | Command::TasksQuery
+        )
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.suffix())
+    }
+}
+
+impl std::str::FromStr for Command {
+    type Err = CommandError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Command::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn examples() -> Vec<(&'static str, Command)> {
+        let ta = |action| Command::TaskAction {
+            task_id: "0193f6c2-aa".into(),
+            action,
+        };
+        vec![
+            ("events", Command::Event),
+            ("events/replay", Command::EventsReplay),
+            ("tasks/submit", Command::TasksSubmit),
+            ("tasks/query", Command::TasksQuery),
+            ("tasks/0193f6c2-aa/resume", ta(TaskAction::Resume)),
+            ("tasks/0193f6c2-aa/cancel", ta(TaskAction::Cancel)),
+            ("tasks/0193f6c2-aa/abort", ta(TaskAction::Abort)),
+            ("tasks/0193f6c2-aa/extend", ta(TaskAction::Extend)),
+            (
+                "tasks/0193f6c2-aa/get",
+                Command::TaskGet {
+                    task_id: "0193f6c2-aa".into(),
+                },
+            ),
+            ("register", Command::Register),
+            ("services/responses", Command::ServiceResponse),
+            (
+                "services/acme/greeter/1.0.0",
+                Command::ServiceCall {
+                    vendor: "acme".into(),
+                    name: "greeter".into(),
+                    version: "1.0.0".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_spec_suffix_parses_and_round_trips() {
+        for (suffix, cmd) in examples() {
+            assert_eq!(Command::parse(suffix).unwrap(), cmd, "{suffix}");
+            assert_eq!(cmd.suffix(), suffix);
+            assert_eq!(cmd.to_string(), suffix);
+            assert_eq!(suffix.parse::<Command>().unwrap(), cmd);
+        }
+    }
+
+    #[test]
+    fn unknown_suffixes_name_themselves() {
+        for bad in [
+            "",
+            "event",
+            "events/",
+            "events/replay/x",
+            "tasks",
+            "tasks/",
+            "tasks//get",
+            "tasks/x/delete",
+            "tasks/x/get/y",
+            "tasks/submit/x/y",
+            "register/x",
+            "services",
+            "services/responses/x",
+            "services/a/b",
+            "services/a//1",
+            "services/a/b/1/requests",
+            "Events",
+            "/events",
+        ] {
+            let e = Command::parse(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::UnknownCommand, "{bad:?}");
+            assert_eq!(e.message, format!("unknown command '{bad}'"));
+        }
+        let long = "x".repeat(1000);
+        let e = Command::parse(&long).unwrap_err();
+        assert!(e.message.len() < 200);
+    }
+
+    #[test]
+    fn who_column_of_the_spec() {
+        use Role::*;
+        let submit = Command::TasksSubmit;
+        let resume = Command::parse("tasks/t/resume").unwrap();
+        let extend = Command::parse("tasks/t/extend").unwrap();
+        let get = Command::parse("tasks/t/get").unwrap();
+        let call = Command::parse("services/a/b/1").unwrap();
+        let table: Vec<(&Command, [bool; 5])> = vec![
+            // platform, extension, operator, observer, admin
+            (&Command::Event, [true, false, false, false, true]),
+            (&Command::EventsReplay, [true, true, true, true, true]),
+            (&submit, [true, false, false, false, true]),
+            (&resume, [false, true, true, false, true]),
+            (&extend, [false, true, true, false, true]),
+            (&Command::TasksQuery, [true, true, true, true, true]),
+            (&get, [true, true, true, true, true]),
+            (&Command::Register, [false, true, false, false, true]),
+            (&Command::ServiceResponse, [false, true, false, false, true]),
+            (&call, [true, true, true, true, true]),
+        ];
+        for (cmd, allowed) in table {
+            for (role, want) in [Platform, Extension, Operator, Observer, Admin]
+                .into_iter()
+                .zip(allowed)
+            {
+                assert_eq!(cmd.permitted(&[role]), want, "{cmd} by {role}");
+            }
+            assert!(!cmd.permitted(&[]), "{cmd} with no roles");
+        }
+        assert!(Command::Register.permitted(&[Observer, Extension]));
+    }
+
+    #[test]
+    fn schema_names_and_kinds() {
+        let names: Vec<_> = examples().iter().map(|(_, c)| c.schema_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "event-draft",
+                "events-replay",
+                "tasks-submit",
+                "tasks-query",
+                "task-resolve",
+                "task-resolve",
+                "task-resolve",
+                "task-extend",
+                "task-get",
+                "register",
+                "service-response",
+                "service-call"
+            ]
+        );
+        assert_eq!(
+            Command::parse("tasks/x/abort").unwrap().kind(),
+            "tasks/abort"
+        );
+        assert!(Command::TasksQuery.is_read_only());
+        assert!(!Command::TasksSubmit.is_read_only());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_round_trips(s in "[a-z/]{0,12}|\\PC{0,30}") {
+            if let Ok(c) = Command::parse(&s) {
+                prop_assert_eq!(c.suffix(), s);
+            } else {
+                prop_assert_eq!(Command::parse(&s).unwrap_err().code, ErrorCode::UnknownCommand);
+            }
+        }
+
+        #[test]
+        fn any_task_id_round_trips(id in "[^/]{1,40}", a in 0usize..5) {
+            let action = ["resume", "cancel", "abort", "extend", "get"][a];
+            let suffix = format!("tasks/{id}/{action}");
+            let c = Command::parse(&suffix).unwrap();
+            prop_assert_eq!(c.schema_name() == "task-get", a == 4);
+            prop_assert_eq!(c.suffix(), suffix);
+        }
+    }
+}

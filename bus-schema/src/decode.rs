@@ -1,0 +1,583 @@
+//! The one pipeline every inbound command goes through: size, command, JSON, schema, then the
+//! checks a schema cannot make (names, filters, manifests). The first failing step answers.
+//! Never trusts the payload for identity: the sender is whoever owns the inbox topic.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::commands::Command;
+use crate::errors::{CommandError, ErrorCode, ErrorDetail};
+use crate::events::{EventDraft, ReplayRequest};
+use crate::names::{valid_name, valid_version, NameCheck, NameKind};
+use crate::register::Manifest;
+use crate::reply::Reply;
+use crate::services::{ServiceCall, ServiceResponse};
+use crate::tasks::{ExtendRequest, ResolveRequest, SubmitRequest, TaskQuery};
+use crate::topics::valid_filter;
+use crate::validate::validate;
+
+/// SPEC.md default of the largest command payload.
+pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
+
+/// The payload field a client correlates replies with.
+pub const CORRELATION_ID: &str = "correlation_id";
+
+/// A command that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub command: Command,
+    /// The payload's `correlation_id` (a string or a number), to echo in the reply.
+    pub correlation_id: Option<Value>,
+    /// The payload object without `correlation_id`.
+    pub body: Value,
+}
+
+/// A command that failed a check, with whatever correlation id could be recovered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub correlation_id: Option<Value>,
+    pub error: CommandError,
+}
+
+impl Decoded {
+    /// The body as the command's message type.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, CommandError> {
+        T::deserialize(&self.body).map_err(|e| {
+            CommandError::new(
+                ErrorCode::SchemaViolation,
+                format!("payload of '{}' does not fit: {e}", self.command.kind()),
+            )
+        })
+    }
+
+    /// The success reply to this command.
+    pub fn ok(&self, result: Value) -> Reply {
+        Reply::ok(self.command.suffix(), self.correlation_id.clone(), result)
+    }
+
+    /// The failure reply to this command.
+    pub fn err(&self, error: CommandError) -> Reply {
+        Reply::err(self.command.suffix(), self.correlation_id.clone(), error)
+    }
+}
+
+impl Failure {
+    fn new(correlation_id: Option<Value>, error: CommandError) -> Failure {
+        Failure {
+            correlation_id,
+            error,
+        }
+    }
+
+    /// The reply to the command that arrived on inbox suffix `suffix`.
+    pub fn reply(&self, suffix: &str) -> Reply {
+        Reply::err(suffix, self.correlation_id.clone(), self.error.clone())
+    }
+}
+
+/// A correlation id worth echoing: a string or a number.
+fn correlation_of(obj: &Map<String, Value>) -> Option<Value> {
+    obj.get(CORRELATION_ID)
+        .filter(|v| v.is_string() || v.is_number())
+        .cloned()
+}
+
+/// Runs the inbound pipeline on a command that arrived on `extbus/in/<principal>/<suffix>`:
+/// `payload_too_large`, then `unknown_command`, `bad_json` (the payload must be a JSON object),
+/// `schema_violation`, and `invalid_name`. The correlation id is recovered whenever the payload
+/// parses as an object, so every reply after the size check can carry it.
+pub fn decode(suffix: &str, payload: &[u8], max_payload: usize) -> Result<Decoded, Failure> {
+    if payload.len() > max_payload {
+        return Err(Failure::new(
+            None,
+            CommandError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "payload of {} bytes is larger than the limit of {max_payload} bytes",
+                    payload.len()
+                ),
+            ),
+        ));
+    }
+    let parsed = serde_json::from_slice::<Value>(payload);
+    let correlation_id = match &parsed {
+        Ok(Value::Object(o)) => correlation_of(o),
+        _ => None,
+    };
+    let fail = |error| Failure::new(correlation_id.clone(), error);
+
+    let command = Command::parse(suffix).map_err(fail)?;
+    let mut body = match parsed {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(other) => {
+            return Err(fail(CommandError::new(
+                ErrorCode::BadJson,
+                format!("payload must be a JSON object, not {}", kind_of(&other)),
+            )))
+        }
+        Err(e) => {
+            return Err(fail(CommandError::new(
+                ErrorCode::BadJson,
+                format!("payload is not valid JSON: {e}"),
+            )))
+        }
+    };
+    validate(command.schema_name(), &body).map_err(fail)?;
+    if let Some(o) = body.as_object_mut() {
+        o.remove(CORRELATION_ID);
+    }
+    let decoded = Decoded {
+        command,
+        correlation_id: correlation_id.clone(),
+        body,
+    };
+    check(&decoded).map_err(fail)?;
+    Ok(decoded)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// What the schema cannot check: the body fits the command's type, filters and manifests are
+/// well formed (`schema_violation`), and names follow SPEC.md (`invalid_name`).
+fn check(d: &Decoded) -> Result<(), CommandError> {
+    let mut names = NameCheck::new();
+    match &d.command {
+        Command::Event => {
+            let e: EventDraft = d.parse()?;
+            names.check(NameKind::Operation, "/type", &e.r#type);
+            names.check(NameKind::Org, "/org", &e.org);
+        }
+        Command::EventsReplay => {
+            let r: ReplayRequest = d.parse()?;
+            if let Some(f) = r.filter.as_deref().filter(|f| !valid_filter(f)) {
+                let message = format!(
+                    "'{}' is not a valid MQTT topic filter",
+                    crate::errors::clip(f, 80)
+                );
+                return Err(CommandError::new(
+                    ErrorCode::SchemaViolation,
+                    format!("/filter: {message}"),
+                )
+                .with_details(vec![ErrorDetail {
+                    path: "/filter".into(),
+                    message,
+                }]));
+            }
+        }
+        Command::TasksSubmit => {
+            let s: SubmitRequest = d.parse()?;
+            names.check(NameKind::Operation, "/operation", &s.operation);
+            names.check(NameKind::Org, "/org", &s.org);
+        }
+        Command::TaskAction { action, .. } => {
+            if *action == crate::tasks::TaskAction::Extend {
+                d.parse::<ExtendRequest>()?;
+            } else {
+                d.parse::<ResolveRequest>()?;
+            }
+        }
+        Command::TaskGet { .. } => {}
+        Command::TasksQuery => {
+            let q: TaskQuery = d.parse()?;
+            if let Some(op) = &q.operation {
+                names.check(NameKind::Operation, "/operation", op);
+            }
+            if let Some(org) = &q.org {
+                names.check(NameKind::Org, "/org", org);
+            }
+        }
+        Command::Register => d.parse::<Manifest>()?.check()?,
+        Command::ServiceResponse => {
+            d.parse::<ServiceResponse>()?;
+        }
+        Command::ServiceCall {
+            vendor,
+            name,
+            version,
+        } => {
+            d.parse::<ServiceCall>()?;
+            for (what, value, ok) in [
+                ("vendor", vendor, valid_name(vendor)),
+                ("service name", name, valid_name(name)),
+                ("version", version, valid_version(version)),
+            ] {
+                if !ok {
+                    let rule = if what == "version" {
+                        NameKind::Version.rule()
+                    } else {
+                        NameKind::Name.rule()
+                    };
+                    return Err(CommandError::new(
+                        ErrorCode::InvalidName,
+                        format!(
+                            "{what} '{}' in the topic is not a valid name: {rule}",
+                            crate::errors::clip(value, 80)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    names.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::{command as example, commands as spec_examples};
+    use crate::tasks::TaskAction;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const MAX: usize = DEFAULT_MAX_PAYLOAD;
+
+    fn ok(suffix: &str, body: Value) -> Decoded {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        decode(suffix, &bytes, MAX).unwrap_or_else(|f| panic!("{suffix}: {:?}", f.error))
+    }
+
+    fn fail(suffix: &str, payload: &[u8]) -> Failure {
+        decode(suffix, payload, MAX).expect_err(suffix)
+    }
+
+    fn fail_json(suffix: &str, body: Value) -> Failure {
+        fail(suffix, &serde_json::to_vec(&body).unwrap())
+    }
+
+    fn with_corr(mut v: Value) -> Value {
+        v["correlation_id"] = json!("c-1");
+        v
+    }
+
+    #[test]
+    fn every_spec_example_decodes() {
+        for (suffix, body) in spec_examples() {
+            let d = ok(suffix, with_corr(body.clone()));
+            assert_eq!(d.command, Command::parse(suffix).unwrap());
+            assert_eq!(d.correlation_id, Some(json!("c-1")), "{suffix}");
+            assert_eq!(
+                d.body, body,
+                "{suffix}: correlation_id is taken out of the body"
+            );
+            let plain = ok(suffix, body);
+            assert_eq!(plain.correlation_id, None);
+        }
+    }
+
+    #[test]
+    fn typed_getters_give_the_message_types() {
+        let d = |suffix: &str| ok(suffix, example(suffix));
+        assert_eq!(d("events").parse::<EventDraft>().unwrap().org, "acme");
+        let r: ReplayRequest = d("events/replay").parse().unwrap();
+        assert_eq!(r.limit, Some(100));
+        let s: SubmitRequest = d("tasks/submit").parse().unwrap();
+        assert_eq!(s.request_id, "idem-1");
+        let extend = d("tasks/0193f6c2-aa/extend");
+        assert_eq!(extend.parse::<ExtendRequest>().unwrap().extend_ms, 60_000);
+        let want = Command::TaskAction {
+            task_id: "0193f6c2-aa".into(),
+            action: TaskAction::Extend,
+        };
+        assert_eq!(extend.command, want);
+        let q: TaskQuery = d("tasks/query").parse().unwrap();
+        assert_eq!(q.state, Some(crate::tasks::TaskState::Blocked));
+        let m: Manifest = d("register").parse().unwrap();
+        assert_eq!(m.services[0].timeout_ms, 10_000);
+        let r: ServiceResponse = d("services/responses").parse().unwrap();
+        assert_eq!(r.status, 200);
+        let call = d("services/acme/greeter/1.0.0");
+        assert_eq!(call.parse::<ServiceCall>().unwrap().query, "lang=en");
+        let e = call.parse::<SubmitRequest>().unwrap_err();
+        assert_eq!(e.code, ErrorCode::SchemaViolation);
+    }
+
+    #[test]
+    fn too_large_comes_first() {
+        let body = br#"{"correlation_id":"c","extend_ms":1}"#;
+        let f = decode("nonsense", body, body.len() - 1).unwrap_err();
+        assert_eq!(f.error.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(f.correlation_id, None);
+        assert!(decode("tasks/t/extend", body, body.len()).is_ok());
+    }
+
+    #[test]
+    fn unknown_commands_keep_the_correlation_id() {
+        let f = fail("tasks/t/delete", br#"{"correlation_id": 42}"#);
+        assert_eq!(f.error.code, ErrorCode::UnknownCommand);
+        assert_eq!(f.error.message, "unknown command 'tasks/t/delete'");
+        assert_eq!(f.correlation_id, Some(json!(42)));
+        let f = fail("nope", b"not json either");
+        assert_eq!(f.error.code, ErrorCode::UnknownCommand);
+        let r = f.reply("nope");
+        assert_eq!(r.command, "nope");
+        assert!(!r.ok);
+    }
+
+    #[test]
+    fn bad_json_and_non_objects() {
+        for bad in [
+            &b"{"[..],
+            b"",
+            b"   ",
+            b"not json",
+            b"{\"a\":1,}",
+            b"\xff\xfe",
+            b"{} {}",
+        ] {
+            let f = fail("tasks/submit", bad);
+            assert_eq!(f.error.code, ErrorCode::BadJson, "{bad:?}");
+            assert!(
+                f.error.message.starts_with("payload is not valid JSON"),
+                "{}",
+                f.error.message
+            );
+            assert_eq!(f.correlation_id, None);
+        }
+        for (bad, what) in [
+            ("[]", "an array"),
+            ("\"x\"", "a string"),
+            ("null", "null"),
+            ("3", "a number"),
+        ] {
+            let f = fail("tasks/0193/get", bad.as_bytes());
+            assert_eq!(f.error.code, ErrorCode::BadJson);
+            assert_eq!(
+                f.error.message,
+                format!("payload must be a JSON object, not {what}")
+            );
+        }
+    }
+
+    #[test]
+    fn schema_violations_keep_the_correlation_id() {
+        let f = fail_json(
+            "tasks/submit",
+            json!({"correlation_id": "c-18", "operation": "BAD"}),
+        );
+        assert_eq!(
+            f.error.code,
+            ErrorCode::SchemaViolation,
+            "schema before names"
+        );
+        assert_eq!(f.correlation_id, Some(json!("c-18")));
+        assert_eq!(f.error.details.len(), 2);
+        assert!(f.error.details.iter().all(|d| d.path.is_empty()));
+
+        let f = fail_json(
+            "tasks/t/extend",
+            json!({"correlation_id": 7, "extend_ms": 0}),
+        );
+        assert_eq!(f.error.details[0].path, "/extend_ms");
+        assert_eq!(f.correlation_id, Some(json!(7)));
+
+        let f = fail_json("tasks/t/get", json!({"correlation_id": true}));
+        assert_eq!(f.error.code, ErrorCode::SchemaViolation);
+        assert_eq!(f.error.details[0].path, "/correlation_id");
+        assert_eq!(
+            f.correlation_id, None,
+            "only strings and numbers are echoed"
+        );
+
+        let f = fail_json(
+            "services/responses",
+            json!({"id": "r", "status": 200, "body": "not base64!"}),
+        );
+        assert_eq!(f.error.details[0].path, "/body");
+        let f = fail_json("events/replay", json!({"from_seq": -1, "limit": 5000}));
+        let paths: Vec<_> = f.error.details.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths.len(), 2);
+        assert!(paths.contains(&"/from_seq") && paths.contains(&"/limit"));
+    }
+
+    #[test]
+    fn checks_beyond_the_schema() {
+        // JSON Schema counts 60000.0 as an integer; the message type does not.
+        let f = fail_json("tasks/t/extend", json!({"extend_ms": 60000.0}));
+        assert_eq!(f.error.code, ErrorCode::SchemaViolation);
+        assert!(
+            f.error.message.contains("tasks/extend"),
+            "{}",
+            f.error.message
+        );
+
+        let f = fail_json(
+            "events/replay",
+            json!({"correlation_id": "r", "from_seq": 0, "filter": "a/#/b"}),
+        );
+        assert_eq!(f.error.code, ErrorCode::SchemaViolation);
+        assert_eq!(f.error.details[0].path, "/filter");
+        assert_eq!(f.correlation_id, Some(json!("r")));
+
+        let mut m = example("register");
+        m["services"][0]["url_patterns"] = json!(["^/ok", "(("]);
+        let f = fail_json("register", m);
+        assert_eq!(f.error.code, ErrorCode::SchemaViolation);
+        assert_eq!(f.error.details[0].path, "/services/0/url_patterns/1");
+    }
+
+    #[test]
+    fn bad_names_are_invalid_name() {
+        #[rustfmt::skip]
+        let cases = [
+            ("events", json!({"type": "vapp", "org": "acme"}), vec!["/type"]),
+            ("events", json!({"type": "vapp.instantiate", "org": "Acme"}), vec!["/org"]),
+            ("events", json!({"type": "a.b.c", "org": ""}), vec!["/type", "/org"]),
+            ("tasks/submit", json!({"request_id": "r", "operation": "vapp/instantiate", "org": "acme"}), vec!["/operation"]),
+            ("tasks/submit", json!({"request_id": "r", "operation": "vapp.instantiate", "org": "*"}), vec!["/org"]),
+            ("tasks/query", json!({"org": "a b"}), vec!["/org"]),
+            ("tasks/query", json!({"operation": "x"}), vec!["/operation"]),
+            ("register", json!({"rules": [{"operation": "nodot"}]}), vec!["/rules/0/operation"]),
+            ("register", json!({"services": [{"vendor": "a", "name": "B", "version": "1"}]}), vec!["/services/0/name"]),
+        ];
+        for (suffix, body, paths) in cases {
+            let f = fail_json(suffix, with_corr(body.clone()));
+            assert_eq!(f.error.code, ErrorCode::InvalidName, "{suffix} {body}");
+            let got: Vec<_> = f.error.details.iter().map(|d| d.path.as_str()).collect();
+            assert_eq!(got, paths, "{suffix} {body}");
+            assert_eq!(f.correlation_id, Some(json!("c-1")));
+        }
+        let call = json!({"method": "GET", "path": "/x"});
+        for (suffix, word) in [
+            ("services/ACME/greeter/1.0.0", "vendor 'ACME'"),
+            ("services/acme/great_er/1.0.0", "service name 'great_er'"),
+            ("services/acme/greeter/1.0.0+b", "version '1.0.0+b'"),
+        ] {
+            let f = fail_json(suffix, call.clone());
+            assert_eq!(f.error.code, ErrorCode::InvalidName, "{suffix}");
+            assert!(f.error.message.starts_with(word), "{}", f.error.message);
+        }
+        // Query fields are optional: null is no filter at all.
+        ok(
+            "tasks/query",
+            json!({"org": null, "operation": null, "state": null}),
+        );
+    }
+
+    #[test]
+    fn extra_fields_are_allowed() {
+        let mut v = example("tasks/submit");
+        v["x-trace"] = json!({"span": 1});
+        let d = ok("tasks/submit", v.clone());
+        assert_eq!(d.body, v);
+    }
+
+    #[test]
+    fn replies_from_decoded_commands() {
+        let d = ok("tasks/t/get", json!({"correlation_id": "c-9"}));
+        let r = d.ok(json!({"id": "t"}));
+        assert_eq!(r.command, "tasks/t/get");
+        assert_eq!(r.correlation_id, Some(json!("c-9")));
+        let r = d.err(CommandError::not_found("no task t"));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["error"]["code"],
+            "not_found"
+        );
+    }
+
+    const DECODE_CODES: [ErrorCode; 5] = [
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnknownCommand,
+        ErrorCode::BadJson,
+        ErrorCode::SchemaViolation,
+        ErrorCode::InvalidName,
+    ];
+
+    fn suffix_strategy() -> impl Strategy<Value = String> {
+        let known: Vec<String> = spec_examples()
+            .into_iter()
+            .map(|(s, _)| s.to_string())
+            .collect();
+        prop_oneof![
+            proptest::sample::select(known),
+            "[a-z/]{0,24}",
+            "\\PC{0,40}",
+            "(tasks|services|events)/[A-Za-z0-9._+#-]{0,8}(/[A-Za-z0-9._-]{0,8}){0,3}",
+        ]
+    }
+
+    fn json_strategy() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[a-z.*/#+ -]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            let keys = proptest::sample::select(
+                "correlation_id type org operation request_id from_seq filter limit extend_ms \
+                 message result state rules services vendor name version url_patterns id status \
+                 body json method path headers orgs timeout_ms x"
+                    .split_whitespace()
+                    .collect::<Vec<_>>(),
+            );
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(keys, inner, 0..6).prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    fn assert_sane(suffix: &str, payload: &[u8], max: usize) -> Result<(), TestCaseError> {
+        match decode(suffix, payload, max) {
+            Ok(d) => {
+                prop_assert!(payload.len() <= max);
+                prop_assert_eq!(d.command.suffix(), suffix);
+                prop_assert!(d.body.is_object());
+                prop_assert!(d.body.get(CORRELATION_ID).is_none());
+                prop_assert!(validate(d.command.schema_name(), &d.body).is_ok());
+            }
+            Err(f) => {
+                prop_assert!(DECODE_CODES.contains(&f.error.code), "{:?}", f.error);
+                prop_assert!(!f.error.message.is_empty());
+                prop_assert!(f.error.details.len() <= crate::validate::MAX_DETAILS);
+                if let Some(c) = &f.correlation_id {
+                    prop_assert!(c.is_string() || c.is_number());
+                }
+                let r = serde_json::to_value(f.reply(suffix)).unwrap();
+                prop_assert!(validate("reply", &r).is_ok(), "{}", r);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(suffix in suffix_strategy(),
+                                       payload in proptest::collection::vec(any::<u8>(), 0..256),
+                                       max in 0usize..300) {
+            assert_sane(&suffix, &payload, max)?;
+        }
+
+        #[test]
+        fn garbage_is_refused_with_a_spec_code(suffix in suffix_strategy(),
+                                              payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            // A byte that cannot start JSON makes the payload garbage whatever follows.
+            let mut garbage = vec![b'!'];
+            garbage.extend(payload);
+            let f = decode(&suffix, &garbage, MAX).unwrap_err();
+            let expected = if Command::parse(&suffix).is_ok() {
+                ErrorCode::BadJson
+            } else {
+                ErrorCode::UnknownCommand
+            };
+            prop_assert_eq!(f.error.code, expected);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(suffix in suffix_strategy(), body in json_strategy()) {
+            assert_sane(&suffix, &serde_json::to_vec(&body).unwrap(), MAX)?;
+        }
+    }
+}
