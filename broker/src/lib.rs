@@ -1,11 +1,26 @@
 //! extbus broker library: config, principals, the embedded MQTT bus and its gate, the
-//! coordinator loop, the HTTP listener and the CLI. `main.rs` only parses and calls in here.
+//! coordinator loop, the events log, the HTTP listener and the CLI. `main.rs` only parses
+//! and calls in here.
 //!
 //! # Layout
+//! - `config`: layered configuration. `logging`: the binary's tracing subscriber.
 //! - `principals`: identities, roles, argon2 secrets. `registry`: what extensions registered.
+//! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
+//! - `coordinator`: the single-writer loop (commands, timers, group commit).
+//! - `eventlog`: durable, sequenced audit events. `clock`: injected time.
+//! - `http`: healthz, metrics. `server`: start/stop everything. `cli`: command line.
 //! - `metrics`: counters for `/metrics`. `notices`: gate -> coordinator messages.
 
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod coordinator;
+pub mod eventlog;
+pub mod http;
+pub mod logging;
 pub mod metrics;
+pub mod mqtt;
 pub mod notices;
 pub mod principals;
 pub mod registry;
+pub mod server;

@@ -1,2 +1,39 @@
-//! extbus binary entry point.
-fn main() {}
+//! extbus binary: parses the command line, installs logging, and calls the library.
+//! The only place that uses `anyhow` and installs a tracing subscriber.
+
+use anyhow::Result;
+use clap::Parser;
+use extbus::cli::{admin, Cli, Command, ConfigCmd, PrincipalCmd, SchemaCmd};
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = args.load()?;
+            extbus::logging::init(&cfg.log);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(extbus::server::serve(cfg))
+        }
+        Command::Config(ConfigCmd::Print(args)) => admin::config_print(&args),
+        Command::Principal(PrincipalCmd::Add {
+            name,
+            roles,
+            orgs,
+            config,
+        }) => admin::principal_add(&name, &roles, &orgs, &config),
+        Command::Principal(PrincipalCmd::List { json, config }) => {
+            admin::principal_list(json, &config)
+        }
+        Command::Principal(PrincipalCmd::Remove { name, config }) => {
+            admin::principal_remove(&name, &config)
+        }
+        Command::Schema(SchemaCmd::Export { dir }) => admin::schema_export(&dir),
+    }
+}

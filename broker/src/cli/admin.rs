@@ -1,0 +1,76 @@
+//! Local administration commands that work on the data dir without a running broker:
+//! `config print`, `principal add|list|remove`, `schema export`.
+
+use crate::cli::ConfigArgs;
+use crate::principals::Principals;
+use anyhow::{bail, Context, Result};
+use extbus_schema::Role;
+use std::path::Path;
+
+pub fn config_print(args: &ConfigArgs) -> Result<()> {
+    let cfg = args.load()?;
+    print!("{}", cfg.to_toml());
+    Ok(())
+}
+
+pub fn principal_add(
+    name: &str,
+    roles: &[String],
+    orgs: &[String],
+    args: &ConfigArgs,
+) -> Result<()> {
+    let cfg = args.load()?;
+    let roles = roles
+        .iter()
+        .map(|r| r.parse::<Role>().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let p = Principals::open(&cfg.data_dir)?;
+    let secret = p.add(name, roles, orgs.to_vec(), None)?;
+    eprintln!("added principal '{name}'; its secret is shown once, keep it safe:");
+    println!("{secret}");
+    Ok(())
+}
+
+pub fn principal_list(json: bool, args: &ConfigArgs) -> Result<()> {
+    let cfg = args.load()?;
+    let list = Principals::open(&cfg.data_dir)?.list();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        eprintln!("no principals in {}", cfg.data_dir.display());
+        return Ok(());
+    }
+    println!("{:<24} {:<36} ORGS", "NAME", "ROLES");
+    for p in list {
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+        println!(
+            "{:<24} {:<36} {}",
+            p.name,
+            roles.join(","),
+            p.orgs.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub fn principal_remove(name: &str, args: &ConfigArgs) -> Result<()> {
+    let cfg = args.load()?;
+    Principals::open(&cfg.data_dir)?.remove(name)?;
+    eprintln!("removed principal '{name}'");
+    Ok(())
+}
+
+pub fn schema_export(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{} exists and is not a directory", dir.display());
+    }
+    let files = extbus_schema::asyncapi::export(dir)
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    for f in &files {
+        println!("{}", f.display());
+    }
+    eprintln!("wrote {} files", files.len());
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Command-line interface: argument types (clap) and one file per command family.
+//! Parsing lives here; each command calls into the library and prints for people.
+
+pub mod admin;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "extbus",
+    version,
+    about = "Event-driven extension broker on an embedded MQTT bus"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker in the foreground (MQTT, HTTP, coordinator) until SIGINT/SIGTERM.
+    Serve(ConfigArgs),
+    /// Inspect the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Manage principals (identities with roles and secrets).
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+    /// Export the wire contract.
+    #[command(subcommand)]
+    Schema(SchemaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective configuration (defaults, file, environment, flags) as TOML.
+    Print(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Write the JSON Schema files and an AsyncAPI 3.0 document into DIR.
+    Export { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCmd {
+    /// Add a principal and print its new secret (shown once).
+    Add {
+        name: String,
+        /// platform, extension, operator, observer or admin; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Limit to these orgs; repeat for several; default all (*).
+        #[arg(long = "org")]
+        orgs: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List principals (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Remove a principal.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Human,
+    Json,
+}
+
+/// Flags that override the config file and environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', env = "EXTBUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (store and principals).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// MQTT listen address (MQTT 3.1.1 and 5).
+    #[arg(long)]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// HTTP listen address.
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Create the sample principals platform, extension, operator, observer, admin (secret = name); loopback only.
+    #[arg(long)]
+    pub dev: bool,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Log filter, e.g. info or extbus=debug.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The flags as a partial config, merged last.
+    pub fn overrides(&self) -> serde_json::Value {
+        let mut o = serde_json::json!({});
+        if let Some(d) = &self.data_dir {
+            o["data_dir"] = d.display().to_string().into();
+        }
+        if let Some(a) = self.mqtt_listen {
+            o["mqtt"] = serde_json::json!({"listen": a.to_string()});
+        }
+        if let Some(a) = self.http_listen {
+            o["http"] = serde_json::json!({"listen": a.to_string()});
+        }
+        if self.dev {
+            o["dev"] = true.into();
+        }
+        let mut log = serde_json::json!({});
+        if let Some(f) = self.log_format {
+            log["format"] = match f {
+                LogFormatArg::Human => "human",
+                LogFormatArg::Json => "json",
+            }
+            .into();
+        }
+        if let Some(l) = &self.log_level {
+            log["level"] = l.clone().into();
+        }
+        if log.as_object().is_some_and(|m| !m.is_empty()) {
+            o["log"] = log;
+        }
+        o
+    }
+
+    pub fn load(&self) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::load(self.config.as_deref(), self.overrides())
+    }
+}

@@ -1,0 +1,357 @@
+//! Broker configuration in layers: built-in defaults, a TOML file, `EXTBUS_*` environment
+//! variables (`EXTBUS_MQTT__LISTEN`, `__` between levels), then command-line flags.
+//! `Config::validate` refuses a bad value naming its field; nothing here touches the network.
+
+use extbus_schema::tasks::RuleSpec;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the sled store and the principals file.
+    pub data_dir: PathBuf,
+    /// Create the five sample principals (name = secret). Loopback listeners only.
+    pub dev: bool,
+    pub mqtt: MqttConfig,
+    pub http: HttpConfig,
+    pub tasks: TasksConfig,
+    pub events: EventsConfig,
+    pub services: ServicesConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// MQTT 3.1.1 and 5 on one port.
+    pub listen: SocketAddr,
+    /// Largest accepted publish payload, in bytes.
+    pub max_payload: usize,
+    /// Optional MQTT over TLS listener.
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Re-announce waiting tasks this often.
+    pub renotify_ms: u64,
+    /// Callout rules set by the admin; each names the `extension` principal that answers it.
+    pub rules: Vec<RuleSpec>,
+    /// Most commands the coordinator applies per store flush (group commit).
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Drop events older than this (0 = keep forever).
+    pub retention_max_age_ms: u64,
+    /// Keep at most this many events (0 = unbounded).
+    pub retention_max_count: u64,
+    /// Most events one `events/replay` reply carries.
+    pub replay_page_max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServicesConfig {
+    pub default_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `extbus=debug,rumqttd=warn`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./extbus-data"),
+            dev: false,
+            mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+            tasks: TasksConfig::default(),
+            events: EventsConfig::default(),
+            services: ServicesConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            listen: "127.0.0.1:1883".parse().unwrap(),
+            max_payload: 256 * 1024,
+            tls: None,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+        }
+    }
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            renotify_ms: 30_000,
+            rules: Vec::new(),
+            max_batch: 1024,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention_max_age_ms: 7 * 24 * 3600 * 1000,
+            retention_max_count: 10_000_000,
+            replay_page_max: 500,
+        }
+    }
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        ServicesConfig {
+            default_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A refused configuration: which field, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(String),
+    #[error("config field `{field}`: {why}")]
+    Invalid { field: String, why: String },
+}
+
+fn invalid(field: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_string(),
+        why: why.into(),
+    }
+}
+
+impl Config {
+    /// Builds the effective config: defaults, then `file` (if given), then the environment,
+    /// then `overrides` (flags, as a partial TOML-shaped value).
+    pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("EXTBUS_").split("__"));
+        fig = fig.merge(Serialized::defaults(overrides));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string().replace("\n", "; ")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.mqtt.max_payload < 1024 || self.mqtt.max_payload > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "mqtt.max_payload",
+                "must be between 1024 and 67108864 bytes",
+            ));
+        }
+        if self.tasks.renotify_ms < 100 {
+            return Err(invalid("tasks.renotify_ms", "must be at least 100"));
+        }
+        if self.tasks.max_batch == 0 {
+            return Err(invalid("tasks.max_batch", "must be at least 1"));
+        }
+        if self.services.default_timeout_ms == 0 {
+            return Err(invalid("services.default_timeout_ms", "must be at least 1"));
+        }
+        if self.events.replay_page_max == 0 || self.events.replay_page_max > 10_000 {
+            return Err(invalid(
+                "events.replay_page_max",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(invalid(
+                "log.level",
+                format!("'{}' is not a valid log filter", self.log.level),
+            ));
+        }
+        for (i, r) in self.tasks.rules.iter().enumerate() {
+            let field = format!("tasks.rules[{i}]");
+            if extbus_schema::names::split_operation(&r.operation).is_none() {
+                return Err(invalid(
+                    &format!("{field}.operation"),
+                    format!("'{}' is not <entity>.<operation> of [a-z0-9-]", r.operation),
+                ));
+            }
+            match &r.extension {
+                Some(e) if crate::principals::valid_name(e) => {}
+                _ => {
+                    return Err(invalid(
+                        &format!("{field}.extension"),
+                        "name the principal that answers this rule",
+                    ))
+                }
+            }
+            if let Some(o) = r
+                .orgs
+                .iter()
+                .find(|o| o.as_str() != "*" && !extbus_schema::names::valid_org(o))
+            {
+                return Err(invalid(
+                    &format!("{field}.orgs"),
+                    format!("'{o}' is not a valid org"),
+                ));
+            }
+            if r.timeout_ms == 0 || r.timeout_ms > r.max_timeout_ms {
+                return Err(invalid(
+                    &format!("{field}.timeout_ms"),
+                    "must be at least 1 and at most max_timeout_ms",
+                ));
+            }
+        }
+        if self.dev {
+            let mut addrs = vec![
+                ("mqtt.listen", self.mqtt.listen),
+                ("http.listen", self.http.listen),
+            ];
+            if let Some(t) = &self.mqtt.tls {
+                addrs.push(("mqtt.tls.listen", t.listen));
+            }
+            for (field, a) in addrs {
+                if !a.ip().is_loopback() {
+                    return Err(invalid(field, format!("--dev creates well-known secrets and only listens on loopback; {a} is not")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, for `extbus config print`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_follow_spec() {
+        let c = Config::load(None, json!({})).unwrap();
+        assert_eq!(c.mqtt.listen.to_string(), "127.0.0.1:1883");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mqtt.max_payload, 262_144);
+        assert_eq!(c.tasks.renotify_ms, 30_000);
+        assert_eq!(c.services.default_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn file_then_flags_and_bad_values_name_their_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extbus.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/tmp/x\"\n[mqtt]\nlisten = \"127.0.0.1:1999\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), json!({"mqtt": {"listen": "127.0.0.1:2000"}})).unwrap();
+        assert_eq!(c.mqtt.listen.port(), 2000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+
+        std::fs::write(&path, "[mqtt]\nmax_payload = 10\n").unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.max_payload"), "{e}");
+
+        std::fs::write(&path, "[mqtt]\nlisten = \"nowhere\"\n").unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+
+        std::fs::write(&path, "[mqtt]\nlisten = \"0.0.0.0:1883\"\n").unwrap();
+        let e = Config::load(Some(&path), json!({"dev": true}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.listen"), "{e}");
+
+        std::fs::write(
+            &path,
+            "[tasks]\n[[tasks.rules]]\noperation = \"vapp.instantiate\"\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tasks.rules[0].extension"), "{e}");
+
+        std::fs::write(&path, "typo = 1\n").unwrap();
+        assert!(Config::load(Some(&path), json!({})).is_err());
+        assert!(Config::load(Some(&dir.path().join("missing.toml")), json!({})).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! Routes one inbound command: who sent it (from the topic, never the payload), decode and
+//! validate, role check, then the command family. Every command gets exactly one reply.
+
+use super::{events, register, tasks, Batch, Coordinator};
+use crate::mqtt::InboundPublish;
+use crate::notices::GateNotice;
+use crate::principals::Principal;
+use bytes::Bytes;
+use extbus_schema::commands::Command;
+use extbus_schema::decode::{decode, Decoded};
+use extbus_schema::reply::Reply;
+use extbus_schema::{CommandError, ErrorCode};
+use serde_json::Value;
+
+/// A decoded command with its sender, ready for a family to apply.
+pub(crate) struct Ctx {
+    pub principal: Principal,
+    pub suffix: String,
+    pub correlation_id: Option<Value>,
+    pub correlation_data: Option<Bytes>,
+}
+
+impl Ctx {
+    pub fn reply(
+        &self,
+        b: &mut Batch,
+        result: Result<Value, CommandError>,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        let (reply, outcome) = match result {
+            Ok(v) => (
+                Reply::ok(&self.suffix, self.correlation_id.clone(), v),
+                "ok",
+            ),
+            Err(e) => {
+                let code = e.code.as_str();
+                (
+                    Reply::err(&self.suffix, self.correlation_id.clone(), e),
+                    code,
+                )
+            }
+        };
+        metrics.inc(
+            "extbus_commands_total",
+            &[("command", family(&self.suffix)), ("result", outcome)],
+        );
+        b.outbox
+            .reply(&self.principal.name, &reply, self.correlation_data.clone());
+    }
+}
+
+/// A low-cardinality label for a command suffix.
+fn family(suffix: &str) -> &'static str {
+    match suffix.split('/').next().unwrap_or("") {
+        "events" if suffix == "events" => "events",
+        "events" => "events/replay",
+        "tasks" if suffix == "tasks/submit" => "tasks/submit",
+        "tasks" if suffix == "tasks/query" => "tasks/query",
+        "tasks" => "tasks/id",
+        "register" => "register",
+        "services" => "services",
+        _ => "unknown",
+    }
+}
+
+pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
+    let Some((name, suffix)) = extbus_schema::topics::parse_inbox(&m.topic) else {
+        return;
+    };
+    let Some(principal) = co.principals.get(name) else {
+        // The gate let it in, so the principal was removed since; nobody to answer.
+        tracing::debug!(
+            principal = name,
+            "command from a principal that no longer exists"
+        );
+        return;
+    };
+    let mut ctx = Ctx {
+        principal,
+        suffix: suffix.to_string(),
+        correlation_id: None,
+        correlation_data: m.correlation_data.clone(),
+    };
+    let decoded = match decode(suffix, &m.payload, co.config.mqtt.max_payload) {
+        Ok(d) => d,
+        Err(f) => {
+            ctx.correlation_id = f.correlation_id;
+            ctx.reply(b, Err(f.error), &co.metrics);
+            return;
+        }
+    };
+    ctx.correlation_id = decoded.correlation_id.clone();
+    if !decoded.command.permitted(&ctx.principal.roles) {
+        let e = CommandError::forbidden(format!(
+            "principal '{}' has no role that may send '{}'",
+            ctx.principal.name, ctx.suffix
+        ));
+        ctx.reply(b, Err(e), &co.metrics);
+        return;
+    }
+    let _span =
+        tracing::debug_span!("command", principal = %ctx.principal.name, command = %ctx.suffix)
+            .entered();
+    let result = apply(co, b, &ctx, &decoded);
+    if let Some(result) = result {
+        ctx.reply(b, result, &co.metrics);
+    }
+}
+
+/// Applies a decoded command; `None` means the family replies later (service calls).
+fn apply(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    d: &Decoded,
+) -> Option<Result<Value, CommandError>> {
+    Some(match &d.command {
+        Command::Event => events::publish(co, b, ctx, d),
+        Command::EventsReplay => events::replay(co, ctx, d),
+        Command::TasksSubmit => tasks::submit(co, b, ctx, d),
+        Command::TaskAction { task_id, action } => tasks::resolve(co, b, ctx, task_id, *action, d),
+        Command::TaskGet { task_id } => tasks::get(co, ctx, task_id),
+        Command::TasksQuery => tasks::query(co, ctx, d),
+        Command::Register => register::apply(co, b, ctx, d),
+        Command::ServiceResponse | Command::ServiceCall { .. } => Err(CommandError::new(
+            ErrorCode::UnknownCommand,
+            "extension services over MQTT are not served by this broker yet",
+        )),
+    })
+}
+
+pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
+    match n {
+        GateNotice::Denied {
+            principal,
+            client_id,
+            action,
+            topic,
+            reason,
+        } => {
+            let data = serde_json::json!({
+                "principal": principal, "client_id": client_id, "action": action,
+                "topic": topic, "reason": reason,
+            });
+            events::system(
+                co,
+                b,
+                "security.denied",
+                Some(format!("urn:extbus:principal:{principal}")),
+                data,
+            );
+        }
+        GateNotice::Oversized {
+            principal,
+            suffix,
+            size,
+            limit,
+            correlation_data,
+        } => {
+            let Some(p) = co.principals.get(&principal) else {
+                return;
+            };
+            let ctx = Ctx {
+                principal: p,
+                suffix,
+                correlation_id: None,
+                correlation_data: correlation_data.map(Bytes::from),
+            };
+            let e = CommandError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("payload of {size} bytes exceeds the limit of {limit} bytes"),
+            );
+            ctx.reply(b, Err(e), &co.metrics);
+        }
+    }
+}

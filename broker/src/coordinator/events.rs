@@ -1,0 +1,175 @@
+//! Audit events on the bus side: platform drafts (validate, stamp, log, fan out), the broker's
+//! own events, `events/replay`, and retention. Publishing happens after the batch is flushed,
+//! in seq order, so `seq` on the bus is gap-free and everything published is in the log.
+
+use super::dispatch::Ctx;
+use super::outbox::Outbox;
+use super::{Batch, Coordinator};
+use crate::mqtt::PublishProps;
+use bytes::Bytes;
+use extbus_schema::decode::Decoded;
+use extbus_schema::events::{CloudEvent, EventDraft, ReplayRequest};
+use extbus_schema::{topics, CommandError, ErrorCode};
+use serde_json::Value;
+
+/// Org of events that belong to no tenant (security, principals).
+pub const SYSTEM_ORG: &str = "system";
+/// Most events retention removes per batch, so ingest never waits long behind it.
+const RETENTION_CHUNK: usize = 1000;
+
+fn new_event(
+    co: &Coordinator,
+    source: &str,
+    kind: &str,
+    org: &str,
+    subject: Option<String>,
+    outcome: Option<String>,
+    id: Option<String>,
+    data: Value,
+) -> CloudEvent {
+    CloudEvent {
+        specversion: "1.0".into(),
+        id: id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+        source: format!("extbus://{source}"),
+        r#type: kind.to_string(),
+        subject,
+        time: co.clock.now_ms(),
+        datacontenttype: "application/json".into(),
+        seq: 0,
+        org: org.to_string(),
+        outcome,
+        data,
+    }
+}
+
+fn stage(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ev: CloudEvent,
+    dedupe: bool,
+) -> Result<(CloudEvent, bool), CommandError> {
+    co.log
+        .stage(&mut b.staged, ev, dedupe)
+        .map_err(|e| CommandError::internal(e.to_string()))
+}
+
+/// `events`: a platform's draft.
+pub(crate) fn publish(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    d: &Decoded,
+) -> Result<Value, CommandError> {
+    let draft: EventDraft = d.parse()?;
+    if !ctx.principal.in_org(&draft.org) {
+        return Err(CommandError::forbidden(format!(
+            "principal '{}' may not emit events for org '{}'",
+            ctx.principal.name, draft.org
+        )));
+    }
+    let dedupe = draft.id.is_some();
+    let ev = new_event(
+        co,
+        &ctx.principal.name,
+        &draft.r#type,
+        &draft.org,
+        draft.subject,
+        draft.outcome,
+        draft.id,
+        draft.data,
+    );
+    let (ev, fresh) = stage(co, b, ev, dedupe)?;
+    if !fresh {
+        co.metrics.inc("extbus_events_duplicate_total", &[]);
+    }
+    Ok(serde_json::json!({"seq": ev.seq, "id": ev.id, "duplicate": !fresh}))
+}
+
+/// A broker event in the system org.
+pub(crate) fn system(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    kind: &str,
+    subject: Option<String>,
+    data: Value,
+) {
+    system_in_org(co, b, kind, SYSTEM_ORG, subject, data)
+}
+
+/// A broker event in a tenant's org (task lifecycle).
+pub(crate) fn system_in_org(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    kind: &str,
+    org: &str,
+    subject: Option<String>,
+    data: Value,
+) {
+    let ev = new_event(co, "broker", kind, org, subject, None, None, data);
+    if let Err(e) = stage(co, b, ev, false) {
+        tracing::error!(error = %e, event = kind, "could not log broker event");
+    }
+}
+
+/// Publishes a flushed batch's events to their topics, in seq order.
+pub(crate) fn announce(outbox: &mut Outbox, events: Vec<CloudEvent>) {
+    for ev in events {
+        let topic = topics::events(&ev.org, &ev.r#type);
+        let props = PublishProps {
+            user_properties: ev.user_properties(),
+            content_type: Some("application/cloudevents+json".into()),
+            ..Default::default()
+        };
+        let payload = serde_json::to_vec(&ev).unwrap_or_default();
+        outbox.push(topic, Bytes::from(payload), props);
+    }
+}
+
+/// `events/replay`: a page of stored events the requester may see, from `from_seq`.
+pub(crate) fn replay(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
+    let req: ReplayRequest = d.parse()?;
+    let filter = req
+        .filter
+        .clone()
+        .unwrap_or_else(|| "extbus/events/#".to_string());
+    if !topics::valid_filter(&filter) {
+        return Err(CommandError::new(
+            ErrorCode::SchemaViolation,
+            format!("'{filter}' is not a valid MQTT topic filter"),
+        ));
+    }
+    let limit = req
+        .limit
+        .unwrap_or(co.config.events.replay_page_max)
+        .clamp(1, co.config.events.replay_page_max);
+    let p = &ctx.principal;
+    let (events, next_seq, more) = co
+        .log
+        .read(req.from_seq, limit, |ev| {
+            p.in_org(&ev.org)
+                && topics::filter_matches(&filter, &topics::events(&ev.org, &ev.r#type))
+        })
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    let first_seq = co.log.first_seq().ok().flatten();
+    Ok(
+        serde_json::json!({"events": events, "next_seq": next_seq, "more": more, "first_seq": first_seq}),
+    )
+}
+
+/// Drops events past the retention limits, one chunk per batch.
+pub(crate) fn retention(co: &mut Coordinator) {
+    let cfg = &co.config.events;
+    if cfg.retention_max_age_ms == 0 && cfg.retention_max_count == 0 {
+        return;
+    }
+    match co.log.enforce_retention(
+        co.clock.now_ms(),
+        cfg.retention_max_age_ms,
+        cfg.retention_max_count,
+        RETENTION_CHUNK,
+    ) {
+        Ok(0) => {}
+        Ok(n) => co.metrics.add("extbus_events_expired_total", &[], n as u64),
+        Err(e) => tracing::warn!(error = %e, "event retention failed"),
+    }
+}

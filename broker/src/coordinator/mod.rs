@@ -1,0 +1,219 @@
+//! The coordinator: the single writer. It takes commands from the bus (and notices from the
+//! gate), applies a batch of them to the store, flushes once (group commit), and only then
+//! publishes replies, task notices and events. Timers (deadlines, renotify, retention) run here.
+//!
+//! Files: `outbox` (pending publishes), `dispatch` (command -> family), `tasks`, `events`,
+//! `register` (one per command family).
+
+mod dispatch;
+mod events;
+pub mod outbox;
+mod register;
+mod tasks;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::eventlog::{EventLog, Staged};
+use crate::metrics::Metrics;
+use crate::mqtt::{BusRx, BusTx, InboundPublish};
+use crate::notices::GateNotice;
+use crate::principals::Principals;
+use crate::registry::Registry;
+use extbus_callouts::{Engine, Store, Txn};
+use outbox::Outbox;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Everything the coordinator needs, handed over at start.
+pub struct Parts {
+    pub config: Config,
+    pub db: sled::Db,
+    pub bus_tx: BusTx,
+    pub bus_rx: BusRx,
+    pub notices: mpsc::Receiver<GateNotice>,
+    pub principals: Arc<Principals>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// State shared by the command families while a batch is applied.
+pub(crate) struct Coordinator {
+    pub config: Config,
+    pub db: sled::Db,
+    pub store: Store,
+    pub engine: Engine,
+    pub log: EventLog,
+    pub principals: Arc<Principals>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// One batch in the making: store writes, staged events and the publishes they cause.
+pub(crate) struct Batch {
+    pub txn: Txn,
+    pub staged: Staged,
+    pub outbox: Outbox,
+    pub now: u64,
+}
+
+enum Input {
+    Command(InboundPublish),
+    Notice(GateNotice),
+}
+
+impl Coordinator {
+    pub fn open(parts: &Parts) -> Result<Self, CoordinatorError> {
+        let store =
+            Store::open_db(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let engine = tasks::engine(&store, &parts.config)
+            .map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        for (owner, ops) in engine.rules().registrations() {
+            for op in ops {
+                parts.registry.add_operation(&owner, &op);
+            }
+        }
+        register::restore_services(&parts.db, &parts.registry);
+        let log = EventLog::open(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        Ok(Coordinator {
+            config: parts.config.clone(),
+            db: parts.db.clone(),
+            store,
+            engine,
+            log,
+            principals: parts.principals.clone(),
+            registry: parts.registry.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+        })
+    }
+}
+
+/// Runs the coordinator until `shutdown` resolves; the batch in hand is finished and flushed.
+pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(), CoordinatorError> {
+    let mut co = Coordinator::open(&parts)?;
+    let Parts {
+        mut bus_tx,
+        mut bus_rx,
+        mut notices,
+        ..
+    } = parts;
+    bus_tx
+        .subscribe("extbus/in/#")
+        .map_err(|e| CoordinatorError::Store(format!("bus: {e}")))?;
+
+    // The bus link delivers one message at a time; a channel lets the loop drain a batch.
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<InboundPublish>(16 * 1024);
+    let pump = tokio::spawn(async move {
+        while let Some(m) = bus_rx.recv().await {
+            if cmd_tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let max_batch = co.config.tasks.max_batch;
+    tokio::pin!(shutdown);
+    // Start-up pass: deadlines that passed while the broker was down are applied now.
+    co.flush_batch(Vec::new(), &mut bus_tx).await?;
+    loop {
+        let wake = co.next_wakeup();
+        let sleep = co.clock.sleep_until(wake);
+        let first = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            m = cmd_rx.recv() => match m { Some(m) => Some(Input::Command(m)), None => break },
+            n = notices.recv() => n.map(Input::Notice),
+            _ = sleep => None,
+        };
+        let mut inputs: Vec<Input> = first.into_iter().collect();
+        while inputs.len() < max_batch {
+            match cmd_rx.try_recv() {
+                Ok(m) => inputs.push(Input::Command(m)),
+                Err(_) => break,
+            }
+        }
+        while let Ok(n) = notices.try_recv() {
+            inputs.push(Input::Notice(n));
+        }
+        co.flush_batch(inputs, &mut bus_tx).await?;
+    }
+    pump.abort();
+    co.db
+        .flush_async()
+        .await
+        .map_err(|e| CoordinatorError::Store(e.to_string()))?;
+    Ok(())
+}
+
+impl Coordinator {
+    /// The earliest instant a timer wants the loop to wake.
+    fn next_wakeup(&self) -> u64 {
+        let retention = self.clock.now_ms() + 60_000;
+        self.engine
+            .next_wakeup(&self.store)
+            .map_or(retention, |t| t.min(retention))
+    }
+
+    /// Applies inputs and due timers as one batch, makes it durable, then publishes.
+    async fn flush_batch(
+        &mut self,
+        inputs: Vec<Input>,
+        bus: &mut BusTx,
+    ) -> Result<(), CoordinatorError> {
+        let now = self.clock.now_ms();
+        let mut b = Batch {
+            txn: self.store.txn(),
+            staged: Staged::default(),
+            outbox: Outbox::default(),
+            now,
+        };
+        let commands = inputs.len();
+        for input in inputs {
+            match input {
+                Input::Command(m) => dispatch::command(self, &mut b, m),
+                Input::Notice(n) => dispatch::notice(self, &mut b, n),
+            }
+        }
+        tasks::timers(self, &mut b);
+        let Batch {
+            txn,
+            staged,
+            mut outbox,
+            ..
+        } = b;
+        if let Err(e) = self.commit(txn, &staged).await {
+            // Nothing of this batch is acknowledged; its senders see no reply and may retry.
+            self.log.rollback(&staged);
+            self.metrics.inc("extbus_store_errors_total", &[]);
+            tracing::error!(error = %e, "store write failed; batch dropped");
+            return Ok(());
+        }
+        self.metrics.inc("extbus_store_flushes_total", &[]);
+        self.metrics
+            .add("extbus_commands_batched_total", &[], commands as u64);
+        let logged = staged.events().len() as u64;
+        self.metrics.add("extbus_events_logged_total", &[], logged);
+        events::announce(&mut outbox, staged.into_events());
+        outbox.send(bus);
+        events::retention(self);
+        Ok(())
+    }
+
+    async fn commit(&mut self, txn: Txn, staged: &Staged) -> Result<(), String> {
+        let wrote = txn.commit().map_err(|e| e.to_string())?;
+        self.log.write(staged).map_err(|e| e.to_string())?;
+        if wrote || !staged.is_empty() {
+            self.db.flush_async().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

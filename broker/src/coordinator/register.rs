@@ -1,0 +1,81 @@
+//! `register`: an extension's manifest of callout rules and services, for itself only.
+//! Rules go to the callouts engine (persisted, replaced wholesale); services are kept in the
+//! `services` tree; the gate's registry is updated so the extension may receive its notices.
+
+use super::dispatch::Ctx;
+use super::{Batch, Coordinator};
+use crate::registry::{Registration, Registry};
+use extbus_schema::decode::Decoded;
+use extbus_schema::register::{Manifest, ServiceSpec};
+use extbus_schema::CommandError;
+use serde_json::Value;
+
+const SERVICES_TREE: &str = "services";
+
+pub(crate) fn apply(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    d: &Decoded,
+) -> Result<Value, CommandError> {
+    let mut manifest: Manifest = d.parse()?;
+    manifest.check()?;
+    let owner = ctx.principal.name.clone();
+    manifest.bind_to(&owner)?;
+    let rules = co
+        .engine
+        .register(&mut b.txn, &owner, manifest.rules.clone())?;
+    let tree = co
+        .db
+        .open_tree(SERVICES_TREE)
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    let body = serde_json::to_vec(&manifest.services)
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    // The services tree is written before the batch's flush, so it is durable with the rules.
+    tree.insert(owner.as_bytes(), body)
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    // Config rules naming this principal stay in force beside its registered ones.
+    let config_rules: Vec<_> = co
+        .config
+        .tasks
+        .rules
+        .iter()
+        .filter(|r| r.extension.as_deref() == Some(owner.as_str()))
+        .cloned()
+        .collect();
+    co.registry.set(
+        &owner,
+        registration(rules.iter().chain(config_rules.iter()), &manifest.services),
+    );
+    Ok(serde_json::json!({"principal": owner, "rules": rules, "services": manifest.services}))
+}
+
+fn registration<'a>(
+    rules: impl Iterator<Item = &'a extbus_schema::tasks::RuleSpec>,
+    services: &[ServiceSpec],
+) -> Registration {
+    Registration {
+        operations: rules.map(|r| r.operation.clone()).collect(),
+        services: services
+            .iter()
+            .map(|s| (s.vendor.clone(), s.name.clone()))
+            .collect(),
+    }
+}
+
+/// Seeds the gate's registry with the services registered before this start.
+pub(crate) fn restore_services(db: &sled::Db, registry: &Registry) {
+    let Ok(tree) = db.open_tree(SERVICES_TREE) else {
+        return;
+    };
+    for (k, v) in tree.iter().flatten() {
+        let owner = String::from_utf8_lossy(&k).to_string();
+        let Ok(services) = serde_json::from_slice::<Vec<ServiceSpec>>(&v) else {
+            continue;
+        };
+        let mut reg = registry.get(&owner).unwrap_or_default();
+        reg.services
+            .extend(services.iter().map(|s| (s.vendor.clone(), s.name.clone())));
+        registry.set(&owner, reg);
+    }
+}

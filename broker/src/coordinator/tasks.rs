@@ -1,0 +1,192 @@
+//! Blocking-task commands on the bus side: submit, resolve/extend, get, query, and the timers
+//! (deadlines, renotify). The state machine itself is `extbus_callouts::Engine`; this file
+//! turns its effects into notices, outcomes and `task.*` events.
+
+use super::dispatch::Ctx;
+use super::{events, Batch, Coordinator};
+use crate::config::Config;
+use extbus_callouts::{Effects, Engine, EngineConfig, Store};
+use extbus_schema::decode::Decoded;
+use extbus_schema::tasks::{
+    ExtendRequest, ResolveRequest, SubmitRequest, Task, TaskAction, TaskQuery,
+};
+use extbus_schema::{topics, CommandError, Role};
+use serde_json::Value;
+
+/// Most timers handled per batch, so a backlog cannot stall commands.
+const TIMER_CHUNK: usize = 512;
+
+pub(crate) fn engine(store: &Store, cfg: &Config) -> Result<Engine, extbus_callouts::CalloutError> {
+    Engine::open(
+        store,
+        EngineConfig {
+            renotify_ms: cfg.tasks.renotify_ms,
+        },
+        cfg.tasks.rules.clone(),
+    )
+}
+
+fn to_value(t: &Task) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+pub(crate) fn submit(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    d: &Decoded,
+) -> Result<Value, CommandError> {
+    let req: SubmitRequest = d.parse()?;
+    if !ctx.principal.in_org(&req.org) {
+        return Err(CommandError::forbidden(format!(
+            "principal '{}' may not act for org '{}'",
+            ctx.principal.name, req.org
+        )));
+    }
+    let (task, fx) = co
+        .engine
+        .submit(&mut b.txn, &ctx.principal.name, req, b.now)?;
+    effects(co, b, fx);
+    Ok(to_value(&task))
+}
+
+pub(crate) fn resolve(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+    action: TaskAction,
+    d: &Decoded,
+) -> Result<Value, CommandError> {
+    let privileged = ctx.principal.has(Role::Operator);
+    let (message, result) = match action {
+        TaskAction::Extend => {
+            let r: ExtendRequest = d.parse()?;
+            let (task, fx) = co.engine.extend(
+                &mut b.txn,
+                &ctx.principal.name,
+                privileged,
+                id,
+                r.extend_ms,
+                r.message,
+                b.now,
+            )?;
+            effects(co, b, fx);
+            return Ok(to_value(&task));
+        }
+        _ => {
+            let r: ResolveRequest = d.parse()?;
+            (r.message, r.result)
+        }
+    };
+    let (task, fx) = co.engine.resolve(
+        &mut b.txn,
+        &ctx.principal.name,
+        privileged,
+        id,
+        action,
+        message,
+        result,
+        b.now,
+    )?;
+    effects(co, b, fx);
+    Ok(to_value(&task))
+}
+
+/// Org-limited principals see only their orgs' tasks.
+fn visible(ctx: &Ctx, t: &Task) -> bool {
+    ctx.principal.in_org(&t.org) || t.submitted_by == ctx.principal.name
+}
+
+pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Value, CommandError> {
+    match co.engine.get(&co.store, id)? {
+        Some(t) if visible(ctx, &t) => Ok(to_value(&t)),
+        _ => Err(CommandError::not_found(format!("no task '{id}'"))),
+    }
+}
+
+pub(crate) fn query(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
+    let q: TaskQuery = d.parse()?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let tasks: Vec<Task> = co
+        .engine
+        .query(&co.store, &q)?
+        .into_iter()
+        .filter(|t| visible(ctx, t))
+        .collect();
+    let next = if tasks.len() >= limit {
+        tasks.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            let mut v = to_value(t);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("history");
+            }
+            v
+        })
+        .collect();
+    Ok(
+        serde_json::json!({"tasks": items, "next": next, "states": extbus_schema::tasks::state_table()}),
+    )
+}
+
+/// Deadlines and renotify that are due now.
+pub(crate) fn timers(co: &mut Coordinator, b: &mut Batch) {
+    match co.engine.due(&mut b.txn, b.now, TIMER_CHUNK) {
+        Ok(list) => {
+            for fx in list {
+                effects(co, b, fx);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "applying deadlines failed"),
+    }
+    match co.engine.renotify_due(&mut b.txn, b.now, TIMER_CHUNK) {
+        Ok(list) => {
+            for t in list {
+                announce_blocked(b, &t);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "renotify failed"),
+    }
+}
+
+fn announce_blocked(b: &mut Batch, t: &Task) {
+    b.outbox
+        .json(topics::tasks_blocked(&t.operation), &t.announcement());
+}
+
+/// Turns engine effects into publishes and events (sent after the flush).
+fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
+    for t in &fx.blocked {
+        announce_blocked(b, t);
+    }
+    for t in &fx.resolved {
+        let outcome = serde_json::to_value(t.outcome()).unwrap_or(Value::Null);
+        b.outbox.json(topics::outcomes(&t.submitted_by), &outcome);
+        b.outbox
+            .json(topics::tasks_resolved(&t.operation), &outcome);
+        co.metrics.inc(
+            "extbus_tasks_resolved_total",
+            &[("state", t.state.as_str())],
+        );
+    }
+    for (kind, t) in fx.events {
+        let data = if t.state.is_final() {
+            serde_json::to_value(t.outcome()).unwrap_or(Value::Null)
+        } else {
+            t.announcement()
+        };
+        events::system_in_org(
+            co,
+            b,
+            &kind,
+            &t.org,
+            Some(format!("urn:extbus:task:{}", t.id)),
+            data,
+        );
+    }
+}

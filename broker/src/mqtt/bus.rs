@@ -1,0 +1,131 @@
+//! The coordinator's side of the bus: an in-process rumqttd link wrapped in plain types.
+//! `BusTx` publishes (QoS 0: rumqttd delivers at each subscription's QoS) and subscribes;
+//! `BusRx` yields inbound publishes asynchronously. The gate does not stand in this path:
+//! the coordinator is trusted.
+
+use bytes::Bytes;
+use futures::FutureExt;
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{Packet, Publish, PublishProperties};
+use rumqttd::Notification;
+use std::sync::{Arc, Mutex};
+
+/// MQTT 5 properties of a publish from the coordinator (3.1.1 subscribers see none of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishProps {
+    pub user_properties: Vec<(String, String)>,
+    pub correlation_data: Option<Bytes>,
+    pub content_type: Option<String>,
+}
+
+impl PublishProps {
+    fn is_empty(&self) -> bool {
+        self.user_properties.is_empty()
+            && self.correlation_data.is_none()
+            && self.content_type.is_none()
+    }
+}
+
+/// A publish delivered to the coordinator's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundPublish {
+    pub topic: String,
+    pub payload: Bytes,
+    /// MQTT 5 Correlation Data, if the sender set it.
+    pub correlation_data: Option<Bytes>,
+    /// MQTT 5 Response Topic, if the sender set it.
+    pub response_topic: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the embedded MQTT broker refused the link: {0}")]
+    Link(String),
+}
+
+/// Publishes and subscribes on the bus. Cheap to clone; clones share the link.
+#[derive(Clone)]
+pub struct BusTx {
+    link: Arc<Mutex<LinkTx>>,
+}
+
+impl BusTx {
+    pub(crate) fn new(link: LinkTx) -> Self {
+        BusTx {
+            link: Arc::new(Mutex::new(link)),
+        }
+    }
+
+    fn send(&self, packet: Packet) -> Result<(), BusError> {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        // LinkTx::send never awaits: it queues the packet and signals the router (which
+        // can wait briefly only when the router's event queue is full).
+        match link.send(packet).now_or_never() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(BusError::Link(e.to_string())),
+            None => Err(BusError::Link("link busy".into())),
+        }
+    }
+
+    /// Publishes at QoS 0, not retained.
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        props: PublishProps,
+    ) -> Result<(), BusError> {
+        let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, false);
+        let properties = (!props.is_empty()).then(|| PublishProperties {
+            user_properties: props.user_properties,
+            correlation_data: props.correlation_data,
+            content_type: props.content_type,
+            ..Default::default()
+        });
+        self.send(Packet::Publish(publish, properties))
+    }
+
+    /// Subscribes the link to `filter` (QoS 0).
+    pub fn subscribe(&self, filter: &str) -> Result<(), BusError> {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        link.subscribe(filter)
+            .map(|_| ())
+            .map_err(|e| BusError::Link(e.to_string()))
+    }
+}
+
+/// Inbound publishes for the link's subscriptions.
+pub struct BusRx {
+    link: LinkRx,
+}
+
+impl BusRx {
+    pub(crate) fn new(link: LinkRx) -> Self {
+        BusRx { link }
+    }
+
+    /// The next publish; `None` once the broker dropped the link. Waits without blocking a
+    /// thread. Not cancel-safe: call it from one task in a loop, not in a `select!` branch.
+    pub async fn recv(&mut self) -> Option<InboundPublish> {
+        loop {
+            match self.link.next().await {
+                Ok(Some(Notification::Forward(f))) => {
+                    let props = f.properties.unwrap_or_default();
+                    return Some(InboundPublish {
+                        topic: String::from_utf8_lossy(&f.publish.topic).into_owned(),
+                        payload: f.publish.payload,
+                        correlation_data: props.correlation_data,
+                        response_topic: props.response_topic,
+                    });
+                }
+                // The router paused this link because its queue filled up: ask for more.
+                Ok(Some(Notification::Unschedule)) => {
+                    if self.link.wake().await.is_err() {
+                        return None;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! Who may publish and subscribe where: SPEC.md's role table as pure functions. A filter is
+//! allowed only if every topic it can match is allowed, so wildcards are judged
+//! conservatively (a `+` or `#` where a literal name is required refuses the filter).
+//! Knows nothing about sockets or MQTT framing.
+
+use crate::principals::Principal;
+use crate::registry::Registry;
+use extbus_schema::Role;
+
+/// A refusal, with a reason a person can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: String,
+}
+
+fn deny(reason: impl Into<String>) -> Result<(), Denial> {
+    Err(Denial {
+        reason: reason.into(),
+    })
+}
+
+/// The command suffix of `topic` if it lies under `extbus/in/<name>/`.
+pub fn inbox_suffix<'a>(name: &str, topic: &'a str) -> Option<&'a str> {
+    topic
+        .strip_prefix("extbus/in/")?
+        .strip_prefix(name)?
+        .strip_prefix('/')
+}
+
+/// May `p` publish to `topic`? Everyone may publish under its own inbox; admins anywhere.
+pub fn may_publish(p: &Principal, topic: &str) -> Result<(), Denial> {
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return deny("a topic name must be non-empty and without wildcards");
+    }
+    if p.is_admin() {
+        return Ok(());
+    }
+    if topic.starts_with('$') {
+        return deny("topics starting with $ are reserved");
+    }
+    if inbox_suffix(&p.name, topic).is_some() {
+        return Ok(());
+    }
+    deny(format!(
+        "{} may only publish under extbus/in/{}/",
+        p.name, p.name
+    ))
+}
+
+/// Splits `$share/<group>/<filter>` into its inner filter; other filters pass unchanged.
+pub fn strip_share(filter: &str) -> Result<&str, Denial> {
+    let Some(rest) = filter.strip_prefix("$share/") else {
+        return Ok(filter);
+    };
+    match rest.split_once('/') {
+        Some((group, inner))
+            if !group.is_empty() && !group.contains(['+', '#']) && !inner.is_empty() =>
+        {
+            Ok(inner)
+        }
+        _ => Err(Denial {
+            reason: "a shared subscription is $share/<group>/<filter>".into(),
+        }),
+    }
+}
+
+/// Checks MQTT filter syntax: `#` only as the whole last level, `+` only as a whole level.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') {
+        return false;
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let last = levels.peek().is_none();
+        if level.contains('#') && (level != "#" || !last) {
+            return false;
+        }
+        if level.contains('+') && level != "+" {
+            return false;
+        }
+    }
+    true
+}
+
+fn literal(level: &str) -> bool {
+    level != "+" && level != "#"
+}
+
+/// Does every topic `levels` can match start with the literal levels `prefix`?
+fn under(levels: &[&str], prefix: &[&str]) -> bool {
+    levels.len() >= prefix.len()
+        && prefix
+            .iter()
+            .zip(levels)
+            .all(|(want, got)| literal(got) && want == got)
+}
+
+/// May `p` subscribe to `filter` (shared subscriptions are judged by their inner filter)?
+pub fn may_subscribe(p: &Principal, filter: &str, registry: &Registry) -> Result<(), Denial> {
+    let inner = strip_share(filter)?;
+    if !valid_filter(inner) {
+        return deny(format!("'{inner}' is not a valid topic filter"));
+    }
+    if p.is_admin() {
+        return Ok(());
+    }
+    if inner.starts_with('$') {
+        return deny("topics starting with $ are reserved");
+    }
+    let levels: Vec<&str> = inner.split('/').collect();
+    let name = p.name.as_str();
+    if under(&levels, &["extbus", "out", name]) {
+        return Ok(());
+    }
+    let extension = p.has(Role::Extension);
+    let operator = p.has(Role::Operator);
+    let observer = p.has(Role::Observer);
+    if operator && under(&levels, &["extbus", "tasks"]) {
+        return Ok(());
+    }
+    if extension && under(&levels, &["extbus", "tasks", "blocked"]) {
+        return Ok(());
+    }
+    if extension && under(&levels, &["extbus", "services"]) {
+        return match (levels.get(2), levels.get(3)) {
+            (Some(v), Some(n)) if literal(v) && literal(n) => {
+                if registry.owns_service(name, v, n) {
+                    Ok(())
+                } else {
+                    deny(format!("{name} has not registered the service {v}/{n}"))
+                }
+            }
+            _ => deny("a service filter must name the vendor and the service literally"),
+        };
+    }
+    if (extension || operator || observer) && under(&levels, &["extbus", "events"]) {
+        if p.all_orgs() {
+            return Ok(());
+        }
+        return match levels.get(2) {
+            Some(org) if literal(org) && p.in_org(org) => Ok(()),
+            Some(org) if literal(org) => deny(format!("{name} is not in org '{org}'")),
+            _ => deny(format!(
+                "{name} is limited to orgs [{}]: name one at the org level",
+                p.orgs.join(", ")
+            )),
+        };
+    }
+    deny(format!(
+        "'{inner}' reaches topics {name} may not read (its outbox is extbus/out/{name}/#)"
+    ))
+}
+
+/// For `extbus/tasks/blocked/<entity>/<operation>`: the operation as `entity.operation`.
+/// Any other topic under `extbus/tasks/blocked/` yields `Some("")`, which no one answers.
+pub fn blocked_operation(topic: &str) -> Option<String> {
+    let rest = topic.strip_prefix("extbus/tasks/blocked/")?;
+    Some(match rest.split_once('/') {
+        Some((entity, op)) if !entity.is_empty() && !op.is_empty() && !op.contains('/') => {
+            format!("{entity}.{op}")
+        }
+        _ => String::new(),
+    })
+}
+
+/// Does `p` receive only the blocked-task notices of the operations it registered for?
+/// (Extensions do; an operator or admin sees every task.)
+pub fn filters_blocked_tasks(p: &Principal) -> bool {
+    p.roles.contains(&Role::Extension) && !p.has(Role::Operator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registration;
+
+    fn principal(name: &str, roles: &[Role], orgs: &[&str]) -> Principal {
+        Principal {
+            name: name.into(),
+            roles: roles.to_vec(),
+            orgs: orgs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn registry() -> Registry {
+        let r = Registry::new();
+        let mut reg = Registration::default();
+        reg.services.insert(("acme".into(), "greeter".into()));
+        reg.operations.insert("vapp.instantiate".into());
+        r.set("ext", reg);
+        let mut other = Registration::default();
+        other.services.insert(("acme".into(), "billing".into()));
+        r.set("ext2", other);
+        r
+    }
+
+    fn pubs(p: &Principal, topic: &str) -> bool {
+        may_publish(p, topic).is_ok()
+    }
+
+    fn subs(p: &Principal, filter: &str) -> bool {
+        may_subscribe(p, filter, &registry()).is_ok()
+    }
+
+    /// Filters nobody but an admin may use.
+    const FOREIGN: &[&str] = &[
+        "#",
+        "+",
+        "+/#",
+        "extbus/#",
+        "extbus/+",
+        "extbus/+/x/replies",
+        "extbus/out/#",
+        "extbus/out/+",
+        "extbus/out/+/replies",
+        "extbus/out/other/replies",
+        "extbus/out/other/#",
+        "extbus/in/#",
+        "extbus/in/+/events",
+        "extbus/in/ext/#",
+        "$SYS/#",
+        "$share/g/#",
+        "$share/g/extbus/out/+/replies",
+    ];
+
+    #[test]
+    fn publish_only_under_own_inbox() {
+        for role in [
+            Role::Platform,
+            Role::Extension,
+            Role::Operator,
+            Role::Observer,
+        ] {
+            let p = principal("ext", &[role], &["*"]);
+            assert!(pubs(&p, "extbus/in/ext/tasks/submit"), "{role}");
+            assert!(pubs(&p, "extbus/in/ext/x/y/z"), "{role}");
+            for t in [
+                "extbus/in/other/tasks/submit",
+                "extbus/in/ext",
+                "extbus/in/exte/tasks/submit",
+                "extbus/in/ex/t/tasks/submit",
+                "extbus/out/ext/replies",
+                "extbus/events/acme/vapp/instantiate",
+                "extbus/tasks/blocked/vapp/instantiate",
+                "extbus/services/acme/greeter/1.0.0/requests",
+                "$SYS/x",
+                "extbus/in/ext/+",
+                "extbus/in/ext/#",
+                "",
+                "anything",
+            ] {
+                assert!(!pubs(&p, t), "{role} {t}");
+            }
+        }
+        let admin = principal("root", &[Role::Admin], &["*"]);
+        for t in ["extbus/in/other/x", "extbus/events/a/b/c", "$SYS/x", "x"] {
+            assert!(pubs(&admin, t), "{t}");
+        }
+        assert!(!pubs(&admin, "a/+"));
+        let d = may_publish(&principal("ext", &[Role::Platform], &["*"]), "x").unwrap_err();
+        assert!(d.reason.contains("extbus/in/ext/"), "{}", d.reason);
+    }
+
+    #[test]
+    fn everyone_reads_only_own_outbox() {
+        for role in [
+            Role::Platform,
+            Role::Extension,
+            Role::Operator,
+            Role::Observer,
+        ] {
+            let p = principal("ext", &[role], &["acme"]);
+            for f in [
+                "extbus/out/ext/replies",
+                "extbus/out/ext/#",
+                "extbus/out/ext/+",
+                "extbus/out/ext",
+                "$share/g/extbus/out/ext/replies",
+            ] {
+                assert!(subs(&p, f), "{role} {f}");
+            }
+            for f in FOREIGN {
+                assert!(!subs(&p, f), "{role} {f}");
+            }
+            assert!(!subs(&p, "extbus/out/exte/replies"), "{role}");
+        }
+    }
+
+    #[test]
+    fn platform_reads_nothing_else() {
+        let p = principal("plat", &[Role::Platform], &["*"]);
+        for f in [
+            "extbus/events/#",
+            "extbus/events/acme/#",
+            "extbus/tasks",
+            "extbus/tasks/#",
+            "extbus/tasks/blocked/#",
+            "extbus/tasks/resolved/vapp/instantiate",
+            "extbus/services/acme/greeter/#",
+        ] {
+            assert!(!subs(&p, f), "{f}");
+        }
+    }
+
+    #[test]
+    fn extension_rights() {
+        let p = principal("ext", &[Role::Extension], &["acme"]);
+        for f in [
+            "extbus/tasks/blocked/#",
+            "extbus/tasks/blocked/vapp/instantiate",
+            "extbus/tasks/blocked/+/+",
+            "$share/ext/extbus/tasks/blocked/#",
+            "extbus/services/acme/greeter/#",
+            "extbus/services/acme/greeter/1.0.0/requests",
+            "extbus/services/acme/greeter/+/requests",
+            "$share/grp/extbus/services/acme/greeter/1.0.0/requests",
+            "extbus/events/acme/#",
+            "extbus/events/acme/vapp/+",
+        ] {
+            assert!(subs(&p, f), "{f}");
+        }
+        for f in [
+            "extbus/tasks/#",
+            "extbus/tasks/+/vapp/instantiate",
+            "extbus/tasks/resolved/#",
+            "extbus/services/#",
+            "extbus/services/acme/#",
+            "extbus/services/acme/+/1.0.0/requests",
+            "extbus/services/+/greeter/#",
+            "extbus/services/acme/billing/#",
+            "$share/g/extbus/services/acme/billing/1.0.0/requests",
+            "extbus/events/#",
+            "extbus/events/+/vapp/instantiate",
+            "extbus/events/other/#",
+        ] {
+            assert!(!subs(&p, f), "{f}");
+        }
+        let d = may_subscribe(&p, "extbus/services/acme/billing/#", &registry()).unwrap_err();
+        assert!(d.reason.contains("acme/billing"), "{}", d.reason);
+    }
+
+    #[test]
+    fn operator_rights() {
+        let p = principal("op", &[Role::Operator], &["*"]);
+        for f in [
+            "extbus/tasks/#",
+            "extbus/tasks/+/vapp/instantiate",
+            "extbus/tasks/resolved/#",
+            "extbus/tasks/blocked/#",
+            "extbus/events/#",
+            "extbus/events/+/vapp/+",
+        ] {
+            assert!(subs(&p, f), "{f}");
+        }
+        for f in ["extbus/services/acme/greeter/#", "extbus/+/blocked/#"] {
+            assert!(!subs(&p, f), "{f}");
+        }
+        let limited = principal("op", &[Role::Operator], &["acme"]);
+        assert!(subs(&limited, "extbus/tasks/#"));
+        assert!(subs(&limited, "extbus/events/acme/#"));
+        assert!(!subs(&limited, "extbus/events/#"));
+    }
+
+    #[test]
+    fn observer_and_org_limits() {
+        let p = principal("obs", &[Role::Observer], &["acme", "beta"]);
+        for f in [
+            "extbus/events/acme/#",
+            "extbus/events/beta/vapp/+",
+            "extbus/events/acme",
+        ] {
+            assert!(subs(&p, f), "{f}");
+        }
+        for f in [
+            "extbus/events/#",
+            "extbus/events/+/vapp/instantiate",
+            "extbus/events/other/#",
+            "extbus/events/acme-corp/#",
+            "extbus/tasks/#",
+            "extbus/tasks/blocked/#",
+            "#",
+        ] {
+            assert!(!subs(&p, f), "{f}");
+        }
+        let d = may_subscribe(&p, "extbus/events/#", &registry()).unwrap_err();
+        assert!(d.reason.contains("acme, beta"), "{}", d.reason);
+        let all = principal("obs", &[Role::Observer], &["*"]);
+        assert!(subs(&all, "extbus/events/#"));
+        assert!(subs(&all, "extbus/events/+/vapp/instantiate"));
+        assert!(!subs(&all, "extbus/#"));
+        assert!(!subs(&all, "#"));
+    }
+
+    #[test]
+    fn several_roles_get_the_union() {
+        let p = principal("ext", &[Role::Extension, Role::Operator], &["acme"]);
+        assert!(subs(&p, "extbus/tasks/#"));
+        assert!(subs(&p, "extbus/services/acme/greeter/#"));
+        assert!(subs(&p, "extbus/events/acme/#"));
+        assert!(!subs(&p, "extbus/events/#"));
+        let q = principal("plat", &[Role::Platform, Role::Observer], &["acme"]);
+        assert!(subs(&q, "extbus/events/acme/#"));
+        assert!(!subs(&q, "extbus/tasks/blocked/#"));
+    }
+
+    #[test]
+    fn admin_reads_everything_valid() {
+        let p = principal("root", &[Role::Admin], &[]);
+        for f in FOREIGN {
+            assert!(subs(&p, f), "{f}");
+        }
+        for f in [
+            "a/#/b",
+            "a/b#",
+            "a+/b",
+            "",
+            "$share/g",
+            "$share//x",
+            "$share/+/x",
+        ] {
+            assert!(!subs(&p, f), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn filter_syntax() {
+        for f in ["#", "+", "a/+/b", "a/#", "/", "a//b", "+/+/#"] {
+            assert!(valid_filter(f), "{f}");
+        }
+        for f in ["", "a/#/b", "#/a", "a#", "a/b+", "++", "a\0"] {
+            assert!(!valid_filter(f), "{f:?}");
+        }
+        assert_eq!(strip_share("$share/g/a/b"), Ok("a/b"));
+        assert_eq!(strip_share("a/b"), Ok("a/b"));
+        assert!(strip_share("$share/g/").is_err());
+        assert!(strip_share("$share/g").is_err());
+    }
+
+    #[test]
+    fn blocked_operations_and_delivery_filter() {
+        assert_eq!(
+            blocked_operation("extbus/tasks/blocked/vapp/instantiate").as_deref(),
+            Some("vapp.instantiate")
+        );
+        assert_eq!(
+            blocked_operation("extbus/tasks/blocked/vapp").as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            blocked_operation("extbus/tasks/blocked/a/b/c").as_deref(),
+            Some("")
+        );
+        assert_eq!(blocked_operation("extbus/tasks/resolved/vapp/x"), None);
+        assert!(filters_blocked_tasks(&principal(
+            "e",
+            &[Role::Extension],
+            &["*"]
+        )));
+        assert!(!filters_blocked_tasks(&principal(
+            "e",
+            &[Role::Extension, Role::Operator],
+            &["*"]
+        )));
+        assert!(!filters_blocked_tasks(&principal(
+            "e",
+            &[Role::Extension, Role::Admin],
+            &["*"]
+        )));
+        assert!(!filters_blocked_tasks(&principal(
+            "o",
+            &[Role::Operator],
+            &["*"]
+        )));
+        assert_eq!(
+            inbox_suffix("a", "extbus/in/a/tasks/submit"),
+            Some("tasks/submit")
+        );
+        assert_eq!(inbox_suffix("a", "extbus/in/ab/tasks/submit"), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! The gate: the public MQTT listener in front of the embedded rumqttd, which authenticates
+//! but cannot authorize. It authenticates every CONNECT as a principal, then relays frames to
+//! an internal rumqttd port, checking each publish and subscription against the role table
+//! and filtering what extensions receive. Files: `handshake` (CONNECT), `connection` (the
+//! relay loop), `session` (per-frame decisions), `acl`, `codec`, `connect`, `translate`,
+//! `ackorder`, `report`, `tls`.
+
+mod ackorder;
+pub mod acl;
+pub mod codec;
+mod connect;
+mod connection;
+mod handshake;
+mod report;
+mod session;
+pub(crate) mod tls;
+mod translate;
+
+#[cfg(test)]
+mod session_tests;
+
+use crate::metrics::Metrics;
+use crate::principals::Principals;
+use crate::registry::Registry;
+pub(crate) use report::Reporter;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
+
+/// Where and how the gate reaches the embedded broker.
+#[derive(Debug, Clone)]
+pub(crate) struct Internal {
+    pub v4: SocketAddr,
+    pub v5: SocketAddr,
+    /// The password the internal listeners accept; never leaves the process.
+    pub token: Arc<str>,
+}
+
+/// State shared by the accept loops and every connection.
+pub(crate) struct Gate {
+    /// false: benchmark-only relay without authentication or checks.
+    pub check: bool,
+    /// Largest command payload accepted on an inbox topic.
+    pub max_payload: usize,
+    /// Frames with a larger remaining length are not read at all; the connection is closed.
+    pub hard_cap: usize,
+    pub internal: Internal,
+    pub principals: Arc<Principals>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    /// Bounds concurrent argon2 verifications (each is slow and uses memory on purpose).
+    pub auth_slots: Semaphore,
+    stop: watch::Sender<bool>,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Counts a live connection; dropping it lets `Gate::idle` finish.
+pub(crate) struct Live(Arc<Gate>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Gate {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        check: bool,
+        max_payload: usize,
+        internal: Internal,
+        principals: Arc<Principals>,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Arc<Self> {
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        Arc::new(Gate {
+            check,
+            max_payload,
+            hard_cap: hard_cap(max_payload),
+            internal,
+            principals,
+            registry,
+            metrics,
+            reporter,
+            auth_slots: Semaphore::new(slots),
+            stop: watch::channel(false).0,
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
+    }
+
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Tells the accept loops and every connection to finish.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    fn live(self: &Arc<Self>) -> Live {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Live(self.clone())
+    }
+
+    /// Waits until no connection is left.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Serves one accepted client stream (plain TCP or TLS) until it ends.
+    pub async fn serve<S>(self: Arc<Self>, stream: S, peer: SocketAddr, live: Live)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        handshake::run(self, stream, peer, live).await;
+    }
+}
+
+/// The largest frame the gate reads: four times the payload limit (commands above the limit
+/// are still read, to answer them with `payload_too_large`).
+pub(crate) fn hard_cap(max_payload: usize) -> usize {
+    max_payload.saturating_mul(4).max(64 * 1024)
+}
+
+/// Accepts plain TCP clients until the gate stops.
+pub(crate) async fn accept_tcp(gate: Arc<Gate>, listener: TcpListener) {
+    let mut stop = gate.stopping();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let live = gate.live();
+                tokio::spawn(gate.clone().serve(stream, peer, live));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "MQTT accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The MQTT bus: an embedded rumqttd (`embed`), the gate in front of it that authenticates
+//! principals and enforces SPEC.md's publish/subscribe rights (`gate`), and the coordinator's
+//! in-process link (`bus`). The only way in from outside; no rumqttd type leaves this module.
+
+mod bus;
+mod embed;
+pub mod gate;
+
+pub use bus::{BusError, BusRx, BusTx, InboundPublish, PublishProps};
+pub use gate::acl::{may_publish, may_subscribe, Denial};
+pub use gate::tls::TlsFiles;
+
+use crate::metrics::Metrics;
+use crate::notices::GateNotice;
+use crate::principals::Principals;
+use crate::registry::Registry;
+use gate::{Gate, Reporter};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Bus settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// Largest command payload (bytes) on `extbus/in/...`; larger ones get `payload_too_large`.
+    pub max_payload: usize,
+    /// `false` is for throughput comparisons only: clients are relayed byte for byte,
+    /// without authentication or any check.
+    pub gate: bool,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            max_payload: 256 * 1024,
+            gate: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("embedded MQTT broker: {0}")]
+    Embed(String),
+    #[error("MQTT TLS: {0}")]
+    Tls(String),
+    #[error("MQTT listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The running gate. Dropping it leaves everything running; `stop` ends it.
+pub struct MqttHandle {
+    gate: Arc<Gate>,
+    tasks: Vec<JoinHandle<()>>,
+    addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+}
+
+impl MqttHandle {
+    /// The plain MQTT listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Stops accepting, closes every client connection (MQTT 5 clients get DISCONNECT
+    /// 0x8B) and waits until they are gone. The embedded broker itself keeps running.
+    pub async fn stop(self) {
+        self.gate.stop();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.gate.idle().await;
+    }
+}
+
+fn describe(metrics: &Metrics) {
+    metrics.describe("extbus_connections", "open MQTT client connections");
+    metrics.describe(
+        "extbus_connections_total",
+        "MQTT client connections accepted",
+    );
+    metrics.describe(
+        "extbus_connect_refused_total",
+        "MQTT CONNECTs refused, by reason",
+    );
+    metrics.describe(
+        "extbus_gate_denied_total",
+        "publishes and subscriptions refused by the gate",
+    );
+    metrics.describe(
+        "extbus_gate_oversized_total",
+        "inbox publishes above the payload limit",
+    );
+}
+
+/// Starts the embedded broker and the gate on `listener` (and `tls`, if given). Returns the
+/// handle to stop the gate and the coordinator's link.
+pub async fn start(
+    cfg: MqttSettings,
+    listener: TcpListener,
+    tls: Option<(TcpListener, TlsFiles)>,
+    principals: Arc<Principals>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    notices: mpsc::Sender<GateNotice>,
+) -> Result<(MqttHandle, BusTx, BusRx), MqttError> {
+    let tls = match tls {
+        Some((l, files)) => Some((l, gate::tls::acceptor(&files).map_err(MqttError::Tls)?)),
+        None => None,
+    };
+    let embedded = embed::launch(cfg.max_payload).await?;
+    if !cfg.gate {
+        tracing::warn!("MQTT gate disabled: clients are relayed without authentication or checks");
+    }
+    describe(&metrics);
+    let reporter = Reporter {
+        metrics: metrics.clone(),
+        notices,
+    };
+    let gate = Gate::new(
+        cfg.gate,
+        cfg.max_payload,
+        embedded.internal,
+        principals,
+        registry,
+        metrics,
+        reporter,
+    );
+    let addr = listener.local_addr()?;
+    let mut tasks = vec![tokio::spawn(gate::accept_tcp(gate.clone(), listener))];
+    let mut tls_addr = None;
+    if let Some((l, acceptor)) = tls {
+        tls_addr = Some(l.local_addr()?);
+        tasks.push(tokio::spawn(gate::tls::accept_tls(
+            gate.clone(),
+            l,
+            acceptor,
+        )));
+    }
+    let (link_tx, link_rx) = embedded.link;
+    Ok((
+        MqttHandle {
+            gate,
+            tasks,
+            addr,
+            tls_addr,
+        },
+        BusTx::new(link_tx),
+        BusRx::new(link_rx),
+    ))
+}

@@ -1,0 +1,190 @@
+//! Starting and stopping the whole broker: data dir, principals, store, MQTT bus and gate,
+//! coordinator, HTTP. `run` takes bound listeners, a clock and a shutdown future, so tests
+//! start it on port 0 with a manual clock and stop it cleanly.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::coordinator::{self, Parts};
+use crate::metrics::Metrics;
+use crate::mqtt::{self, MqttSettings};
+use crate::principals::{self, Principals};
+use crate::registry::Registry;
+use anyhow::{Context, Result};
+use extbus_schema::Role;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// The sockets the broker serves on, bound by the caller.
+pub struct Listeners {
+    pub mqtt: TcpListener,
+    pub http: TcpListener,
+    pub mqtt_tls: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(cfg: &Config) -> Result<Self> {
+        let mqtt = TcpListener::bind(cfg.mqtt.listen)
+            .await
+            .with_context(|| format!("binding MQTT listener {} (mqtt.listen)", cfg.mqtt.listen))?;
+        let http = TcpListener::bind(cfg.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP listener {} (http.listen)", cfg.http.listen))?;
+        let mqtt_tls =
+            match &cfg.mqtt.tls {
+                Some(t) => Some(TcpListener::bind(t.listen).await.with_context(|| {
+                    format!("binding TLS listener {} (mqtt.tls.listen)", t.listen)
+                })?),
+                None => None,
+            };
+        Ok(Listeners {
+            mqtt,
+            http,
+            mqtt_tls,
+        })
+    }
+}
+
+/// `extbus serve`: bind, run until SIGINT/SIGTERM.
+pub async fn serve(cfg: Config) -> Result<()> {
+    let listeners = Listeners::bind(&cfg).await?;
+    run(cfg, listeners, Arc::new(SystemClock), shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}
+
+/// The sample principals of `--dev`, each with its name as secret.
+pub const DEV_PRINCIPALS: [(&str, Role); 5] = [
+    ("platform", Role::Platform),
+    ("extension", Role::Extension),
+    ("operator", Role::Operator),
+    ("observer", Role::Observer),
+    ("admin", Role::Admin),
+];
+
+/// Makes sure someone can log in: dev principals, or a first `admin` whose secret goes to a
+/// private file in the data dir.
+pub fn ensure_principals(cfg: &Config, p: &Principals) -> Result<()> {
+    if cfg.dev {
+        for (name, role) in DEV_PRINCIPALS {
+            if p.get(name).is_none() {
+                p.add(name, vec![role], vec!["*".into()], Some(name.to_string()))?;
+            }
+        }
+        tracing::warn!("--dev: sample principals platform, extension, operator, observer, admin have their names as secrets");
+    } else if p.is_empty() {
+        let secret = p.add("admin", vec![Role::Admin], vec!["*".into()], None)?;
+        let path = cfg.data_dir.join("admin.secret");
+        principals::write_private(&path, format!("{secret}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        tracing::warn!(path = %path.display(), "first start: created principal 'admin'; its secret is in this file (readable by you only)");
+    }
+    Ok(())
+}
+
+fn open_store(dir: &Path) -> Result<sled::Db> {
+    sled::Config::new()
+        .path(dir.join("store"))
+        .cache_capacity(64 * 1024 * 1024)
+        .flush_every_ms(None)
+        .open()
+        .with_context(|| {
+            format!(
+                "opening the store in {} (is another extbus using this data dir?)",
+                dir.display()
+            )
+        })
+}
+
+/// Runs the broker on the given listeners until `shutdown` resolves, then stops accepting,
+/// finishes and flushes the coordinator's batch, and returns.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let principals = Arc::new(Principals::open(&cfg.data_dir)?);
+    ensure_principals(&cfg, &principals)?;
+    let db = open_store(&cfg.data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::new());
+    let (notice_tx, notice_rx) = mpsc::channel(4096);
+
+    let mqtt_addr = listeners.mqtt.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    let settings = MqttSettings {
+        max_payload: cfg.mqtt.max_payload,
+        gate: true,
+    };
+    let tls = match (listeners.mqtt_tls, &cfg.mqtt.tls) {
+        (Some(l), Some(t)) => Some((
+            l,
+            mqtt::TlsFiles {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            },
+        )),
+        _ => None,
+    };
+    let (mqtt_handle, bus_tx, bus_rx) = mqtt::start(
+        settings,
+        listeners.mqtt,
+        tls,
+        principals.clone(),
+        registry.clone(),
+        metrics.clone(),
+        notice_tx,
+    )
+    .await
+    .context("starting the MQTT bus")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let parts = Parts {
+        config: cfg.clone(),
+        db: db.clone(),
+        bus_tx,
+        bus_rx,
+        notices: notice_rx,
+        principals,
+        registry,
+        metrics: metrics.clone(),
+        clock,
+    };
+    let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
+    let http = tokio::spawn(crate::http::serve(
+        listeners.http,
+        metrics,
+        stopped(stop_rx),
+    ));
+    tracing::info!(mqtt = %mqtt_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");
+
+    shutdown.await;
+    mqtt_handle.stop().await;
+    let _ = stop_tx.send(true);
+    let coord_result = coord.await.context("coordinator task")?;
+    let _ = http.await;
+    coord_result.context("coordinator")?;
+    db.flush_async().await.context("final store flush")?;
+    drop(db);
+    tracing::info!("extbus stopped; store flushed");
+    Ok(())
+}

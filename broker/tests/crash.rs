@@ -1,0 +1,303 @@
+//! Durability under `kill -9`: the real binary takes a stream of submits and resolutions and is
+//! killed with SIGKILL at a random moment, several times. After each restart every submission
+//! and resolution that had been acknowledged is there unchanged, and deadlines that passed
+//! while it was down have been applied.
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &Path, config: &Path, mqtt: u16, http: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_extbus"))
+        .args([
+            "serve",
+            "--dev",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        .args([
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "broker did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A client that sends commands and records the replies by correlation id.
+struct Session {
+    client: AsyncClient,
+    name: String,
+    replies: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+async fn session(name: &str, port: u16) -> Session {
+    let mut o = MqttOptions::new(
+        format!("{name}-{}", rand::random::<u32>()),
+        "127.0.0.1",
+        port,
+    );
+    o.set_credentials(name, name)
+        .set_keep_alive(Duration::from_secs(5))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(o, 4096);
+    let replies = Arc::new(Mutex::new(HashMap::new()));
+    let r2 = replies.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    client
+        .subscribe(format!("extbus/out/{name}/replies"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        while let Ok(ev) = el.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                        if let Some(c) = v["correlation_id"].as_str() {
+                            r2.lock().unwrap().insert(c.to_string(), v);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    Session {
+        client,
+        name: name.to_string(),
+        replies,
+    }
+}
+
+impl Session {
+    /// Every stored task, as id -> (state, resolved_by), via paged `tasks/query`.
+    async fn all_tasks(&self, tag: &str) -> HashMap<String, (String, Value)> {
+        let mut out = HashMap::new();
+        let mut after: Option<String> = None;
+        for page in 0.. {
+            let mut q = json!({"limit": 200});
+            if let Some(a) = &after {
+                q["after"] = a.clone().into();
+            }
+            let r = self.call("tasks/query", &format!("{tag}-q{page}"), q).await;
+            assert_eq!(r["ok"], true, "{r}");
+            for t in r["result"]["tasks"].as_array().unwrap() {
+                out.insert(
+                    t["id"].as_str().unwrap().to_string(),
+                    (
+                        t["state"].as_str().unwrap().to_string(),
+                        t["resolved_by"].clone(),
+                    ),
+                );
+            }
+            match r["result"]["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => break,
+            }
+        }
+        out
+    }
+
+    async fn send(&self, suffix: &str, corr: &str, mut body: Value) {
+        body["correlation_id"] = corr.into();
+        let _ = self
+            .client
+            .publish(
+                format!("extbus/in/{}/{suffix}", self.name),
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+    }
+
+    fn reply(&self, corr: &str) -> Option<Value> {
+        self.replies.lock().unwrap().get(corr).cloned()
+    }
+
+    async fn call(&self, suffix: &str, corr: &str, body: Value) -> Value {
+        self.send(suffix, corr, body).await;
+        let t = Instant::now();
+        loop {
+            if let Some(r) = self.reply(corr) {
+                return r;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no reply to {corr}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_work_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("extbus.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[tasks.rules]]
+operation = "vm.create"
+extension = "extension"
+timeout_ms = 600000
+
+[[tasks.rules]]
+operation = "vm.quick"
+extension = "extension"
+timeout_ms = 1000
+default_action = "abort"
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    // Acknowledged state: task id -> (expected state, whether its deadline is short).
+    let mut acked: HashMap<String, (&'static str, bool)> = HashMap::new();
+    // Resumes sent but not acknowledged: they may or may not have been applied.
+    let mut maybe_resumed: std::collections::HashSet<String> = Default::default();
+    for round in 0..3 {
+        let (mqtt, http) = (free_port(), free_port());
+        let mut child = start(&data, &config, mqtt, http);
+        let platform = session("platform", mqtt).await;
+        let ext = session("extension", mqtt).await;
+
+        // Everything acknowledged before this kill must be intact.
+        let stored = platform.all_tasks(&format!("check-{round}")).await;
+        for (id, (state, short)) in &acked {
+            let (got, resolved_by) = stored.get(id).unwrap_or_else(|| panic!("task {id} lost"));
+            let got = got.as_str();
+            let g = json!({"id": id, "state": got, "resolved_by": resolved_by});
+            if *state == "blocked" && got == "resumed" && maybe_resumed.contains(id) {
+                continue;
+            }
+            if *short && *state == "blocked" && got != "blocked" {
+                // Its one-second deadline may have passed since; then only the timeout may end it.
+                assert_eq!(got, "aborted", "{g}");
+                assert_eq!(g["resolved_by"], "timeout");
+            } else {
+                assert_eq!(got, *state, "task {id}: {g}");
+            }
+        }
+
+        // A stream of work, killed at a random moment.
+        let kill_after = Duration::from_millis(150 + rand::random::<u64>() % 600);
+        let started = Instant::now();
+        let mut sent: Vec<(String, bool)> = Vec::new();
+        let mut resumes: Vec<(String, String)> = Vec::new();
+        let mut i = 0;
+        while started.elapsed() < kill_after {
+            let short = i % 5 == 0;
+            let op = if short { "vm.quick" } else { "vm.create" };
+            let corr = format!("s-{round}-{i}");
+            platform
+                .send(
+                    "tasks/submit",
+                    &corr,
+                    json!({"request_id": corr, "operation": op, "org": "acme"}),
+                )
+                .await;
+            sent.push((corr, short));
+            // Resume every other task already acknowledged as blocked.
+            if i % 2 == 1 {
+                if let Some((c, _)) = sent
+                    .iter()
+                    .rev()
+                    .skip(4)
+                    .find(|(c, _)| platform.reply(c).is_some())
+                {
+                    let id = platform.reply(c).unwrap()["result"]["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let rc = format!("r-{round}-{i}");
+                    ext.send(&format!("tasks/{id}/resume"), &rc, json!({"message": "ok"}))
+                        .await;
+                    resumes.push((rc, id));
+                }
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        for (corr, short) in &sent {
+            if let Some(r) = platform.reply(corr) {
+                if r["ok"] == true {
+                    acked
+                        .entry(r["result"]["id"].as_str().unwrap().to_string())
+                        .or_insert(("blocked", *short));
+                }
+            }
+        }
+        for (rc, id) in &resumes {
+            if let Some(r) = ext.reply(rc) {
+                if r["ok"] == true && r["result"]["state"] == "resumed" {
+                    acked.insert(id.clone(), ("resumed", false));
+                    continue;
+                }
+            }
+            maybe_resumed.insert(id.clone());
+        }
+        assert!(!acked.is_empty(), "round {round} acknowledged nothing");
+    }
+
+    // Let the short deadlines lapse while down, then check one last time.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = start(&data, &config, mqtt, http);
+    let platform = session("platform", mqtt).await;
+    let stored = platform.all_tasks("final").await;
+    for (id, (state, short)) in &acked {
+        let (got, resolved_by) = stored.get(id).unwrap_or_else(|| panic!("task {id} lost"));
+        if *state == "blocked" && got == "resumed" && maybe_resumed.contains(id) {
+            continue;
+        }
+        let expected = if *short && *state == "blocked" {
+            "aborted"
+        } else {
+            state
+        };
+        assert_eq!(got, expected, "task {id}, deadline passed while down");
+        if expected != *state {
+            assert_eq!(resolved_by, "timeout");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
