@@ -141,21 +141,24 @@ impl EventLog {
         }
     }
 
-    /// Up to `limit` events with seq >= `from_seq` that `keep` accepts, the seq to continue
-    /// from, and whether more may follow. Scans at most `limit * 20` events per call.
+    /// Up to `limit` events (and about `max_bytes` of them, at least one) with seq >=
+    /// `from_seq` that `keep` accepts, the seq to continue from, and whether more may follow.
+    /// Scans at most `limit * 20` events per call, so a sparse filter cannot stall the loop.
     pub fn read(
         &self,
         from_seq: u64,
         limit: usize,
+        max_bytes: usize,
         keep: impl Fn(&CloudEvent) -> bool,
     ) -> Result<(Vec<CloudEvent>, u64, bool), LogError> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut next = from_seq.max(self.first_seq()?.unwrap_or(from_seq));
         let budget = limit.saturating_mul(20).max(1000);
         for (scanned, item) in self.events.range(from_seq.to_be_bytes()..).enumerate() {
             let (k, v) = item?;
             let seq = seq_of(&k);
-            if out.len() >= limit || scanned >= budget {
+            if out.len() >= limit || scanned >= budget || (bytes >= max_bytes && !out.is_empty()) {
                 return Ok((out, seq, true));
             }
             next = seq + 1;
@@ -164,6 +167,7 @@ impl EventLog {
                 why: e.to_string(),
             })?;
             if keep(&ev) {
+                bytes += v.len();
                 out.push(ev);
             }
         }
@@ -175,7 +179,7 @@ impl EventLog {
     }
 
     /// Events held; seqs are gap-free and retention removes from the front, so no scan.
-    pub fn len(&self) -> Result<u64, LogError> {
+    pub fn count(&self) -> Result<u64, LogError> {
         Ok(self.first_seq()?.map_or(0, |first| self.next_seq - first))
     }
 
@@ -188,7 +192,7 @@ impl EventLog {
         max_count: u64,
         chunk: usize,
     ) -> Result<usize, LogError> {
-        let len = self.len()?;
+        let len = self.count()?;
         let over_count = if max_count > 0 {
             len.saturating_sub(max_count)
         } else {

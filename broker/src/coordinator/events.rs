@@ -16,30 +16,32 @@ use serde_json::Value;
 pub const SYSTEM_ORG: &str = "system";
 /// Most events retention removes per batch, so ingest never waits long behind it.
 const RETENTION_CHUNK: usize = 1000;
+/// A replay page stops growing past this many bytes of events (it always holds at least one).
+const REPLAY_MAX_BYTES: usize = 1 << 20;
 
-fn new_event(
+/// A broker event (source `extbus://broker`) with a fresh id.
+fn broker_event(
     co: &Coordinator,
-    source: &str,
     kind: &str,
     org: &str,
     subject: Option<String>,
-    outcome: Option<String>,
-    id: Option<String>,
     data: Value,
 ) -> CloudEvent {
-    CloudEvent {
-        specversion: "1.0".into(),
-        id: id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-        source: format!("extbus://{source}"),
+    let draft = EventDraft {
         r#type: kind.to_string(),
-        subject,
-        time: co.clock.now_ms(),
-        datacontenttype: "application/json".into(),
-        seq: 0,
         org: org.to_string(),
-        outcome,
+        subject,
+        outcome: None,
+        id: None,
         data,
-    }
+    };
+    CloudEvent::stamp(
+        draft,
+        "broker",
+        0,
+        co.clock.now_ms(),
+        uuid::Uuid::now_v7().to_string(),
+    )
 }
 
 fn stage(
@@ -68,15 +70,12 @@ pub(crate) fn publish(
         )));
     }
     let dedupe = draft.id.is_some();
-    let ev = new_event(
-        co,
+    let ev = CloudEvent::stamp(
+        draft,
         &ctx.principal.name,
-        &draft.r#type,
-        &draft.org,
-        draft.subject,
-        draft.outcome,
-        draft.id,
-        draft.data,
+        0,
+        co.clock.now_ms(),
+        uuid::Uuid::now_v7().to_string(),
     );
     let (ev, fresh) = stage(co, b, ev, dedupe)?;
     if !fresh {
@@ -105,7 +104,7 @@ pub(crate) fn system_in_org(
     subject: Option<String>,
     data: Value,
 ) {
-    let ev = new_event(co, "broker", kind, org, subject, None, None, data);
+    let ev = broker_event(co, kind, org, subject, data);
     if let Err(e) = stage(co, b, ev, false) {
         tracing::error!(error = %e, event = kind, "could not log broker event");
     }
@@ -145,7 +144,7 @@ pub(crate) fn replay(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, 
     let p = &ctx.principal;
     let (events, next_seq, more) = co
         .log
-        .read(req.from_seq, limit, |ev| {
+        .read(req.from_seq, limit, REPLAY_MAX_BYTES, |ev| {
             p.in_org(&ev.org)
                 && topics::filter_matches(&filter, &topics::events(&ev.org, &ev.r#type))
         })

@@ -8,6 +8,7 @@
 mod dispatch;
 mod events;
 pub mod outbox;
+mod principals;
 mod register;
 mod tasks;
 
@@ -55,6 +56,9 @@ pub(crate) struct Coordinator {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Principals as last seen, to log changes made while running.
+    known_principals: principals::Snapshot,
+    next_principal_check: u64,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -83,7 +87,15 @@ impl Coordinator {
         }
         register::restore_services(&parts.db, &parts.registry);
         let log = EventLog::open(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let known_principals = parts
+            .principals
+            .list()
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
         Ok(Coordinator {
+            known_principals,
+            next_principal_check: 0,
             config: parts.config.clone(),
             db: parts.db.clone(),
             store,
@@ -157,10 +169,11 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
 impl Coordinator {
     /// The earliest instant a timer wants the loop to wake.
     fn next_wakeup(&self) -> u64 {
-        let retention = self.clock.now_ms() + 60_000;
+        // Housekeeping (principal changes, retention) runs at least once a second.
+        let housekeeping = self.next_principal_check.max(self.clock.now_ms() + 1);
         self.engine
             .next_wakeup(&self.store)
-            .map_or(retention, |t| t.min(retention))
+            .map_or(housekeeping, |t| t.min(housekeeping))
     }
 
     /// Applies inputs and due timers as one batch, makes it durable, then publishes.
@@ -184,6 +197,10 @@ impl Coordinator {
             }
         }
         tasks::timers(self, &mut b);
+        if now >= self.next_principal_check {
+            principals::check(self, &mut b);
+            self.next_principal_check = now + principals::POLL_MS;
+        }
         let Batch {
             txn,
             staged,

@@ -15,6 +15,8 @@ use serde_json::Value;
 
 /// Most timers handled per batch, so a backlog cannot stall commands.
 const TIMER_CHUNK: usize = 512;
+/// A query page stops growing past this many bytes (it always holds at least one task).
+const QUERY_MAX_BYTES: usize = 1 << 20;
 
 pub(crate) fn engine(store: &Store, cfg: &Config) -> Result<Engine, extbus_callouts::CalloutError> {
     Engine::open(
@@ -108,27 +110,34 @@ pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Value, Comman
 pub(crate) fn query(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
     let q: TaskQuery = d.parse()?;
     let limit = q.limit.unwrap_or(100).min(1000);
-    let tasks: Vec<Task> = co
+    let mut items = Vec::new();
+    let mut bytes = 0usize;
+    let mut full = false;
+    let mut last: Option<String> = None;
+    for t in co
         .engine
         .query(&co.store, &q)?
         .into_iter()
         .filter(|t| visible(ctx, t))
-        .collect();
-    let next = if tasks.len() >= limit {
-        tasks.last().map(|t| t.id.clone())
+    {
+        let mut v = to_value(&t);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("history");
+        }
+        bytes += v.to_string().len();
+        if bytes > QUERY_MAX_BYTES && !items.is_empty() {
+            full = true;
+            break;
+        }
+        last = Some(t.id.clone());
+        items.push(v);
+    }
+    // A page cut by the limit or by size continues after its last task.
+    let next = if full || items.len() >= limit {
+        last
     } else {
         None
     };
-    let items: Vec<Value> = tasks
-        .iter()
-        .map(|t| {
-            let mut v = to_value(t);
-            if let Some(o) = v.as_object_mut() {
-                o.remove("history");
-            }
-            v
-        })
-        .collect();
     Ok(
         serde_json::json!({"tasks": items, "next": next, "states": extbus_schema::tasks::state_table()}),
     )
