@@ -1,7 +1,8 @@
 //! Gate throughput: QoS 1, one publisher, one subscriber, 200-byte payloads, through the
 //! gate and through the unchecked relay (`gate: false`), for 3.1.1 and MQTT 5 clients.
 //! Prints messages per second and the gate/unchecked ratio. Run with
-//! `cargo bench -p extbus --bench gate_throughput` (`GATE_BENCH_N` overrides the count).
+//! `cargo bench -p extbus --bench gate_throughput` (`GATE_BENCH_N` overrides the count,
+//! `GATE_BENCH_VERBOSE=1` prints every round).
 
 use extbus::metrics::Metrics;
 use extbus::mqtt::{self, MqttSettings};
@@ -10,13 +11,14 @@ use extbus::registry::Registry;
 use extbus_schema::Role;
 use rumqttc::v5 as m5;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const PAYLOAD: usize = 200;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 7;
 const SECRET: &str = "bench-secret-0123456789";
 const TOPIC: &str = "extbus/in/bench-pub/events";
 const FILTER: &str = "extbus/in/bench-pub/#";
@@ -49,9 +51,10 @@ async fn start(principals: Arc<Principals>, gate: bool) -> SocketAddr {
 }
 
 /// Runs one publisher -> subscriber transfer of `n` messages; returns messages per second.
-async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
+async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) -> f64 {
     let id = |who: &str| format!("{who}-{round}-{}", if v == Version::V4 { 4 } else { 5 });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let got = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let payload = vec![0x5a; PAYLOAD];
     let mut tasks = Vec::new();
@@ -68,8 +71,9 @@ async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
             sub.subscribe(FILTER, rumqttc::QoS::AtLeastOnce)
                 .await
                 .unwrap();
+            let seen = got.clone();
             tasks.push(tokio::spawn(async move {
-                let (mut got, mut ready) = (0, Some(ready_tx));
+                let mut ready = Some(ready_tx);
                 let mut done = Some(done_tx);
                 while let Ok(e) = el.poll().await {
                     match e {
@@ -77,8 +81,7 @@ async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
                             ready.take().map(|r| r.send(()));
                         }
                         rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) => {
-                            got += 1;
-                            if got == n {
+                            if seen.fetch_add(1, Ordering::Relaxed) + 1 == n {
                                 done.take().map(|d| d.send(Instant::now()));
                             }
                         }
@@ -101,7 +104,7 @@ async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
                         .unwrap();
                 }
             }));
-            let end = done_rx.await.unwrap();
+            let end = wait(done_rx, &got, n, label).await;
             let _ = (publ.disconnect().await, sub.disconnect().await);
             finish(tasks).await;
             n as f64 / (end - start).as_secs_f64()
@@ -117,8 +120,9 @@ async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
             sub.subscribe(FILTER, m5::mqttbytes::QoS::AtLeastOnce)
                 .await
                 .unwrap();
+            let seen = got.clone();
             tasks.push(tokio::spawn(async move {
-                let (mut got, mut ready) = (0, Some(ready_tx));
+                let mut ready = Some(ready_tx);
                 let mut done = Some(done_tx);
                 while let Ok(e) = el.poll().await {
                     use m5::mqttbytes::v5::Packet;
@@ -127,8 +131,7 @@ async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
                             ready.take().map(|r| r.send(()));
                         }
                         m5::Event::Incoming(Packet::Publish(_)) => {
-                            got += 1;
-                            if got == n {
+                            if seen.fetch_add(1, Ordering::Relaxed) + 1 == n {
                                 done.take().map(|d| d.send(Instant::now()));
                             }
                         }
@@ -150,10 +153,27 @@ async fn run(addr: SocketAddr, v: Version, n: usize, round: usize) -> f64 {
                     p2.publish(TOPIC, q, false, p).await.unwrap();
                 }
             }));
-            let end = done_rx.await.unwrap();
+            let end = wait(done_rx, &got, n, label).await;
             let _ = (publ.disconnect().await, sub.disconnect().await);
             finish(tasks).await;
             n as f64 / (end - start).as_secs_f64()
+        }
+    }
+}
+
+/// Waits for the last message; a transfer that stalls ends the benchmark with a message.
+async fn wait(
+    done: tokio::sync::oneshot::Receiver<Instant>,
+    got: &AtomicUsize,
+    n: usize,
+    label: &str,
+) -> Instant {
+    match tokio::time::timeout(Duration::from_secs(120), done).await {
+        Ok(Ok(t)) => t,
+        _ => {
+            let got = got.load(Ordering::Relaxed);
+            eprintln!("gate_throughput: {label}: transfer stalled after {got} of {n} messages");
+            std::process::exit(1);
         }
     }
 }
@@ -192,13 +212,19 @@ fn main() {
         let unchecked = start(principals, false).await;
         println!(
             "gate_throughput: QoS 1, 1 publisher -> 1 subscriber, {PAYLOAD}-byte payloads, \
-             {n} messages, median of {ROUNDS} rounds"
+             {n} messages, median of {ROUNDS} alternating rounds"
         );
         for v in [Version::V4, Version::V5] {
             let (mut with, mut without) = (Vec::new(), Vec::new());
+            // One warm-up transfer each, not counted.
+            run(gated, "gate", v, n / 5, 100).await;
+            run(unchecked, "unchecked", v, n / 5, 100).await;
             for round in 0..ROUNDS {
-                with.push(run(gated, v, n, round).await);
-                without.push(run(unchecked, v, n, round).await);
+                with.push(run(gated, "gate", v, n, round).await);
+                without.push(run(unchecked, "unchecked", v, n, round).await);
+            }
+            if std::env::var_os("GATE_BENCH_VERBOSE").is_some() {
+                println!("  rounds: gate {with:.0?}  unchecked {without:.0?}");
             }
             let (w, wo) = (median(with), median(without));
             let name = if v == Version::V4 {

@@ -22,6 +22,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub services: ServicesConfig,
     pub log: LogConfig,
+    /// Executable extensions the broker runs itself (`[[exec]]`).
+    pub exec: Vec<crate::exec::ExecConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +107,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             services: ServicesConfig::default(),
             log: LogConfig::default(),
+            exec: Vec::new(),
         }
     }
 }
@@ -194,7 +197,9 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("EXTBUS_").split("__"));
+        // EXTBUS_CONFIG and the CLI client's variables are not config settings.
+        let client_vars = ["config", "url", "user", "secret", "credentials"];
+        fig = fig.merge(Env::prefixed("EXTBUS_").ignore(&client_vars).split("__"));
         fig = fig.merge(Serialized::defaults(overrides));
         let cfg: Config = fig
             .extract()
@@ -271,6 +276,7 @@ impl Config {
                 ));
             }
         }
+        crate::exec::validate(&self.exec)?;
         if self.dev {
             let mut addrs = vec![
                 ("mqtt.listen", self.mqtt.listen),

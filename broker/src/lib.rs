@@ -8,7 +8,9 @@
 //! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
 //! - `eventlog`: durable, sequenced audit events. `clock`: injected time.
-//! - `http`: healthz, metrics. `server`: start/stop everything. `cli`: command line.
+//! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
+//!   `cli`: command line. `services`: extension services (router, pending requests).
+//! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
 //! - `metrics`: counters for `/metrics`. `notices`: gate -> coordinator messages.
 
 pub mod cli;
@@ -16,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod eventlog;
+pub mod exec;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -24,3 +27,4 @@ pub mod notices;
 pub mod principals;
 pub mod registry;
 pub mod server;
+pub mod services;

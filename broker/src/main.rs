@@ -35,5 +35,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             admin::principal_remove(&name, &config)
         }
         Command::Schema(SchemaCmd::Export { dir }) => admin::schema_export(&dir),
+        Command::Task(args) => extbus::cli::task::run(args),
+        Command::Events(args) => extbus::cli::events::run(args),
+        Command::Ext(args) => extbus::cli::ext::run(args),
     }
 }

@@ -9,7 +9,7 @@ use argon2::Argon2;
 use extbus_schema::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
@@ -80,6 +80,8 @@ pub struct Principals {
     path: PathBuf,
     state: RwLock<Loaded>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// sha256(secret) -> principal name, for Bearer secrets already verified.
+    bearers: Mutex<HashMap<[u8; 32], String>>,
 }
 
 struct Loaded {
@@ -129,6 +131,7 @@ impl Principals {
             path,
             state: RwLock::new(state),
             verified: Mutex::new(HashSet::new()),
+            bearers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -147,7 +150,7 @@ impl Principals {
         match read_file(&self.path) {
             Ok(loaded) => {
                 *self.state.write().unwrap() = loaded;
-                self.verified.lock().unwrap().clear();
+                self.forget_verified();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "principals file unreadable; keeping the previous principals")
@@ -180,21 +183,33 @@ impl Principals {
             .collect()
     }
 
-    /// Checks a name and secret; returns the principal on success.
-    pub fn verify(&self, name: &str, secret: &str) -> Option<Principal> {
-        self.reload_if_changed();
-        let hash = {
-            let st = self.state.read().unwrap();
-            st.records.get(name)?.secret_hash.clone()
-        };
-        let key: [u8; 32] = Sha256::new()
+    fn forget_verified(&self) {
+        self.verified.lock().unwrap().clear();
+        self.bearers.lock().unwrap().clear();
+    }
+
+    /// The cache key of a verified (name, secret) under the stored hash.
+    fn cache_key(name: &str, secret: &str, hash: &str) -> [u8; 32] {
+        Sha256::new()
             .chain_update(name.as_bytes())
             .chain_update([0u8])
             .chain_update(secret.as_bytes())
             .chain_update([0u8])
             .chain_update(hash.as_bytes())
             .finalize()
-            .into();
+            .into()
+    }
+
+    fn stored_hash(&self, name: &str) -> Option<String> {
+        let st = self.state.read().unwrap();
+        Some(st.records.get(name)?.secret_hash.clone())
+    }
+
+    /// Checks a name and secret; returns the principal on success.
+    pub fn verify(&self, name: &str, secret: &str) -> Option<Principal> {
+        self.reload_if_changed();
+        let hash = self.stored_hash(name)?;
+        let key = Self::cache_key(name, secret, &hash);
         if !self.verified.lock().unwrap().contains(&key) {
             let parsed = PasswordHash::new(&hash).ok()?;
             Argon2::default()
@@ -203,6 +218,54 @@ impl Principals {
             self.verified.lock().unwrap().insert(key);
         }
         self.get(name)
+    }
+
+    /// `verify` without argon2: `None` unless this name and secret were verified before
+    /// (callers on async threads try this first and run `verify` off-thread on a miss).
+    pub fn verify_cached(&self, name: &str, secret: &str) -> Option<Principal> {
+        self.reload_if_changed();
+        let hash = self.stored_hash(name)?;
+        let key = Self::cache_key(name, secret, &hash);
+        if self.verified.lock().unwrap().contains(&key) {
+            self.get(name)
+        } else {
+            None
+        }
+    }
+
+    fn bearer_key(secret: &str) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(b"bearer\0")
+            .chain_update(secret.as_bytes())
+            .finalize()
+            .into()
+    }
+
+    /// The principal whose secret is `secret`, if that Bearer secret was verified before.
+    pub fn bearer_cached(&self, secret: &str) -> Option<Principal> {
+        let name = self
+            .bearers
+            .lock()
+            .unwrap()
+            .get(&Self::bearer_key(secret))
+            .cloned()?;
+        self.verify_cached(&name, secret)
+    }
+
+    /// The principal whose secret is `secret` (an HTTP Bearer token carries no name). Tries
+    /// every principal with argon2, so the first use of a secret costs O(principals) hashes;
+    /// later uses hit the cache. Slow: call it off the async threads.
+    pub fn verify_bearer(&self, secret: &str) -> Option<Principal> {
+        if let Some(p) = self.bearer_cached(secret) {
+            return Some(p);
+        }
+        let names: Vec<String> = self.list().into_iter().map(|p| p.name).collect();
+        let found = names.iter().find_map(|n| self.verify(n, secret))?;
+        self.bearers
+            .lock()
+            .unwrap()
+            .insert(Self::bearer_key(secret), found.name.clone());
+        Some(found)
     }
 
     /// Adds a principal with the given secret (or a new random one) and returns the secret.
@@ -256,7 +319,7 @@ impl Principals {
         }
         st.mtime = self.write(&records)?;
         st.records = records;
-        self.verified.lock().unwrap().clear();
+        self.forget_verified();
         Ok(())
     }
 
@@ -327,5 +390,25 @@ mod tests {
         assert!(p.get("alice").is_none());
         let raw = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert!(!raw.contains(&secret));
+    }
+
+    #[test]
+    fn bearer_secrets_find_their_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Principals::open(dir.path()).unwrap();
+        p.add("a", vec![Role::Observer], vec![], Some("sa".into()))
+            .unwrap();
+        p.add("b", vec![Role::Extension], vec![], Some("sb".into()))
+            .unwrap();
+        assert!(p.bearer_cached("sb").is_none());
+        assert!(p.verify_cached("b", "sb").is_none());
+        assert_eq!(p.verify_bearer("sb").unwrap().name, "b");
+        assert_eq!(p.bearer_cached("sb").unwrap().name, "b");
+        assert_eq!(p.verify_cached("b", "sb").unwrap().name, "b");
+        assert!(p.verify_bearer("nope").is_none());
+        assert!(p.bearer_cached("sa").is_none());
+        p.remove("b").unwrap();
+        assert!(p.bearer_cached("sb").is_none());
+        assert!(p.verify_bearer("sb").is_none());
     }
 }

@@ -112,11 +112,13 @@ fn open_store(dir: &Path) -> Result<sled::Db> {
 /// Runs the broker on the given listeners until `shutdown` resolves, then stops accepting,
 /// finishes and flushes the coordinator's batch, and returns.
 pub async fn run(
-    cfg: Config,
+    mut cfg: Config,
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    // Executable extensions' rules join the config rules, answered by the entries' names.
+    cfg.tasks.rules.extend(crate::exec::rules(&cfg.exec));
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let principals = Arc::new(Principals::open(&cfg.data_dir)?);
@@ -153,26 +155,36 @@ pub async fn run(
     )
     .await
     .context("starting the MQTT bus")?;
+    let services = crate::services::Services::new(bus_tx.clone(), clock.clone(), metrics.clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let internal = crate::exec::start(cfg.exec.clone(), metrics.clone(), stop_rx.clone());
     let parts = Parts {
         config: cfg.clone(),
         db: db.clone(),
         bus_tx,
         bus_rx,
         notices: notice_rx,
-        principals,
+        principals: principals.clone(),
         registry,
         metrics: metrics.clone(),
-        clock,
+        clock: clock.clone(),
+        internal,
+        services: services.clone(),
     };
+    let http_state = crate::http::HttpState::new(
+        metrics.clone(),
+        principals.clone(),
+        services,
+        cfg.mqtt.max_payload,
+    );
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
     let http = tokio::spawn(crate::http::serve(
         listeners.http,
-        metrics,
+        http_state,
         stopped(stop_rx),
     ));
     tracing::info!(mqtt = %mqtt_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");

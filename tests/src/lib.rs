@@ -1,8 +1,10 @@
 //! Test harness: a real extbus broker started in-process on free ports with a temporary data
 //! dir and a manual clock, and real MQTT clients (rumqttc, v3.1.1 and v5) that collect what
-//! they receive and send commands with correlation ids. No part of the bus or store is mocked.
+//! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`).
+//! No part of the bus or store is mocked.
 
 pub mod client;
+pub mod http;
 
 pub use client::{BusClient, Msg, Proto};
 

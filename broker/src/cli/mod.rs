@@ -2,6 +2,11 @@
 //! Parsing lives here; each command calls into the library and prints for people.
 
 pub mod admin;
+pub mod connect;
+pub mod events;
+pub mod ext;
+pub mod table;
+pub mod task;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -31,6 +36,12 @@ pub enum Command {
     /// Export the wire contract.
     #[command(subcommand)]
     Schema(SchemaCmd),
+    /// Operators: list, inspect and resolve blocked tasks on a running broker.
+    Task(task::TaskArgs),
+    /// Follow audit events on a running broker.
+    Events(events::EventsArgs),
+    /// Executable extensions: write a skeleton script.
+    Ext(ext::ExtArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! Routes one inbound command: who sent it (from the topic, never the payload), decode and
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
-use super::{events, register, tasks, Batch, Coordinator};
+use super::{events, register, services, tasks, Batch, Coordinator};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use crate::principals::Principal;
@@ -84,6 +84,9 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let decoded = match decode(suffix, &m.payload, co.config.mqtt.max_payload) {
         Ok(d) => d,
         Err(f) => {
+            if suffix == "services/responses" && ctx.principal.has(extbus_schema::Role::Extension) {
+                services::malformed(co, &ctx, &m.payload, &f.error);
+            }
             ctx.correlation_id = f.correlation_id;
             ctx.reply(b, Err(f.error), &co.metrics);
             return;
@@ -108,7 +111,7 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
 }
 
 /// Applies a decoded command; `None` means the family replies later (service calls).
-fn apply(
+pub(crate) fn apply(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
@@ -122,10 +125,12 @@ fn apply(
         Command::TaskGet { task_id } => tasks::get(co, ctx, task_id),
         Command::TasksQuery => tasks::query(co, ctx, d),
         Command::Register => register::apply(co, b, ctx, d),
-        Command::ServiceResponse | Command::ServiceCall { .. } => Err(CommandError::new(
-            ErrorCode::UnknownCommand,
-            "extension services over MQTT are not served by this broker yet",
-        )),
+        Command::ServiceResponse => services::respond(co, ctx, d),
+        Command::ServiceCall {
+            vendor,
+            name,
+            version,
+        } => return services::call(co, ctx, &format!("{vendor}/{name}/{version}"), d),
     })
 }
 

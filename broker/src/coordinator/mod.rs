@@ -3,13 +3,15 @@
 //! publishes replies, task notices and events. Timers (deadlines, renotify, retention) run here.
 //!
 //! Files: `outbox` (pending publishes), `dispatch` (command -> family), `tasks`, `events`,
-//! `register` (one per command family).
+//! `register`, `services` (one per command family).
 
 mod dispatch;
 mod events;
+pub mod internal;
 pub mod outbox;
 mod principals;
 mod register;
+mod services;
 mod tasks;
 
 use crate::clock::Clock;
@@ -37,6 +39,10 @@ pub struct Parts {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Extension services: the router `register` updates, the hub responses complete.
+    pub services: Arc<crate::services::Services>,
+    /// Commands from in-process extensions (exec), and where blocked tasks go for them.
+    pub internal: Option<internal::Link>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +62,11 @@ pub(crate) struct Coordinator {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    pub services: Arc<crate::services::Services>,
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
+    pub exec_tap: Option<mpsc::UnboundedSender<extbus_schema::tasks::Task>>,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -67,11 +75,14 @@ pub(crate) struct Batch {
     pub staged: Staged,
     pub outbox: Outbox,
     pub now: u64,
+    /// Replies to internal commands, sent once the batch is durable.
+    pub internal: Vec<(internal::InternalReply, internal::Answer)>,
 }
 
 enum Input {
     Command(InboundPublish),
     Notice(GateNotice),
+    Internal(internal::InternalCommand),
 }
 
 impl Coordinator {
@@ -85,7 +96,7 @@ impl Coordinator {
                 parts.registry.add_operation(&owner, &op);
             }
         }
-        register::restore_services(&parts.db, &parts.registry);
+        register::restore_services(&parts.db, &parts.registry, &parts.services.router);
         let log = EventLog::open(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let known_principals = parts
             .principals
@@ -105,6 +116,8 @@ impl Coordinator {
             registry: parts.registry.clone(),
             metrics: parts.metrics.clone(),
             clock: parts.clock.clone(),
+            services: parts.services.clone(),
+            exec_tap: None,
         })
     }
 }
@@ -116,8 +129,13 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         mut bus_tx,
         mut bus_rx,
         mut notices,
+        internal: link,
         ..
     } = parts;
+    let mut internal_rx = link.map(|l| {
+        co.exec_tap = Some(l.blocked);
+        l.commands
+    });
     bus_tx
         .subscribe("extbus/in/#")
         .map_err(|e| CoordinatorError::Store(format!("bus: {e}")))?;
@@ -136,6 +154,9 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
     tokio::pin!(shutdown);
     // Start-up pass: deadlines that passed while the broker was down are applied now.
     co.flush_batch(Vec::new(), &mut bus_tx).await?;
+    if let Some(tap) = &co.exec_tap {
+        internal::announce_waiting(&co, tap);
+    }
     loop {
         let wake = co.next_wakeup();
         let sleep = co.clock.sleep_until(wake);
@@ -144,6 +165,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
             _ = &mut shutdown => break,
             m = cmd_rx.recv() => match m { Some(m) => Some(Input::Command(m)), None => break },
             n = notices.recv() => n.map(Input::Notice),
+            c = internal::recv(&mut internal_rx) => Some(Input::Internal(c)),
             _ = sleep => None,
         };
         let mut inputs: Vec<Input> = first.into_iter().collect();
@@ -188,12 +210,14 @@ impl Coordinator {
             staged: Staged::default(),
             outbox: Outbox::default(),
             now,
+            internal: Vec::new(),
         };
         let commands = inputs.len();
         for input in inputs {
             match input {
                 Input::Command(m) => dispatch::command(self, &mut b, m),
                 Input::Notice(n) => dispatch::notice(self, &mut b, n),
+                Input::Internal(c) => internal::apply(self, &mut b, c),
             }
         }
         tasks::timers(self, &mut b);
@@ -205,6 +229,7 @@ impl Coordinator {
             txn,
             staged,
             mut outbox,
+            internal: replies,
             ..
         } = b;
         if let Err(e) = self.commit(txn, &staged).await {
@@ -220,7 +245,13 @@ impl Coordinator {
         let logged = staged.events().len() as u64;
         self.metrics.add("extbus_events_logged_total", &[], logged);
         events::announce(&mut outbox, staged.into_events());
+        if let Some(tap) = &self.exec_tap {
+            internal::tap(&outbox, tap);
+        }
         outbox.send(bus);
+        for (tx, r) in replies {
+            let _ = tx.send(r);
+        }
         events::retention(self);
         Ok(())
     }

@@ -47,6 +47,11 @@ impl Outbox {
         );
     }
 
+    /// The pending publishes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Pending> {
+        self.pending.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }

@@ -1,10 +1,12 @@
 //! `register`: an extension's manifest of callout rules and services, for itself only.
 //! Rules go to the callouts engine (persisted, replaced wholesale); services are kept in the
-//! `services` tree; the gate's registry is updated so the extension may receive its notices.
+//! `services` tree and routed by the services router; the gate's registry is updated so the
+//! extension may receive its notices and requests.
 
 use super::dispatch::Ctx;
 use super::{Batch, Coordinator};
 use crate::registry::{Registration, Registry};
+use crate::services::router::Router;
 use extbus_schema::decode::Decoded;
 use extbus_schema::register::{Manifest, ServiceSpec};
 use extbus_schema::CommandError;
@@ -43,6 +45,7 @@ pub(crate) fn apply(
         .filter(|r| r.extension.as_deref() == Some(owner.as_str()))
         .cloned()
         .collect();
+    co.services.router.set_owner(&owner, &manifest.services);
     co.registry.set(
         &owner,
         registration(rules.iter().chain(config_rules.iter()), &manifest.services),
@@ -63,8 +66,9 @@ fn registration<'a>(
     }
 }
 
-/// Seeds the gate's registry with the services registered before this start.
-pub(crate) fn restore_services(db: &sled::Db, registry: &Registry) {
+/// Seeds the gate's registry and the services router with the services registered before
+/// this start.
+pub(crate) fn restore_services(db: &sled::Db, registry: &Registry, router: &Router) {
     let Ok(tree) = db.open_tree(SERVICES_TREE) else {
         return;
     };
@@ -73,6 +77,7 @@ pub(crate) fn restore_services(db: &sled::Db, registry: &Registry) {
         let Ok(services) = serde_json::from_slice::<Vec<ServiceSpec>>(&v) else {
             continue;
         };
+        router.set_owner(&owner, &services);
         let mut reg = registry.get(&owner).unwrap_or_default();
         reg.services
             .extend(services.iter().map(|s| (s.vendor.clone(), s.name.clone())));

@@ -184,6 +184,9 @@ fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
         );
     }
     for (kind, t) in fx.events {
+        if kind == extbus_callouts::TASK_BLOCKED {
+            co.metrics.inc("extbus_tasks_blocked_total", &[]);
+        }
         let data = if t.state.is_final() {
             serde_json::to_value(t.outcome()).unwrap_or(Value::Null)
         } else {

@@ -1,7 +1,13 @@
-//! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text). Extension services
-//! will be routed here too. Shuts down gracefully with the broker.
+//! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text), and everything else
+//! through the extension services gateway (`gateway`, callers authenticated by `auth`).
+//! Shuts down gracefully with the broker.
+
+pub mod auth;
+mod gateway;
 
 use crate::metrics::Metrics;
+use crate::principals::Principals;
+use crate::services::Services;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -11,23 +17,45 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// What the HTTP handlers share.
 #[derive(Clone)]
-struct AppState {
-    metrics: Arc<Metrics>,
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub services: Arc<Services>,
+    pub auth: auth::Authenticator,
+    /// Largest request body the gateway accepts (`mqtt.max_payload`).
+    pub max_payload: usize,
 }
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
+impl HttpState {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        principals: Arc<Principals>,
+        services: Arc<Services>,
+        max_payload: usize,
+    ) -> Self {
+        HttpState {
+            metrics,
+            services,
+            auth: auth::Authenticator::new(principals),
+            max_payload,
+        }
+    }
+}
+
+pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { metrics })
+        .fallback(gateway::handle)
+        .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-async fn metrics_text(State(st): State<AppState>) -> impl IntoResponse {
+async fn metrics_text(State(st): State<HttpState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),
@@ -36,10 +64,10 @@ async fn metrics_text(State(st): State<AppState>) -> impl IntoResponse {
 
 pub async fn serve(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -9,8 +9,36 @@ use super::session::{Session, Step, MALFORMED_PACKET, PACKET_TOO_LARGE, SERVER_S
 use bytes::{Buf, BytesMut};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// A client stream the relay can read and write at the same time.
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    type Read: AsyncRead + Unpin + Send;
+    type Write: AsyncWrite + Unpin + Send;
+    /// Written bytes may wait in a buffer until flushed (TLS records).
+    const BUFFERED: bool;
+    fn halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Duplex for TcpStream {
+    type Read = OwnedReadHalf;
+    type Write = OwnedWriteHalf;
+    const BUFFERED: bool = false;
+    fn halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl Duplex for tokio_rustls::server::TlsStream<TcpStream> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    const BUFFERED: bool = true;
+    fn halves(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
 
 /// Read chunk size; a read buffer grows by this much when nearly full.
 const READ_CHUNK: usize = 64 * 1024;
@@ -170,19 +198,17 @@ fn frames(
 /// Relays until either side ends, the gate closes the connection, or the gate stops.
 /// `cbuf` holds client bytes already read after the CONNECT; `connect` is the CONNECT for
 /// the broker.
-pub(crate) async fn relay<C>(
+pub(crate) async fn relay<C: Duplex>(
     client: C,
     broker: TcpStream,
     mut session: Session,
     mut cbuf: BytesMut,
     connect: Vec<u8>,
-) where
-    C: AsyncRead + AsyncWrite + Unpin + Send,
-{
+) {
     let gate = session.gate().clone();
     let cap = gate.hard_cap;
     let mut stop = gate.stopping();
-    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut cr, mut cw) = client.halves();
     let (mut br, mut bw) = broker.into_split();
     let mut bbuf = BytesMut::with_capacity(4096);
     let mut to_c = Out::default();
@@ -203,6 +229,10 @@ pub(crate) async fn relay<C>(
     };
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
     let mut armed = false;
 
     let from_client = |session: &mut Session,
@@ -245,10 +275,29 @@ pub(crate) async fn relay<C>(
         make_room(&mut cbuf);
         make_room(&mut bbuf);
         tokio::select! {
-            r = cr.read_buf(&mut cbuf), if read_client => match r {
-                Ok(n) if n > 0 => from_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow),
-                _ => flow.client_gone(&mut to_c),
-            },
+            // Writes first: drain queued frames before taking in more.
+            biased;
+            r = put(&mut cw, to_c.pending(), End::Flush),
+                if flow.write_client && (!to_c.is_empty() || flow.client_dirty) =>
+            {
+                match r {
+                    Ok(0) if to_c.is_empty() => flow.client_dirty = false,
+                    Ok(n) if n > 0 => {
+                        to_c.advance(n);
+                        flow.client_dirty = C::BUFFERED;
+                    }
+                    _ => flow.client_gone(&mut to_c),
+                }
+            }
+            r = put(&mut bw, to_b.pending(), End::Shutdown),
+                if flow.write_broker && (!to_b.is_empty() || flow.fin_broker) =>
+            {
+                match r {
+                    Ok(0) if to_b.is_empty() => flow.write_broker = false,
+                    Ok(n) if n > 0 => to_b.advance(n),
+                    _ => flow.broker_gone(&mut to_b),
+                }
+            }
             r = br.read_buf(&mut bbuf), if read_broker => match r {
                 Ok(n) if n > 0 && flow.write_client => {
                     let (c, b) = (to_c.tail(), to_b.tail());
@@ -268,28 +317,11 @@ pub(crate) async fn relay<C>(
                     flow.broker_gone(&mut to_b);
                 }
             },
-            r = put(&mut cw, to_c.pending(), End::Flush),
-                if flow.write_client && (!to_c.is_empty() || flow.client_dirty) =>
-            {
-                match r {
-                    Ok(0) if to_c.is_empty() => flow.client_dirty = false,
-                    Ok(n) if n > 0 => {
-                        to_c.advance(n);
-                        flow.client_dirty = true;
-                    }
-                    _ => flow.client_gone(&mut to_c),
-                }
-            }
-            r = put(&mut bw, to_b.pending(), End::Shutdown),
-                if flow.write_broker && (!to_b.is_empty() || flow.fin_broker) =>
-            {
-                match r {
-                    Ok(0) if to_b.is_empty() => flow.write_broker = false,
-                    Ok(n) if n > 0 => to_b.advance(n),
-                    _ => flow.broker_gone(&mut to_b),
-                }
-            }
-            _ = stop.wait_for(|s| *s), if !flow.stopping => {
+            r = cr.read_buf(&mut cbuf), if read_client => match r {
+                Ok(n) if n > 0 => from_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow),
+                _ => flow.client_gone(&mut to_c),
+            },
+            () = &mut stopped, if !flow.stopping => {
                 flow.stopping = true;
                 session.disconnect(SERVER_SHUTTING_DOWN, "the gate is stopping", to_c.tail());
                 flow.close(Duration::from_secs(1));

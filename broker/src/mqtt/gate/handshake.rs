@@ -5,7 +5,7 @@
 
 use super::codec::{self, FrameError, FrameStatus};
 use super::connect::{connack_refusal, encode_connect, parse_connect, Connect, ConnectError};
-use super::connection;
+use super::connection::{self, Duplex};
 use super::session::Session;
 use super::{acl, Gate, Live};
 use crate::principals::Principal;
@@ -36,10 +36,7 @@ const WILL_DENIED: Refusal = Refusal(0x05, 0x87, "will_denied");
 const WILL_TOO_LARGE: Refusal = Refusal(0x05, 0x95, "will_too_large");
 const UNAVAILABLE: Refusal = Refusal(0x03, 0x88, "broker_unavailable");
 
-pub(crate) async fn run<S>(gate: Arc<Gate>, mut client: S, peer: SocketAddr, live: Live)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketAddr, live: Live) {
     let mut stop = gate.stopping();
     let mut buf = BytesMut::with_capacity(4096);
     let first = tokio::select! {
@@ -201,15 +198,13 @@ async fn refuse<S: AsyncWrite + Unpin>(gate: &Gate, client: &mut S, v5: bool, r:
 
 /// Benchmark-only mode: no authentication and no checks; the CONNECT gets the internal token
 /// and the rest is copied byte for byte.
-async fn relay_unchecked<S>(
+async fn relay_unchecked<S: Duplex>(
     gate: Arc<Gate>,
     mut client: S,
     connect: &Connect<'_>,
     rest: BytesMut,
     live: Live,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let Some(mut broker) = dial(&gate, connect.v5()).await else {
         return refuse(&gate, &mut client, connect.v5(), UNAVAILABLE).await;
     };

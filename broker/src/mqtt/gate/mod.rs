@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -125,10 +124,12 @@ impl Gate {
     }
 
     /// Serves one accepted client stream (plain TCP or TLS) until it ends.
-    pub async fn serve<S>(self: Arc<Self>, stream: S, peer: SocketAddr, live: Live)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    pub async fn serve<S: connection::Duplex>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        live: Live,
+    ) {
         handshake::run(self, stream, peer, live).await;
     }
 }

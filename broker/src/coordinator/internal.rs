@@ -1,0 +1,96 @@
+//! Commands from inside the broker (executable extensions): applied by the coordinator as if the
+//! named principal had sent them over MQTT, answered on a oneshot once the batch is durable.
+//! Also forwards every `extbus/tasks/blocked/...` announcement of a flushed batch to that side.
+
+use super::dispatch::{self, Ctx};
+use super::outbox::Outbox;
+use super::{Batch, Coordinator};
+use crate::principals::Principal;
+use extbus_schema::tasks::{Task, TaskQuery, TaskState};
+use extbus_schema::{CommandError, ErrorCode};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// The answer to an internal command.
+pub type InternalReply = oneshot::Sender<Answer>;
+/// What an internal command gets back: the reply's result or its error.
+pub type Answer = Result<Value, CommandError>;
+
+/// One command: who sends it, the inbox suffix (`tasks/<id>/resume`), its JSON body.
+pub struct InternalCommand {
+    pub principal: Principal,
+    pub suffix: String,
+    pub body: Value,
+    pub reply: InternalReply,
+}
+
+/// The coordinator's end of the link with the in-process extensions.
+pub struct Link {
+    pub commands: mpsc::Receiver<InternalCommand>,
+    /// Blocked tasks as announced (after each flush), and the blocked ones found at start.
+    pub blocked: mpsc::UnboundedSender<Task>,
+}
+
+/// Decodes and applies one internal command; its reply waits in the batch for the flush.
+pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
+    let payload = serde_json::to_vec(&cmd.body).unwrap_or_default();
+    let result = match extbus_schema::decode(&cmd.suffix, &payload, co.config.mqtt.max_payload) {
+        Err(f) => Err(f.error),
+        Ok(d) if !d.command.permitted(&cmd.principal.roles) => Err(CommandError::forbidden(
+            format!("'{}' may not send '{}'", cmd.principal.name, cmd.suffix),
+        )),
+        Ok(d) => {
+            let ctx = Ctx {
+                principal: cmd.principal,
+                suffix: cmd.suffix,
+                correlation_id: None,
+                correlation_data: None,
+            };
+            dispatch::apply(co, b, &ctx, &d).unwrap_or_else(|| {
+                Err(CommandError::new(
+                    ErrorCode::UnknownCommand,
+                    "this command has no immediate answer",
+                ))
+            })
+        }
+    };
+    b.internal.push((cmd.reply, result));
+}
+
+/// Forwards the blocked-task announcements of a flushed batch.
+pub(crate) fn tap(outbox: &Outbox, to: &mpsc::UnboundedSender<Task>) {
+    for p in outbox.iter() {
+        if extbus_schema::topics::parse_tasks_blocked(&p.topic).is_some() {
+            if let Ok(t) = serde_json::from_slice::<Task>(&p.payload) {
+                let _ = to.send(t);
+            }
+        }
+    }
+}
+
+/// Hands the tasks already blocked at start to the in-process extensions.
+pub(crate) fn announce_waiting(co: &Coordinator, to: &mpsc::UnboundedSender<Task>) {
+    let q = TaskQuery {
+        state: Some(TaskState::Blocked),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    match co.engine.query(&co.store, &q) {
+        Ok(list) => {
+            for t in list {
+                let _ = to.send(t);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing blocked tasks for exec extensions failed"),
+    }
+}
+
+/// Receives the next internal command; a missing or closed link never yields.
+pub(crate) async fn recv(rx: &mut Option<mpsc::Receiver<InternalCommand>>) -> InternalCommand {
+    if let Some(r) = rx {
+        if let Some(c) = r.recv().await {
+            return c;
+        }
+    }
+    std::future::pending().await
+}

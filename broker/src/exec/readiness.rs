@@ -1,0 +1,103 @@
+//! Readiness of executable extensions: the file exists, is a regular file and is executable.
+//! Checked at start and then periodically; reported in the log (on every change) and as the
+//! `/metrics` gauge `extbus_exec_ready{name}` (1 ready, 0 not). It refuses nothing.
+
+use super::ExecConfig;
+use crate::metrics::Metrics;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const GAUGE: &str = "extbus_exec_ready";
+
+/// `Ok(())` when `path` can be run, else why not.
+pub fn check(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!("{} is not executable", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one entry, sets its gauge and logs when the state changed since `last`.
+pub fn report(e: &ExecConfig, metrics: &Metrics, last: Option<bool>) -> bool {
+    let r = check(&e.path);
+    let ready = r.is_ok();
+    metrics.set_gauge(GAUGE, &[("name", e.name.as_str())], u64::from(ready));
+    if last != Some(ready) {
+        match r {
+            Ok(()) => {
+                tracing::info!(exec = %e.name, path = %e.path.display(), "executable extension ready")
+            }
+            Err(why) => {
+                tracing::warn!(exec = %e.name, reason = %why, "executable extension not ready")
+            }
+        }
+    }
+    ready
+}
+
+/// Checks every entry now, then every entry's `check_interval_ms`, until `stop` turns true.
+pub async fn watch(
+    entries: Vec<ExecConfig>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    metrics.describe(
+        GAUGE,
+        "1 when the executable extension's file exists and is executable",
+    );
+    let mut last: Vec<Option<bool>> = entries
+        .iter()
+        .map(|e| Some(report(e, &metrics, None)))
+        .collect();
+    let tick = entries
+        .iter()
+        .map(|e| e.check_interval_ms)
+        .min()
+        .unwrap_or(30_000)
+        .max(100);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(tick)) => {}
+        }
+        for (e, l) in entries.iter().zip(last.iter_mut()) {
+            *l = Some(report(e, &metrics, *l));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_plain_and_executable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.sh");
+        assert!(check(&p).unwrap_err().contains("x.sh"));
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(check(&p).unwrap_err().contains("not executable"));
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert!(check(&p).is_ok());
+        assert!(check(dir.path()).is_err());
+        let m = Metrics::new();
+        let e = ExecConfig::new("x", &p);
+        assert!(report(&e, &m, None));
+        assert_eq!(m.get(GAUGE, &[("name", "x")]), 1);
+    }
+}

@@ -1,0 +1,249 @@
+//! Extension services (SPEC.md "Extension services"): the `router` of registered services, the
+//! `hub` of requests waiting for a response, and `Services`, which publishes a request, waits
+//! for its answer until the service's timeout (on the injected clock) and counts the result.
+//! Callers are the HTTP gateway (`http::gateway`) and MQTT-native calls (the coordinator).
+
+pub mod hub;
+pub mod router;
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::mqtt::{BusError, BusTx, PublishProps};
+use bytes::Bytes;
+use extbus_schema::reply::Reply;
+use extbus_schema::{ErrorCode, ServiceRequest};
+use hub::{Hub, Outcome};
+use router::{Route, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+pub const REQUESTS_TOTAL: &str = "extbus_service_requests_total";
+pub const LATENCY: &str = "extbus_service_request_duration_seconds";
+pub const LATE_TOTAL: &str = "extbus_service_late_responses_total";
+pub const PENDING: &str = "extbus_service_requests_pending";
+
+/// Headers that never cross the gateway in either direction: hop-by-hop ones (RFC 9110
+/// section 7.6.1) and credentials meant for the broker. Names in lowercase.
+pub const STRIPPED_HEADERS: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "authorization",
+    "content-length",
+];
+
+/// Is `name` (lowercase) dropped when a request or response crosses the gateway?
+/// `connection_listed` holds the names the message's own `Connection` header lists.
+pub fn stripped(name: &str, connection_listed: &[String]) -> bool {
+    STRIPPED_HEADERS.contains(&name) || connection_listed.iter().any(|c| c == name)
+}
+
+/// The JSON body of every gateway error: `{"error": {"code", "message"}}`.
+pub fn error_body(code: ErrorCode, message: &str) -> Value {
+    json!({"error": {"code": code.as_str(), "message": message}})
+}
+
+/// The status, code and message of a request that got no usable answer.
+pub fn failure(outcome: Option<&Outcome>, timeout_ms: u64) -> Option<(u16, ErrorCode, String)> {
+    match outcome {
+        None => Some((
+            504,
+            ErrorCode::Overloaded,
+            format!("the service did not answer within {timeout_ms} ms"),
+        )),
+        Some(Outcome::Malformed(why)) => Some((
+            502,
+            ErrorCode::Internal,
+            format!("the service answered with a malformed response: {why}"),
+        )),
+        Some(Outcome::Response(_)) => None,
+    }
+}
+
+/// Publishes service requests and waits for their responses.
+pub struct Services {
+    pub router: Router,
+    pub hub: Hub,
+    bus: BusTx,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl Services {
+    pub fn new(bus: BusTx, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Arc<Services> {
+        metrics.describe(
+            REQUESTS_TOTAL,
+            "extension service requests, by response status",
+        );
+        metrics.describe(
+            LATENCY,
+            "time from receiving a service request to answering it",
+        );
+        metrics.describe(
+            LATE_TOTAL,
+            "service responses dropped because their request had timed out",
+        );
+        metrics.describe(PENDING, "service requests waiting for a response");
+        Arc::new(Services {
+            router: Router::new(),
+            hub: Hub::new(),
+            bus,
+            clock,
+            metrics,
+        })
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// When a request to `route` received now stops waiting.
+    pub fn deadline(&self, route: &Route) -> u64 {
+        self.clock.now_ms().saturating_add(route.spec.timeout_ms)
+    }
+
+    /// Opens `req` in the hub and publishes it on the service's request topic.
+    pub fn send(
+        &self,
+        route: &Route,
+        req: &ServiceRequest,
+    ) -> Result<oneshot::Receiver<Outcome>, BusError> {
+        let key = route.spec.key();
+        let rx = self.hub.open(&req.id, &key);
+        let payload = serde_json::to_vec(req).unwrap_or_default();
+        let props = PublishProps {
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .bus
+            .publish(&route.spec.requests_topic(), Bytes::from(payload), props)
+        {
+            self.hub.expire(&req.id);
+            return Err(e);
+        }
+        self.metrics.gauge_add(PENDING, &[], 1);
+        Ok(rx)
+    }
+
+    /// Waits for the outcome of request `id` until `deadline` (ms, on the broker's clock).
+    /// `None`: it timed out, and a response arriving later is dropped as late.
+    pub async fn wait(
+        &self,
+        id: &str,
+        mut rx: oneshot::Receiver<Outcome>,
+        deadline: u64,
+    ) -> Option<Outcome> {
+        let sleep = self.clock.sleep_until(deadline);
+        let got = tokio::select! {
+            r = &mut rx => r.ok(),
+            _ = sleep => {
+                if self.hub.expire(id) {
+                    None
+                } else {
+                    // Delivered just as the deadline passed: take it.
+                    rx.await.ok()
+                }
+            }
+        };
+        self.metrics.gauge_add(PENDING, &[], -1);
+        got
+    }
+
+    /// A caller left before its answer: later responses are dropped as late.
+    pub fn abandon(&self, id: &str) {
+        if self.hub.expire(id) {
+            self.metrics.gauge_add(PENDING, &[], -1);
+        }
+    }
+
+    /// Counts a request answered with `status`, `started` when it was received.
+    pub fn record(&self, status: u16, started: Instant) {
+        let status = status.to_string();
+        self.metrics.inc(REQUESTS_TOTAL, &[("status", &status)]);
+        self.metrics
+            .observe(LATENCY, &[], started.elapsed().as_secs_f64());
+    }
+
+    /// Counts a response that came after its request timed out.
+    pub fn count_late(&self) {
+        self.metrics.inc(LATE_TOTAL, &[]);
+    }
+
+    /// Waits for an MQTT-native call's answer in the background and sends it as the caller's
+    /// reply: the response as `result`, or a 502/504 result shaped like the HTTP answer.
+    pub fn reply_later(self: &Arc<Self>, call: PendingCall, rx: oneshot::Receiver<Outcome>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let outcome = me.wait(&call.id, rx, call.deadline).await;
+            let result = match (&outcome, failure(outcome.as_ref(), call.timeout_ms)) {
+                (Some(Outcome::Response(r)), _) => r.to_result(),
+                (_, Some((status, code, message))) => json!({
+                    "status": status,
+                    "headers": {"content-type": "application/json"},
+                    "json": error_body(code, &message),
+                }),
+                _ => Value::Null,
+            };
+            let status = result["status"].as_u64().unwrap_or(0) as u16;
+            me.record(status, call.started);
+            me.metrics.inc(
+                "extbus_commands_total",
+                &[("command", "services"), ("result", "ok")],
+            );
+            let reply = Reply::ok(call.suffix, call.correlation_id, result);
+            let props = PublishProps {
+                correlation_data: call.correlation_data,
+                content_type: Some("application/json".into()),
+                ..Default::default()
+            };
+            let payload = serde_json::to_vec(&reply).unwrap_or_default();
+            let topic = extbus_schema::topics::replies(&call.caller);
+            if let Err(e) = me.bus.publish(&topic, Bytes::from(payload), props) {
+                tracing::warn!(topic = %topic, error = %e, "service call reply not published");
+            }
+        });
+    }
+}
+
+/// An MQTT-native service call waiting for its answer: where the reply goes.
+pub struct PendingCall {
+    pub id: String,
+    pub caller: String,
+    /// The command's inbox suffix, echoed as the reply's `command`.
+    pub suffix: String,
+    pub correlation_id: Option<Value>,
+    pub correlation_data: Option<Bytes>,
+    pub deadline: u64,
+    pub timeout_ms: u64,
+    pub started: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripping_and_error_shapes() {
+        assert!(stripped("authorization", &[]));
+        assert!(stripped("transfer-encoding", &[]));
+        assert!(stripped("x-private", &["x-private".into()]));
+        assert!(!stripped("content-type", &[]));
+        let (status, code, _) = failure(None, 10).unwrap();
+        assert_eq!((status, code), (504, ErrorCode::Overloaded));
+        let m = Outcome::Malformed("bad".into());
+        assert_eq!(failure(Some(&m), 10).unwrap().0, 502);
+        assert_eq!(
+            error_body(ErrorCode::NotFound, "x"),
+            json!({"error": {"code": "not_found", "message": "x"}})
+        );
+    }
+}

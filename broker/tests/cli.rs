@@ -1,0 +1,486 @@
+//! The operators' CLI against the real `extbus` binary serving on free ports: every `task` and
+//! `events` subcommand, success and failure (broker errors, bad credentials, bad flags), the
+//! three ways to give credentials, and `ext scaffold`.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn extbus() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_extbus"));
+    for v in [
+        "EXTBUS_URL",
+        "EXTBUS_USER",
+        "EXTBUS_SECRET",
+        "EXTBUS_CREDENTIALS",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// A broker child process, killed when dropped.
+struct Broker {
+    child: Child,
+    mqtt: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("extbus.toml");
+        std::fs::write(
+            &cfg,
+            "[[tasks.rules]]\noperation = \"vm.create\"\nextension = \"extension\"\ntimeout_ms = 600000\n",
+        )
+        .unwrap();
+        let (mqtt, http) = (free_port(), free_port());
+        let child = extbus()
+            .args(["serve", "--dev", "--config", cfg.to_str().unwrap()])
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let b = Broker {
+            child,
+            mqtt,
+            _dir: dir,
+        };
+        // Ready once the CLI gets an answer.
+        let start = Instant::now();
+        loop {
+            if b.cli("operator", &["task", "list"]).status.success() {
+                return b;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "broker not ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.mqtt)
+    }
+
+    /// Runs the CLI as `user` (secret = name).
+    fn cli(&self, user: &str, args: &[&str]) -> Output {
+        extbus()
+            .args(args)
+            .args(["--url", &self.url(), "--user", user, "--secret", user])
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, user: &str, args: &[&str]) -> String {
+        let out = self.cli(user, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, user: &str, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(user, &a)).unwrap()
+    }
+
+    /// The stderr of a command that must fail.
+    fn fails(&self, user: &str, args: &[&str]) -> String {
+        let out = self.cli(user, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Sends commands as the platform over plain MQTT and returns their replies.
+    fn platform(&self, cmds: &[(&str, Value)]) -> Vec<Value> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut o = rumqttc::MqttOptions::new("cli-test-platform", "127.0.0.1", self.mqtt);
+            o.set_credentials("platform", "platform");
+            let (c, mut el) = rumqttc::AsyncClient::new(o, 64);
+            c.subscribe("extbus/out/platform/replies", rumqttc::QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            let mut replies = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    // One command at a time: after the SUBACK, then after each reply.
+                    let send = match el.poll().await.unwrap() {
+                        rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => true,
+                        rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => {
+                            replies.push(serde_json::from_slice::<Value>(&p.payload).unwrap());
+                            true
+                        }
+                        _ => false,
+                    };
+                    if replies.len() == cmds.len() {
+                        return;
+                    }
+                    if send {
+                        let (suffix, body) = &cmds[replies.len()];
+                        c.publish(
+                            format!("extbus/in/platform/{suffix}"),
+                            rumqttc::QoS::AtLeastOnce,
+                            false,
+                            serde_json::to_vec(body).unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+            })
+            .await
+            .expect("platform replies");
+            replies
+        })
+    }
+}
+
+fn submit(id: &str) -> (&'static str, Value) {
+    (
+        "tasks/submit",
+        json!({"request_id": id, "operation": "vm.create", "org": "acme", "data": {"cpu": 2}}),
+    )
+}
+
+fn event(n: u64) -> (&'static str, Value) {
+    (
+        "events",
+        json!({"type": "vm.create", "org": "acme", "subject": format!("urn:acme:vm:{n}"), "outcome": "succeeded"}),
+    )
+}
+
+#[test]
+fn task_commands_list_get_resolve_and_extend() {
+    let b = Broker::start();
+    let list = b.ok("operator", &["task", "list"]);
+    assert!(list.starts_with("ID"), "{list}");
+    let replies = b.platform(&[submit("r-1"), submit("r-2"), submit("r-3")]);
+    let ids: Vec<String> = replies
+        .iter()
+        .map(|r| r["result"]["id"].as_str().unwrap().to_string())
+        .collect();
+
+    let all = b.json(
+        "operator",
+        &["task", "list", "--state", "blocked", "--org", "acme"],
+    );
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 3);
+    let one = b.json(
+        "operator",
+        &["task", "list", "--limit", "1", "--operation", "vm.create"],
+    );
+    assert_eq!(one["tasks"].as_array().unwrap().len(), 1);
+    let table = b.ok("operator", &["task", "list", "--state", "blocked"]);
+    for id in &ids {
+        assert!(table.contains(id.as_str()), "{table}");
+    }
+    assert!(table.contains("1/1 extension"), "{table}");
+
+    let details = b.ok("operator", &["task", "get", &ids[0]]);
+    assert!(
+        details.contains("vm.create") && details.contains("history:"),
+        "{details}"
+    );
+    assert!(details.contains("submit"), "{details}");
+
+    let out = b.ok(
+        "operator",
+        &[
+            "task",
+            "resume",
+            &ids[0],
+            "-m",
+            "looks fine",
+            "--result",
+            r#"{"host": "h1"}"#,
+        ],
+    );
+    assert!(out.contains("resumed"), "{out}");
+    let t = b.json("operator", &["task", "get", &ids[0]]);
+    assert_eq!(t["state"], "resumed");
+    assert_eq!(t["result"]["host"], "h1");
+    assert_eq!(t["message"], "looks fine");
+
+    let t = b.json("operator", &["task", "cancel", &ids[1], "-m", "not today"]);
+    assert_eq!(t["state"], "cancelled");
+
+    let before = b.json("operator", &["task", "get", &ids[2]])["deadline"].clone();
+    let t = b.json(
+        "operator",
+        &["task", "extend", &ids[2], "--by", "50m", "-m", "later"],
+    );
+    assert_eq!(t["state"], "blocked");
+    assert!(t["deadline"].as_str().unwrap() > before.as_str().unwrap());
+    let out = b.ok("operator", &["task", "abort", &ids[2], "-m", "too big"]);
+    assert!(out.contains("aborted"), "{out}");
+    let list = b.ok("operator", &["task", "list", "--state", "aborted"]);
+    assert!(
+        list.contains(ids[2].as_str()) && !list.contains(ids[0].as_str()),
+        "{list}"
+    );
+
+    // Failures exit non-zero with the broker's error.
+    let e = b.fails("operator", &["task", "resume", "no-such-task", "-m", "x"]);
+    assert!(e.contains("not_found"), "{e}");
+    let e = b.fails("operator", &["task", "get", "no-such-task"]);
+    assert!(e.contains("not_found"), "{e}");
+    let e = b.fails(
+        "operator",
+        &["task", "cancel", &ids[0], "-m", "changed my mind"],
+    );
+    assert!(e.contains("conflict"), "{e}");
+    let e = b.fails("observer", &["task", "abort", &ids[0]]);
+    assert!(e.contains("forbidden"), "{e}");
+    let e = b.fails(
+        "operator",
+        &["task", "resume", &ids[0], "--result", "{oops"],
+    );
+    assert!(e.contains("--result"), "{e}");
+    let e = b.fails("operator", &["task", "extend", &ids[0], "--by", "soon"]);
+    assert!(e.contains("duration"), "{e}");
+    let e = b.fails("operator", &["task", "list", "--state", "sleeping"]);
+    assert!(e.contains("sleeping"), "{e}");
+}
+
+#[test]
+fn credentials_come_from_flags_environment_or_a_file() {
+    let b = Broker::start();
+    let out = extbus()
+        .args([
+            "task",
+            "list",
+            "--url",
+            &b.url(),
+            "--user",
+            "operator",
+            "--secret",
+            "wrong",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("bad credentials") && e.contains("operator"),
+        "{e}"
+    );
+
+    let out = extbus()
+        .args(["task", "list", "--json"])
+        .env("EXTBUS_URL", b.url())
+        .env("EXTBUS_USER", "operator")
+        .env("EXTBUS_SECRET", "operator")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("op.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "url = \"{}\"\nuser = \"operator\"\nsecret = \"operator\"\n",
+            b.url()
+        ),
+    )
+    .unwrap();
+    let out = extbus()
+        .args(["task", "list", "--credentials", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = extbus()
+        .args(["task", "list", "--url", &b.url()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user"));
+
+    let out = extbus()
+        .args([
+            "task",
+            "list",
+            "--url",
+            &format!("mqtt://127.0.0.1:{}", free_port()),
+        ])
+        .args(["--user", "operator", "--secret", "operator", "--wait", "3s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reach the broker"));
+}
+
+#[test]
+fn events_tail_replays_then_follows_without_duplicates() {
+    let b = Broker::start();
+    let replies = b.platform(&[
+        event(1),
+        event(2),
+        ("events", json!({"type": "vapp.delete", "org": "beta"})),
+    ]);
+    let first = replies[0]["result"]["seq"].as_u64().unwrap();
+
+    let out = b.ok(
+        "operator",
+        &[
+            "events",
+            "tail",
+            "--from-seq",
+            &first.to_string(),
+            "--no-follow",
+            "--json",
+        ],
+    );
+    let seqs: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs.len(), 3, "{out}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+
+    let out = b.ok(
+        "operator",
+        &[
+            "events",
+            "tail",
+            "--from-seq",
+            "1",
+            "--no-follow",
+            "--org",
+            "acme",
+            "--type",
+            "vm.create",
+        ],
+    );
+    assert!(
+        out.contains("urn:acme:vm:1")
+            && out.contains("urn:acme:vm:2")
+            && !out.contains("vapp.delete"),
+        "{out}"
+    );
+
+    // Follow: one stored event comes by replay, the next one live, each printed once.
+    let from = replies[2]["result"]["seq"].as_u64().unwrap() + 1;
+    let r = b.platform(&[event(3)]);
+    let mut child = extbus()
+        .args([
+            "events",
+            "tail",
+            "--org",
+            "acme",
+            "--from-seq",
+            &from.to_string(),
+            "--count",
+            "2",
+            "--json",
+        ])
+        .args([
+            "--url",
+            &b.url(),
+            "--user",
+            "observer",
+            "--secret",
+            "observer",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let l1: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(l1["seq"], r[0]["result"]["seq"]);
+    let r2 = b.platform(&[event(4)]);
+    let l2: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(l2["seq"], r2[0]["result"]["seq"]);
+    assert_eq!(l2["subject"], "urn:acme:vm:4");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(lines.next().is_none());
+
+    let e = b.fails(
+        "operator",
+        &["events", "tail", "--org", "a#b", "--no-follow"],
+    );
+    assert!(e.contains("filter"), "{e}");
+}
+
+#[test]
+fn ext_scaffold_writes_a_runnable_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = extbus()
+        .args([
+            "ext",
+            "scaffold",
+            "checker",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = dir.path().join("checker.sh");
+    let payload = dir.path().join("task.json");
+    std::fs::write(&payload, r#"{"id": "t1", "operation": "vm.create"}"#).unwrap();
+    let run = Command::new(&script)
+        .args(["callout", payload.to_str().unwrap(), "5"])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let answer: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(answer["status"], "success");
+    let again = extbus()
+        .args([
+            "ext",
+            "scaffold",
+            "checker",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""The approver sample in Python (paho-mqtt >= 2): registers a callout rule for vm.create,
+then resumes small requests and aborts large ones with the reason. Same policy as
+src/approver.rs; shows that any MQTT 5 client in any language can be an extbus extension.
+
+    pip install paho-mqtt
+    python3 sample-extensions/python/approver.py --url mqtt://127.0.0.1:1883 \
+        --user extension --secret extension
+"""
+import argparse
+import itertools
+import json
+import threading
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+MAX_CPU, MAX_MEMORY_GB = 8, 32
+
+
+def decide(task):
+    """('resume', body) for a small request, ('abort', body) with the reason otherwise."""
+    data = task.get("data") or {}
+    cpu, mem = data.get("cpu", 1), data.get("memory_gb", 1)
+    if cpu > MAX_CPU:
+        return "abort", {"message": f"{cpu} CPUs exceed the limit of {MAX_CPU}"}
+    if mem > MAX_MEMORY_GB:
+        return "abort", {"message": f"{mem} GB of memory exceed the limit of {MAX_MEMORY_GB} GB"}
+    return "resume", {"message": f"approved: {cpu} CPUs, {mem} GB", "result": {"approved_by": "approver.py"}}
+
+
+class Approver:
+    def __init__(self, args):
+        url = urlparse(args.url)
+        self.user, self.operation = args.user, args.operation
+        self.ids = itertools.count()
+        self.replies = {}  # correlation id -> (event, reply)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(args.user, args.secret)
+        self.client.on_message = self.on_message
+        self.client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+        self.client.loop_start()
+        self.client.subscribe(f"extbus/out/{self.user}/replies", qos=1)
+
+    def command(self, suffix, body, timeout=15):
+        """Publishes under our inbox with a correlation id and waits for the reply."""
+        corr = f"{self.user}-py-{next(self.ids)}"
+        done = threading.Event()
+        self.replies[corr] = [done, None]
+        body = dict(body, correlation_id=corr)
+        self.client.publish(f"extbus/in/{self.user}/{suffix}", json.dumps(body), qos=1)
+        if not done.wait(timeout):
+            raise TimeoutError(f"no reply to {suffix}")
+        reply = self.replies.pop(corr)[1]
+        if not reply.get("ok"):
+            raise RuntimeError(f"{reply['error']['code']}: {reply['error']['message']}")
+        return reply["result"]
+
+    def on_message(self, client, userdata, msg):
+        payload = json.loads(msg.payload or b"null")
+        if msg.topic == f"extbus/out/{self.user}/replies":
+            waiting = self.replies.get(payload.get("correlation_id"))
+            if waiting:
+                waiting[1] = payload
+                waiting[0].set()
+        else:
+            # Answer off the network thread: command() waits for a reply that thread delivers.
+            threading.Thread(target=self.handle, args=(payload,), daemon=True).start()
+
+    def handle(self, task):
+        stage = task.get("stage", 0)
+        stages = task.get("stages") or []
+        if task.get("state") != "blocked" or stage >= len(stages) or self.user not in stages[stage]:
+            return
+        action, body = decide(task)
+        try:
+            self.command(f"tasks/{task['id']}/{action}", body)
+            print(f"{action} task {task['id']} ({task.get('subject')})")
+        except Exception as e:  # a renotify of a task resolved meanwhile is refused: fine
+            print(f"task {task['id']}: {e}")
+
+    def run(self):
+        self.command("register", {"rules": [{"operation": self.operation, "priority": 60,
+                                              "timeout_ms": 300000, "default_action": "abort"}]})
+        self.client.subscribe("extbus/tasks/blocked/" + self.operation.replace(".", "/", 1), qos=1)
+        # Tasks that were already waiting before we started.
+        for task in self.command("tasks/query", {"state": "blocked", "operation": self.operation})["tasks"]:
+            self.handle(task)
+        print(f"approver.py: answering {self.operation} as {self.user}")
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", default="mqtt://127.0.0.1:1883")
+    p.add_argument("--user", default="extension")
+    p.add_argument("--secret", default="extension")
+    p.add_argument("--operation", default="vm.create")
+    Approver(p.parse_args()).run()
