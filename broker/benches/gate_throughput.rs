@@ -75,7 +75,14 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
             tasks.push(tokio::spawn(async move {
                 let mut ready = Some(ready_tx);
                 let mut done = Some(done_tx);
-                while let Ok(e) = el.poll().await {
+                loop {
+                    let e = match el.poll().await {
+                        Ok(e) => e,
+                        Err(e) => {
+                            eprintln!("gate_throughput: subscriber: {e}");
+                            break;
+                        }
+                    };
                     match e {
                         rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
                             ready.take().map(|r| r.send(()));
@@ -124,8 +131,15 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
             tasks.push(tokio::spawn(async move {
                 let mut ready = Some(ready_tx);
                 let mut done = Some(done_tx);
-                while let Ok(e) = el.poll().await {
+                loop {
                     use m5::mqttbytes::v5::Packet;
+                    let e = match el.poll().await {
+                        Ok(e) => e,
+                        Err(e) => {
+                            eprintln!("gate_throughput: subscriber: {e}");
+                            break;
+                        }
+                    };
                     match e {
                         m5::Event::Incoming(Packet::SubAck(_)) => {
                             ready.take().map(|r| r.send(()));

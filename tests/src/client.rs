@@ -76,7 +76,7 @@ fn suback_code(c: &rumqttc::v5::mqttbytes::v5::SubscribeReasonCode) -> u8 {
     }
 }
 
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(20);
 
 impl BusClient {
     /// Connects and waits for CONNACK; `Err` carries the refusal.
