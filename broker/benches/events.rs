@@ -3,7 +3,7 @@
 //! through extbus (validated, sequenced, logged before fan-out) and, side by side, through a
 //! plain MQTT broker relaying the same messages straight to an events topic.
 //! The plain broker is `mosquitto` from PATH (started here on a free port) or the URL in
-//! EXTBUS_BENCH_PLAIN_URL (mqtt://host:port). Run: `cargo bench -p extbus --bench events`.
+//! BENCH_PLAIN_MQTT_URL (mqtt://host:port). Run: `cargo bench -p extbus --bench events`.
 
 mod common;
 
@@ -88,7 +88,7 @@ fn user_for_sub(user: &str) -> &str {
 }
 
 fn plain_broker() -> Option<(u16, Option<std::process::Child>)> {
-    if let Ok(url) = std::env::var("EXTBUS_BENCH_PLAIN_URL") {
+    if let Ok(url) = std::env::var("BENCH_PLAIN_MQTT_URL") {
         let port = url.rsplit(':').next()?.parse().ok()?;
         return Some((port, None));
     }
@@ -145,7 +145,7 @@ fn main() {
                     let _ = c.kill();
                 }
             }
-            None => println!("plain MQTT broker: skipped (no mosquitto on PATH and no EXTBUS_BENCH_PLAIN_URL)"),
+            None => println!("plain MQTT broker: skipped (no mosquitto on PATH and no BENCH_PLAIN_MQTT_URL)"),
         }
     });
 }

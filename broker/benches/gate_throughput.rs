@@ -2,7 +2,7 @@
 //! gate and through the unchecked relay (`gate: false`), for 3.1.1 and MQTT 5 clients.
 //! Prints messages per second and the gate/unchecked ratio. Run with
 //! `cargo bench -p extbus --bench gate_throughput` (`GATE_BENCH_N` overrides the count,
-//! `GATE_BENCH_VERBOSE=1` prints every round).
+//! `GATE_BENCH_VERBOSE=1` prints every round, `GATE_BENCH_LOG=<filter>` logs).
 
 use extbus::metrics::Metrics;
 use extbus::mqtt::{self, MqttSettings};
@@ -54,7 +54,7 @@ async fn start(principals: Arc<Principals>, gate: bool) -> SocketAddr {
 async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) -> f64 {
     let id = |who: &str| format!("{who}-{round}-{}", if v == Version::V4 { 4 } else { 5 });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let got = Arc::new(AtomicUsize::new(0));
+    let got = Arc::new(Pace::default());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let payload = vec![0x5a; PAYLOAD];
     let mut tasks = Vec::new();
@@ -88,7 +88,7 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
                             ready.take().map(|r| r.send(()));
                         }
                         rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) => {
-                            if seen.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                            if seen.received() == n {
                                 done.take().map(|d| d.send(Instant::now()));
                             }
                         }
@@ -103,8 +103,10 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
             ));
             let start = Instant::now();
             let p2 = publ.clone();
+            let pace = got.clone();
             tasks.push(tokio::spawn(async move {
-                for _ in 0..n {
+                for i in 0..n {
+                    pace.wait(i).await;
                     let p = payload.clone();
                     p2.publish(TOPIC, rumqttc::QoS::AtLeastOnce, false, p)
                         .await
@@ -145,7 +147,7 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
                             ready.take().map(|r| r.send(()));
                         }
                         m5::Event::Incoming(Packet::Publish(_)) => {
-                            if seen.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                            if seen.received() == n {
                                 done.take().map(|d| d.send(Instant::now()));
                             }
                         }
@@ -160,8 +162,10 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
             ));
             let start = Instant::now();
             let p2 = publ.clone();
+            let pace = got.clone();
             tasks.push(tokio::spawn(async move {
-                for _ in 0..n {
+                for i in 0..n {
+                    pace.wait(i).await;
                     let p = payload.clone();
                     let q = m5::mqttbytes::QoS::AtLeastOnce;
                     p2.publish(TOPIC, q, false, p).await.unwrap();
@@ -175,17 +179,48 @@ async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) 
     }
 }
 
+/// Keeps the publisher at most `WINDOW` messages ahead of the subscriber: rumqttd does not
+/// slow a publisher down for a slow subscriber, it drops what falls out of its log.
+#[derive(Default)]
+struct Pace {
+    got: AtomicUsize,
+    more: tokio::sync::Notify,
+}
+
+const WINDOW: usize = 20_000;
+
+impl Pace {
+    /// Counts one received message; returns the count.
+    fn received(&self) -> usize {
+        let got = self.got.fetch_add(1, Ordering::Relaxed) + 1;
+        if got % 1000 == 0 {
+            self.more.notify_waiters();
+        }
+        got
+    }
+
+    async fn wait(&self, sent: usize) {
+        loop {
+            let more = self.more.notified();
+            if sent < self.got.load(Ordering::Relaxed) + WINDOW {
+                return;
+            }
+            more.await;
+        }
+    }
+}
+
 /// Waits for the last message; a transfer that stalls ends the benchmark with a message.
 async fn wait(
     done: tokio::sync::oneshot::Receiver<Instant>,
-    got: &AtomicUsize,
+    got: &Pace,
     n: usize,
     label: &str,
 ) -> Instant {
     match tokio::time::timeout(Duration::from_secs(120), done).await {
         Ok(Ok(t)) => t,
         _ => {
-            let got = got.load(Ordering::Relaxed);
+            let got = got.got.load(Ordering::Relaxed);
             eprintln!("gate_throughput: {label}: transfer stalled after {got} of {n} messages");
             std::process::exit(1);
         }
@@ -206,6 +241,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    if let Ok(filter) = std::env::var("GATE_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let n: usize = std::env::var("GATE_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -1,7 +1,8 @@
 //! Extension services benchmark against the real binary (figures printed, nothing asserted):
 //! HTTP requests through the gateway to an echo extension on MQTT. Reports requests/s and
-//! p50/p99 latency with 32 keep-alive callers (and with one caller), next to the echo
-//! extension's own handling time measured inside it; added latency = gateway p50 - handling.
+//! p50/p99 latency for one caller, 32 keep-alive callers paced to 10,000 req/s, and 32 callers
+//! as fast as they can, next to the echo extension's own handling time measured inside it;
+//! added latency = gateway p50 - handling.
 //! Run: `cargo bench -p extbus --bench services` (SERVICES_BENCH_SECS, default 5; not an
 //! `EXTBUS_` variable, which the broker would read as config).
 

@@ -1,7 +1,7 @@
 //! Blocking-task benchmarks against the real binary (figures printed, nothing asserted):
 //! durable end-to-end tasks/s with one extension resuming everything and 64 in flight;
 //! submit-to-outcome p50/p99 at a steady 1,000 tasks/s; RSS and store size with N pending
-//! tasks (EXTBUS_BENCH_PENDING, default 1,000,000) and the time from start to serving them.
+//! tasks (BENCH_PENDING_TASKS, default 1,000,000) and the time from start to serving them.
 //! Run: `cargo bench -p extbus --bench tasks`.
 
 mod common;
@@ -212,7 +212,7 @@ async fn first_reply(port: u16) -> Duration {
 }
 
 fn main() {
-    let pending: usize = std::env::var("EXTBUS_BENCH_PENDING")
+    let pending: usize = std::env::var("BENCH_PENDING_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);

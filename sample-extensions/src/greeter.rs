@@ -2,7 +2,7 @@
 //! `/ext/acme/greeter/...`, takes requests from its (shared) requests topic, and answers each
 //! with `services/responses`: `{"greeting": "Hello, <name>"}` in the language of `?lang=`.
 
-use crate::{Bus, Opts};
+use crate::{Bus, Msg, Opts};
 use anyhow::Result;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -56,12 +56,23 @@ pub fn respond(req: &Value) -> Value {
 }
 
 /// Registers and answers requests until `shutdown`. Replicas share the load (`$share`).
-pub async fn run(opts: &Opts, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let (bus, mut rx) = Bus::connect(opts).await?;
+/// Connects, registers the service and subscribes to its requests; once this returns,
+/// requests reach the greeter.
+pub async fn start(opts: &Opts) -> Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Msg>)> {
+    let (bus, rx) = Bus::connect(opts).await?;
     bus.register(manifest()).await?;
     bus.subscribe(&format!("$share/greeters/{REQUESTS}"))
         .await?;
     println!("greeter ready on {REQUESTS}");
+    Ok((bus, rx))
+}
+
+/// Answers requests until `shutdown` resolves.
+pub async fn serve(
+    bus: Bus,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     tokio::pin!(shutdown);
     let r = loop {
         tokio::select! {
@@ -78,6 +89,12 @@ pub async fn run(opts: &Opts, shutdown: impl Future<Output = ()>) -> Result<()> 
     };
     bus.disconnect().await;
     r
+}
+
+/// Starts and serves until `shutdown` resolves.
+pub async fn run(opts: &Opts, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let (bus, rx) = start(opts).await?;
+    serve(bus, rx, shutdown).await
 }
 
 #[cfg(test)]

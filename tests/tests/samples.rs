@@ -189,27 +189,20 @@ async fn event_logger_keeps_its_place_across_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the services gateway"]
 async fn greeter_answers_service_requests() {
     let b = TestBroker::start().await;
     let (stop, s) = stopper();
     let opts = Opts::new(b.mqtt, "extension", "extension");
-    let h = tokio::spawn(async move { greeter::run(&opts, s).await });
+    // Registered and subscribed once `start` returns.
+    let (bus, rx) = greeter::start(&opts).await.unwrap();
+    let h = tokio::spawn(greeter::serve(bus, rx, s));
     let admin = b.client("admin").await;
-    // Wait until the service is registered and subscribed: the MQTT-native call answers.
-    let mut reply = Value::Null;
-    for _ in 0..100 {
-        reply = admin
-            .command(
-                "services/acme/greeter/1.0.0",
-                json!({"method": "GET", "path": "/ext/acme/greeter/Ada", "query": "lang=fr"}),
-            )
-            .await;
-        if reply["ok"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reply = admin
+        .command(
+            "services/acme/greeter/1.0.0",
+            json!({"method": "GET", "path": "/ext/acme/greeter/Ada", "query": "lang=fr"}),
+        )
+        .await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["result"]["status"], 200, "{reply}");
     assert_eq!(

@@ -173,7 +173,7 @@ mod tests {
         ));
         for i in 0..EXPIRED_KEPT + 1 {
             let id = format!("x{i}");
-            let _ = hub.open(&id, "s");
+            drop(hub.open(&id, "s"));
             hub.expire(&id);
         }
         assert_eq!(
