@@ -121,6 +121,9 @@ pub async fn client(port: u16, name: &str, filters: &[&str]) -> Client {
         .set_inflight(1000)
         .set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = AsyncClient::new(o, 100_000);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    el.set_network_options(net);
     let (tx, rx) = mpsc::unbounded_channel();
     let (sub_tx, mut sub_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {

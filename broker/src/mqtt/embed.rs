@@ -6,7 +6,7 @@
 use super::gate::{codec, hard_cap, Internal};
 use super::MqttError;
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -16,8 +16,9 @@ use tokio::net::TcpStream;
 
 /// The client id of the coordinator's link (the gate refuses `extbus-` ids from outside).
 pub(crate) const LINK_CLIENT_ID: &str = "extbus-coordinator";
-/// How long the internal listeners may take to come up.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the internal listeners may take to come up, and how often to try.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPTS: usize = 3;
 
 /// A running embedded broker.
 pub(crate) struct Embedded {
@@ -31,7 +32,30 @@ fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The lowest port the OS hands out to outgoing connections (Linux; else the usual 32768).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A free local port for rumqttd to bind. It is taken below the ephemeral range, so no
+/// outgoing connection can grab it between this check and rumqttd's bind.
 fn free_port() -> Result<SocketAddr, MqttError> {
+    use rand::Rng;
+    let floor = ephemeral_floor();
+    let low = if floor > 12_000 { 10_000 } else { 1024 };
+    if floor > low {
+        for _ in 0..100 {
+            let port = rand::thread_rng().gen_range(low..floor);
+            if let Ok(l) = StdListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                if let Ok(addr) = l.local_addr() {
+                    return Ok(addr);
+                }
+            }
+        }
+    }
     let l = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| MqttError::Embed(format!("no free local port: {e}")))?;
     l.local_addr()
@@ -66,12 +90,19 @@ fn server(name: &str, listen: SocketAddr, max_frame: usize, token: &Arc<str>) ->
     s
 }
 
-/// rumqttd configuration: router sizes from its sample config, scaled down so a busy
-/// filter keeps at most a few segments of `segment` bytes in memory.
+/// rumqttd configuration. rumqttd keeps one in-memory log per subscribed filter and drops
+/// its oldest segment when a log is full, even if a slow subscriber has not read it (that
+/// subscriber skips ahead). So a busy filter holds at most `max_segment_count` segments, and
+/// the coordinator's `extbus/in/#` gets a deeper log than the rest. Other sizes follow
+/// rumqttd's sample config.
 fn config(v4: SocketAddr, v5: SocketAddr, max_payload: usize, token: &Arc<str>) -> Config {
     // Above the gate's own cap: the gate enforces the public limits.
     let max_frame = hard_cap(max_payload) + 64 * 1024;
-    let segment = (2 * max_frame).max(4 * 1024 * 1024);
+    let segment = (2 * max_frame).max(8 * 1024 * 1024);
+    let commands = SegmentConfig {
+        max_segment_size: 4 * segment,
+        max_segment_count: 4,
+    };
     Config {
         id: 0,
         router: RouterConfig {
@@ -79,6 +110,7 @@ fn config(v4: SocketAddr, v5: SocketAddr, max_payload: usize, token: &Arc<str>) 
             max_outgoing_packet_count: 200,
             max_segment_size: segment,
             max_segment_count: 4,
+            custom_segment: Some(HashMap::from([("extbus/in/#".to_string(), commands)])),
             ..Default::default()
         },
         v4: Some(HashMap::from([(
@@ -93,13 +125,33 @@ fn config(v4: SocketAddr, v5: SocketAddr, max_payload: usize, token: &Arc<str>) 
     }
 }
 
-/// Starts rumqttd and waits until both internal listeners accept the token.
+/// Starts rumqttd and waits until both internal listeners accept the token. If a port was
+/// taken after all (rumqttd then cannot listen), it starts over on new ports.
 pub(crate) async fn launch(max_payload: usize) -> Result<Embedded, MqttError> {
-    let (v4, v5) = (free_port()?, free_port()?);
-    let token: Arc<str> = new_token().into();
-    let cfg = config(v4, v5, max_payload, &token);
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let (v4, v5) = (free_port()?, free_port()?);
+        let token: Arc<str> = new_token().into();
+        let cfg = config(v4, v5, max_payload, &token);
+        let link = spawn(cfg).await?;
+        let internal = Internal { v4, v5, token };
+        let ready = async {
+            until_ready(internal.v4, false, &internal.token).await;
+            until_ready(internal.v5, true, &internal.token).await;
+        };
+        if tokio::time::timeout(READY_TIMEOUT, ready).await.is_ok() {
+            return Ok(Embedded { internal, link });
+        }
+        tracing::warn!(%v4, %v5, "embedded MQTT listeners did not come up; retrying on other ports");
+        last = Some(format!("internal listeners {v4} and {v5} did not come up"));
+    }
+    Err(MqttError::Embed(last.unwrap_or_default()))
+}
+
+/// Creates the broker and its coordinator link, then runs it on its own thread.
+async fn spawn(cfg: Config) -> Result<(LinkTx, LinkRx), MqttError> {
     // Broker::new and link() wait on the router thread: keep them off the async threads.
-    let (link_tx, link_rx) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut broker = Broker::new(cfg);
         let link = broker
             .link(LINK_CLIENT_ID)
@@ -115,17 +167,7 @@ pub(crate) async fn launch(max_payload: usize) -> Result<Embedded, MqttError> {
         Ok::<_, MqttError>(link)
     })
     .await
-    .map_err(|e| MqttError::Embed(e.to_string()))??;
-    let internal = Internal { v4, v5, token };
-    for (addr, v5) in [(internal.v4, false), (internal.v5, true)] {
-        tokio::time::timeout(READY_TIMEOUT, until_ready(addr, v5, &internal.token))
-            .await
-            .map_err(|_| MqttError::Embed(format!("internal listener {addr} did not come up")))?;
-    }
-    Ok(Embedded {
-        internal,
-        link: (link_tx, link_rx),
-    })
+    .map_err(|e| MqttError::Embed(e.to_string()))?
 }
 
 /// Retries an MQTT CONNECT with the token until the listener answers with success.

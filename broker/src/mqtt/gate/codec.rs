@@ -305,6 +305,37 @@ pub fn encode_subscribe<'a>(
     }
 }
 
+/// An UNSUBSCRIBE's packet id and number of filters.
+pub fn parse_unsubscribe(frame: &[u8], header: usize, v5: bool) -> Result<(u16, usize), Malformed> {
+    let mut r = Reader::new(frame, header);
+    let pkid = r.u16()?;
+    if v5 {
+        r.props()?;
+    }
+    let mut n = 0;
+    while !r.rest().is_empty() {
+        r.str()?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(Malformed("UNSUBSCRIBE without filters"));
+    }
+    Ok((pkid, n))
+}
+
+/// An UNSUBACK (MQTT 5: success for each of `filters`).
+pub fn encode_unsuback(v5: bool, pkid: u16, filters: usize, out: &mut Vec<u8>) {
+    out.push(UNSUBACK << 4);
+    let [hi, lo] = pkid.to_be_bytes();
+    if v5 {
+        put_varint(out, 3 + filters);
+        out.extend_from_slice(&[hi, lo, 0]);
+        out.resize(out.len() + filters, 0);
+    } else {
+        out.extend_from_slice(&[2, hi, lo]);
+    }
+}
+
 /// A view of a SUBACK.
 #[derive(Debug, Clone, Copy)]
 pub struct SubAck<'a> {
@@ -468,6 +499,16 @@ mod tests {
         encode_suback(false, 9, &[], &[0x80], &mut out);
         assert_eq!(out, vec![0x90, 3, 0, 9, 0x80]);
         assert!(parse_subscribe(&[0x82, 2, 0, 1], 2, false).is_err());
+        let unsub = [0xa2, 9, 0, 4, 0, 0, 1, b'a', 0, 1, b'b'];
+        assert_eq!(parse_unsubscribe(&unsub, 2, true), Ok((4, 2)));
+        assert!(parse_unsubscribe(&unsub[..7], 2, true).is_err());
+        assert!(parse_unsubscribe(&unsub[..6], 2, true).is_err());
+        out.clear();
+        encode_unsuback(true, 4, 2, &mut out);
+        assert_eq!(out, vec![0xb0, 5, 0, 4, 0, 0, 0]);
+        out.clear();
+        encode_unsuback(false, 4, 2, &mut out);
+        assert_eq!(out, vec![0xb0, 2, 0, 4]);
     }
 
     #[test]

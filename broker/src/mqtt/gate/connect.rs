@@ -46,6 +46,14 @@ impl Connect<'_> {
     pub fn v5(&self) -> bool {
         self.level == 5
     }
+
+    /// MQTT 5 Request Problem Information: may acks carry a reason string? (default yes)
+    pub fn wants_reasons(&self) -> bool {
+        props(self.props)
+            .filter_map(Result::ok)
+            .find(|p| p.id == 0x17)
+            .is_none_or(|p| p.value != [0])
+    }
 }
 
 pub fn parse_connect(frame: &[u8], header: usize) -> Result<Connect<'_>, ConnectError> {

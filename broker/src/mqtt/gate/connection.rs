@@ -46,6 +46,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const HIGH_WATER: usize = 256 * 1024;
 /// How long queued bytes may take to drain once a connection is closing.
 const LINGER: Duration = Duration::from_secs(5);
+/// How long the embedded broker may take to answer the CONNECT.
+const CONNACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest frame accepted from the embedded broker (it enforces its own limit).
 const BROKER_CAP: usize = 268_435_455;
 
@@ -235,13 +237,13 @@ pub(crate) async fn relay<C: Duplex>(
     tokio::pin!(stopped);
     let mut armed = false;
 
-    let from_client = |session: &mut Session,
-                       cbuf: &mut BytesMut,
-                       to_b: &mut Out,
-                       to_c: &mut Out,
-                       flow: &mut Flow| {
+    let on_client = |session: &mut Session,
+                     cbuf: &mut BytesMut,
+                     to_b: &mut Out,
+                     to_c: &mut Out,
+                     flow: &mut Flow| {
         let (b, c) = (to_b.tail(), to_c.tail());
-        let r = frames(cbuf, cap, |f, h| session.from_client(f, h, b, c));
+        let r = frames(cbuf, cap, |f, h| session.on_client(f, h, b, c));
         let step = match r {
             Ok(step) => step,
             Err(FrameError::TooLarge(_)) => {
@@ -256,8 +258,9 @@ pub(crate) async fn relay<C: Duplex>(
         }
     };
     // Client frames wait until the broker's CONNACK has gone out, so nothing the gate says
-    // (or forwards) comes before it.
+    // (or forwards) comes before it; the broker has a while to send it.
     let mut connected = false;
+    flow.linger(CONNACK_TIMEOUT);
 
     loop {
         let client_done = !flow.write_client || to_c.is_empty();
@@ -301,12 +304,14 @@ pub(crate) async fn relay<C: Duplex>(
             r = br.read_buf(&mut bbuf), if read_broker => match r {
                 Ok(n) if n > 0 && flow.write_client => {
                     let (c, b) = (to_c.tail(), to_b.tail());
-                    let r = frames(&mut bbuf, BROKER_CAP, |f, h| session.from_broker(f, h, c, b));
+                    let r = frames(&mut bbuf, BROKER_CAP, |f, h| session.on_broker(f, h, c, b));
                     if r != Ok(Step::Go) {
                         flow.close(LINGER);
                     } else if !connected && session.connack_seen() {
                         connected = true;
-                        from_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow);
+                        flow.deadline = None;
+                        armed = false;
+                        on_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow);
                     }
                 }
                 Ok(n) if n > 0 => bbuf.clear(),
@@ -318,7 +323,7 @@ pub(crate) async fn relay<C: Duplex>(
                 }
             },
             r = cr.read_buf(&mut cbuf), if read_client => match r {
-                Ok(n) if n > 0 => from_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow),
+                Ok(n) if n > 0 => on_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow),
                 _ => flow.client_gone(&mut to_c),
             },
             () = &mut stopped, if !flow.stopping => {

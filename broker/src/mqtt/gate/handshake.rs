@@ -118,7 +118,14 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
         principal = %principal.name,
         client_id = %connect.client_id
     );
-    let session = Session::new(gate.clone(), principal, connect.client_id.to_string(), v5);
+    let client_id = connect.client_id.to_string();
+    let session = Session::new(
+        gate.clone(),
+        principal,
+        client_id,
+        v5,
+        connect.wants_reasons(),
+    );
     drop(frame);
     gate.metrics.inc("extbus_connections_total", &[]);
     gate.metrics.gauge_add("extbus_connections", &[], 1);

@@ -8,14 +8,14 @@ use super::ackorder::AckOrder;
 use super::acl;
 use super::codec::{self, Malformed, Publish};
 use super::codec::{
-    CONNACK, DISCONNECT, PINGREQ, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, SUBSCRIBE,
-    UNSUBSCRIBE,
+    CONNACK, DISCONNECT, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
+    SUBSCRIBE, UNSUBACK, UNSUBSCRIBE,
 };
 use super::translate;
 use super::Gate;
 use crate::principals::Principal;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// MQTT 5 reason codes the gate sends.
@@ -37,6 +37,15 @@ pub(crate) enum Step {
     Go,
     /// Stop reading from the client, flush what is queued and close.
     Close,
+}
+
+/// Who a PINGREQ toward the broker came from. rumqttd sends no UNSUBACK for a filter it had
+/// no subscription for (refused ones included) and one UNSUBACK per removed filter otherwise,
+/// so the gate answers UNSUBSCRIBE itself, after a PINGREQ it adds: rumqttd answers packets
+/// of a connection in order, so its PINGRESP means the unsubscribe is done.
+enum Ping {
+    Client,
+    Unsubscribe { pkid: u16, filters: usize },
 }
 
 /// A SUBSCRIBE forwarded with some filters removed: its SUBACK gets their refusals back.
@@ -62,10 +71,19 @@ pub(crate) struct Session {
     order: Option<AckOrder>,
     /// The broker's CONNACK has been passed on.
     connack_seen: bool,
+    pings: VecDeque<Ping>,
+    /// MQTT 5 client accepts reason strings (Request Problem Information).
+    reasons: bool,
 }
 
 impl Session {
-    pub fn new(gate: Arc<Gate>, principal: Principal, client_id: String, v5: bool) -> Self {
+    pub fn new(
+        gate: Arc<Gate>,
+        principal: Principal,
+        client_id: String,
+        v5: bool,
+        reasons: bool,
+    ) -> Self {
         let order = acl::filters_blocked_tasks(&principal).then(AckOrder::default);
         Session {
             inbox: format!("extbus/in/{}/", principal.name),
@@ -78,6 +96,8 @@ impl Session {
             swallowed: HashSet::new(),
             order,
             connack_seen: false,
+            pings: VecDeque::new(),
+            reasons,
         }
     }
 
@@ -140,7 +160,7 @@ impl Session {
     }
 
     /// A whole frame from the client; `to_b` goes to the broker, `to_c` back to the client.
-    pub fn from_client(
+    pub fn on_client(
         &mut self,
         f: &[u8],
         header: usize,
@@ -171,7 +191,21 @@ impl Session {
                 Step::Go
             }
             SUBSCRIBE => self.client_subscribe(f, header, to_b, to_c),
-            UNSUBSCRIBE | PINGREQ | DISCONNECT => self.forward(f, header, to_b, to_c),
+            UNSUBSCRIBE => {
+                let (pkid, filters) = match codec::parse_unsubscribe(f, header, self.v5) {
+                    Ok(u) => u,
+                    Err(m) => return self.malformed(m, to_c),
+                };
+                let step = self.forward(f, header, to_b, to_c);
+                to_b.extend_from_slice(&[PINGREQ << 4, 0]);
+                self.pings.push_back(Ping::Unsubscribe { pkid, filters });
+                step
+            }
+            PINGREQ => {
+                self.pings.push_back(Ping::Client);
+                self.forward(f, header, to_b, to_c)
+            }
+            DISCONNECT => self.forward(f, header, to_b, to_c),
             // CONNECT again, server-only packets, and AUTH (the broker has no enhanced auth).
             _ => self.disconnect(PROTOCOL_ERROR, "unexpected packet type from a client", to_c),
         }
@@ -253,10 +287,10 @@ impl Session {
             }
             _ => return,
         };
-        if self.v5 {
-            codec::encode_ack_with_reason(kind, p.pkid, code, why, to_c);
-        } else {
-            codec::encode_ack(kind, p.pkid, None, to_c);
+        match (self.v5, self.reasons) {
+            (true, true) => codec::encode_ack_with_reason(kind, p.pkid, code, why, to_c),
+            (true, false) => codec::encode_ack(kind, p.pkid, Some(code), to_c),
+            (false, _) => codec::encode_ack(kind, p.pkid, None, to_c),
         }
     }
 
@@ -351,7 +385,7 @@ impl Session {
 
     /// A whole frame from the broker (always MQTT 5); `to_c` goes to the client, `to_b` back
     /// to the broker.
-    pub fn from_broker(
+    pub fn on_broker(
         &mut self,
         f: &[u8],
         header: usize,
@@ -393,6 +427,14 @@ impl Session {
                 _ => self.deliver(f, header, to_c),
             },
             (SUBACK, _) if !self.subacks.is_empty() => self.splice_suback(f, header, to_c),
+            (UNSUBACK, _) => Step::Go,
+            (PINGRESP, _) => match self.pings.pop_front() {
+                Some(Ping::Unsubscribe { pkid, filters }) => {
+                    codec::encode_unsuback(self.v5, pkid, filters, to_c);
+                    Step::Go
+                }
+                _ => self.deliver(f, header, to_c),
+            },
             _ => self.deliver(f, header, to_c),
         }
     }

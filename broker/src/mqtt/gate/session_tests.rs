@@ -49,9 +49,9 @@ fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
         roles: roles.to_vec(),
         orgs: vec!["*".into()],
     };
-    let mut s = Session::new(gate, p, "cid".into(), v5);
+    let mut s = Session::new(gate, p, "cid".into(), v5, true);
     let (mut c, mut b) = (Vec::new(), Vec::new());
-    s.from_broker(&[0x20, 3, 0, 0, 0], 2, &mut c, &mut b);
+    s.on_broker(&[0x20, 3, 0, 0, 0], 2, &mut c, &mut b);
     Rig {
         s,
         notices,
@@ -70,13 +70,13 @@ impl Rig {
     /// A client frame: (step, to broker, to client).
     fn client(&mut self, f: &[u8]) -> (Step, Vec<u8>, Vec<u8>) {
         let (mut b, mut c) = (Vec::new(), Vec::new());
-        let step = self.s.from_client(f, header(f), &mut b, &mut c);
+        let step = self.s.on_client(f, header(f), &mut b, &mut c);
         (step, b, c)
     }
     /// A broker frame: (step, to client, to broker).
     fn broker(&mut self, f: &[u8]) -> (Step, Vec<u8>, Vec<u8>) {
         let (mut c, mut b) = (Vec::new(), Vec::new());
-        let step = self.s.from_broker(f, header(f), &mut c, &mut b);
+        let step = self.s.on_broker(f, header(f), &mut c, &mut b);
         (step, c, b)
     }
 }

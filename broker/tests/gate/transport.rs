@@ -1,0 +1,181 @@
+//! The connection itself: malformed frames, TLS, shutdown, the unchecked relay.
+
+use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let b = bus().await;
+    let mut watcher = c5(&b, "admin").await;
+    assert!(raw(b.addr, b"GET / HTTP/1.1\r\n\r\n").await.is_empty());
+    assert_eq!(
+        raw(b.addr, &connect_frame(3, b"MQIsdp", "plat", SECRET)).await,
+        [0x20, 2, 0, 1]
+    );
+    assert_eq!(
+        raw(b.addr, &connect_frame(4, b"MQTT", "plat", "bad")).await,
+        [0x20, 2, 0, 4]
+    );
+    // Authenticated, then a PUBLISH announcing 8 MiB: closed without reading it.
+    let mut bytes = connect_frame(4, b"MQTT", "plat", SECRET);
+    bytes.extend_from_slice(&[0x30, 0x80, 0x80, 0x80, 0x04]);
+    assert_eq!(raw(b.addr, &bytes).await, [0x20, 2, 0, 0]);
+    // A remaining length over four bytes is malformed: MQTT 5 clients hear why.
+    let mut bytes = connect_frame(5, b"MQTT", "plat", SECRET);
+    bytes.extend_from_slice(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    let out = raw(b.addr, &bytes).await;
+    assert!(out.ends_with(&[0xe0, 2, 0x81, 0]), "{out:?}");
+    // A client that only opens a socket is not counted as a connection.
+    let refused = |r| {
+        b.metrics
+            .get("extbus_connect_refused_total", &[("reason", r)])
+    };
+    assert_eq!(
+        (refused("not_connect"), refused("unsupported_protocol")),
+        (1, 1)
+    );
+    // Everyone else is unaffected.
+    watcher.sub(&["extbus/out/admin/#"], P1).await;
+    b.publish("extbus/out/admin/replies", "still here");
+    assert_eq!(watcher.publish().await.payload, "still here".as_bytes());
+}
+
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBmDCCAT+gAwIBAgIUf2yfLu9mJyK1FFhyIHmwsDnMu6cwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZXh0YnVzIHRlc3QgQ0EwIBcNMjYxMTIyMDQxMjE2WhgPMjEy
+NjEwMjkwNDEyMTZaMBkxFzAVBgNVBAMMDmV4dGJ1cyB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEszk7Z7zqJZC0B9feqIU3xGBbtMcvKnm6yJJJHN7o
+LlnkDBM46ZDIQaMOronKXLFxHEZJ3nv3O0Lix65O0YSiaKNjMGEwHQYDVR0OBBYE
+FNvY9r73D5+rUZSk1J0emt2TxmM/MB8GA1UdIwQYMBaAFNvY9r73D5+rUZSk1J0e
+mt2TxmM/MA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49
+BAMCA0cAMEQCIF1APSm6Zh2qoHe5UxSCGxwypLaA+nTkJhlfl/9tfWB5AiBGGeYM
+6k7SIysKjL0k89/Ea5TEdBz3pnyvwxp5srUAxA==
+-----END CERTIFICATE-----
+";
+
+/// Signed by `CA_PEM`, for `localhost` and 127.0.0.1; a test-only key.
+const LEAF_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBwTCCAWegAwIBAgIUbNNT44CA3PGypAhvN5UCiIe8qdEwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZXh0YnVzIHRlc3QgQ0EwIBcNMjYxMTIyMDQxMjE2WhgPMjEy
+NjEwMjkwNDEyMTZaMBQxEjAQBgNVBAMMCWxvY2FsaG9zdDBZMBMGByqGSM49AgEG
+CCqGSM49AwEHA0IABClKQfwEJqrEMv9cTXUSFu1kR8C35dKEvAUdoqO9mwkXOhgL
+03WLdIwMZuMFwCk/zpoNYLqDYUjAzNNc1qo55LejgY8wgYwwCQYDVR0TBAIwADAO
+BgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwEwGgYDVR0RBBMwEYIJ
+bG9jYWxob3N0hwR/AAABMB0GA1UdDgQWBBSoaXCBm4Pw/8qGesS/BBeOTzr+lTAf
+BgNVHSMEGDAWgBTb2Pa+9w+fq1GUpNSdHprdk8ZjPzAKBggqhkjOPQQDAgNIADBF
+AiA1VNGAg+ug4AoK4Hluo+ZVcGzBpr0AOLn6URo5RMS9BwIhAL9QuTKbsO/HVn0L
+f792/EAfC5JKhIz63Duh/dQpRyKB
+-----END CERTIFICATE-----
+";
+
+const LEAF_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgP65lvER+vCHTTTFU
+WPSqj54EW5+Dd5+8MauhZ4m1Y4ShRANCAAQpSkH8BCaqxDL/XE11EhbtZEfAt+XS
+hLwFHaKjvZsJFzoYC9N1i3SMDGbjBcApP86aDWC6g2FIwMzTXNaqOeS3
+-----END PRIVATE KEY-----
+";
+
+#[tokio::test]
+async fn tls_clients_pass_the_same_gate() {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let files = mqtt::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, LEAF_PEM).unwrap();
+    std::fs::write(&files.key, LEAF_KEY).unwrap();
+    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut b = start(MqttSettings::default(), Some((tls_listener, files))).await;
+    let tls_addr = b.handle.tls_local_addr().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::pem::PemObject::from_pem_slice(CA_PEM.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let transport =
+        || m4::Transport::tls_with_config(m4::TlsConfiguration::Rustls(Arc::new(config.clone())));
+    let mut o = opts4(tls_addr, "plat", Some(SECRET));
+    o.set_transport(transport());
+    let mut c = up4(o).await;
+    c.sub(&["extbus/out/plat/#"], Q1).await;
+    b.publish("extbus/out/plat/replies", "over tls");
+    assert_eq!(c.publish().await.payload, "over tls".as_bytes());
+    c.send("extbus/in/ext/x", Q1, "spoof").await;
+    c.closed().await;
+    let mut o = opts4(tls_addr, "plat", Some("wrong"));
+    o.set_transport(transport());
+    let e = C4::spawn(o).closed().await;
+    assert!(
+        matches!(
+            e,
+            m4::ConnectionError::ConnectionRefused(m4::ConnectReturnCode::BadUserNamePassword)
+        ),
+        "{e:?}"
+    );
+    assert_eq!(b.denied(), [("publish", "extbus/in/ext/x".to_string())]);
+}
+
+#[tokio::test]
+async fn stop_closes_clients_and_the_listener() {
+    let b = bus().await;
+    let mut c = c5(&b, "op").await;
+    let mut old = c4(&b, "op").await;
+    let Bus {
+        addr,
+        handle,
+        metrics,
+        ..
+    } = b;
+    timeout(WAIT, handle.stop()).await.expect("stop hangs");
+    let e = c.closed().await;
+    assert!(
+        matches!(
+            e,
+            m5::ConnectionError::MqttState(m5::StateError::ServerDisconnect {
+                reason_code: p5::DisconnectReasonCode::ServerShuttingDown,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    old.closed().await;
+    assert!(TcpStream::connect(addr).await.is_err());
+    assert_eq!(metrics.get("extbus_connections", &[]), 0);
+}
+
+#[tokio::test]
+async fn unchecked_mode_relays_without_auth_and_keep_alive_zero_works() {
+    let mut b = start(
+        MqttSettings {
+            gate: false,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let mut sub = up4(opts4(b.addr, "anyone", Some("anything"))).await;
+    sub.sub(&["extbus/in/#"], Q1).await;
+    let mut publ = up5(opts5(b.addr, "whoever", None)).await;
+    publ.send("extbus/in/someone/x", P1, "unchecked").await;
+    assert_eq!(sub.publish().await.payload, "unchecked".as_bytes());
+    assert_eq!(b.inbound().await.topic, "extbus/in/someone/x");
+    // The gate itself maps keep alive 0 (which rumqttd refuses) to the longest interval.
+    let g = bus().await;
+    let mut f = connect_frame(4, b"MQTT", "plat", SECRET);
+    f[11] = 0;
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(&f).await.unwrap();
+    let mut ack = [0u8; 4];
+    timeout(WAIT, s.read_exact(&mut ack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+}
