@@ -137,6 +137,10 @@ impl Bus {
         let mut mo = MqttOptions::new(id, o.host.clone(), o.port);
         mo.set_credentials(o.user.clone(), o.secret.clone())
             .set_keep_alive(Duration::from_secs(30));
+        // Small request/response messages: don't let Nagle's algorithm hold them back.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        mo.set_network_options(net);
         let (client, mut el) = AsyncClient::new(mo, 256);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();

@@ -186,6 +186,10 @@ impl Conn {
         o.set_credentials(t.user.clone(), t.secret.clone())
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(Some(64 << 20));
+        // Small request/response messages: don't let Nagle's algorithm hold them back.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        o.set_network_options(net);
         let (client, mut el) = AsyncClient::new(o, 64);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
