@@ -1,9 +1,8 @@
-//! The MQTT gate over real parts: an embedded rumqttd, the gate on 127.0.0.1:0, rumqttc 3.1.1
-//! and MQTT 5 clients, principals with argon2 secrets. This file holds the harness; the
-//! scenarios live in `gate/`: `access` (authentication, the role table, spoofing, orgs,
-//! shared subscriptions, aliases), `delivery` (QoS, retain, properties, wills, blocked-task
-//! filtering, oversized commands, unsubscribe) and `transport` (bad frames, TLS, shutdown,
-//! the unchecked relay). Every wait is bounded.
+//! The MQTT gate over real parts: embedded rumqttd, the gate on 127.0.0.1:0, rumqttc 3.1.1 and
+//! MQTT 5 clients, argon2 principals. This file is the harness; scenarios live in `gate/`:
+//! `access` (auth, role table, spoofing, orgs, shared subs, aliases), `delivery` (QoS, retain,
+//! properties, wills, blocked tasks, oversized, unsubscribe), `transport` (bad frames, TLS,
+//! shutdown, unchecked relay). Every wait is bounded.
 
 #[path = "gate/access.rs"]
 mod access;

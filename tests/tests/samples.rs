@@ -121,9 +121,11 @@ async fn emit(p: &extbus_tests::BusClient, n: u64) -> u64 {
     r["result"]["seq"].as_u64().unwrap()
 }
 
+/// The complete lines of the log so far (a line without its newline is still being written).
 fn logged(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

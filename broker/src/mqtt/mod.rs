@@ -4,7 +4,7 @@
 
 mod bus;
 mod embed;
-pub mod gate;
+mod gate;
 
 pub use bus::{BusError, BusRx, BusTx, InboundPublish, PublishProps};
 pub use gate::acl::{may_publish, may_subscribe, Denial};

@@ -17,7 +17,6 @@ pub const UNSUBACK: u8 = 11;
 pub const PINGREQ: u8 = 12;
 pub const PINGRESP: u8 = 13;
 pub const DISCONNECT: u8 = 14;
-pub const AUTH: u8 = 15;
 
 /// MQTT 5 property ids the gate looks at.
 const PROP_CORRELATION_DATA: u8 = 0x09;
@@ -399,11 +398,6 @@ pub fn encode_disconnect_v5(reason: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(&[DISCONNECT << 4, 2, reason, 0]);
 }
 
-/// Frame length of a whole packet with this remaining length.
-pub fn frame_len(remaining: usize) -> usize {
-    1 + varint_len(remaining) + remaining
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,7 +440,6 @@ mod tests {
             let mut out = vec![0x30];
             put_varint(&mut out, v);
             assert_eq!(out.len() - 1, varint_len(v));
-            assert_eq!(frame_len(v), out.len() + v);
             out.resize(out.len() + v, 0);
             assert_eq!(
                 frame(&out, usize::MAX).unwrap(),

@@ -1,13 +1,12 @@
-//! The gate: the public MQTT listener in front of the embedded rumqttd, which authenticates
-//! but cannot authorize. It authenticates every CONNECT as a principal, then relays frames to
-//! an internal rumqttd port, checking each publish and subscription against the role table
-//! and filtering what extensions receive. Files: `handshake` (CONNECT), `connection` (the
-//! relay loop), `session` (per-frame decisions), `acl`, `codec`, `connect`, `translate`,
-//! `ackorder`, `report`, `tls`.
+//! The gate: the public MQTT listener in front of rumqttd (which cannot authorize). It
+//! authenticates each CONNECT as a principal, relays frames to an internal port, checks every
+//! publish and subscription against the role table and filters what extensions receive.
+//! Files: `handshake` (CONNECT), `connection` (relay loop), `session` (per-frame decisions),
+//! `acl`, `codec`, `connect`, `translate`, `ackorder`, `report`, `tls`.
 
 mod ackorder;
 pub mod acl;
-pub mod codec;
+pub(crate) mod codec;
 mod connect;
 mod connection;
 mod handshake;

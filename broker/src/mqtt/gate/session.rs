@@ -244,7 +244,7 @@ impl Session {
             Some(s) if !s.contains(['+', '#', '\0']) => Some(s),
             _ => {
                 if let Err(d) = acl::may_publish(&self.principal, &resolved) {
-                    return self.refuse_publish(&p, &resolved, &d.reason, to_c);
+                    return self.refuse_publish(&p, new_alias, &resolved, &d.reason, to_c);
                 }
                 acl::inbox_suffix(&self.principal.name, &resolved)
             }
@@ -258,7 +258,8 @@ impl Session {
                     self.gate.max_payload,
                     p.correlation_data,
                 );
-                if let Some(a) = p.topic_alias {
+                // The broker never saw this alias being set: forget it here too.
+                if let Some(a) = new_alias {
                     self.aliases.remove(&a);
                 }
                 self.answer_unforwarded(&p, NOT_ACCEPTED, "payload_too_large", to_c);
@@ -297,6 +298,7 @@ impl Session {
     fn refuse_publish(
         &mut self,
         p: &Publish<'_>,
+        new_alias: Option<u16>,
         topic: &str,
         reason: &str,
         to_c: &mut Vec<u8>,
@@ -308,7 +310,7 @@ impl Session {
             topic,
             reason,
         );
-        if let Some(a) = p.topic_alias {
+        if let Some(a) = new_alias {
             self.aliases.remove(&a);
         }
         if !self.v5 {
