@@ -78,7 +78,30 @@ pub struct EventsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServicesConfig {
+    /// Timeout of a declared service that sets none.
     pub default_timeout_ms: u64,
+    /// Services declared by the admin (extensions declare theirs with `register`).
+    pub declared: Vec<DeclaredService>,
+}
+
+/// A service declared in the config, answered by the `extension` principal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredService {
+    pub extension: String,
+    pub vendor: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub url_patterns: Vec<String>,
+    #[serde(default = "default_service_priority")]
+    pub priority: i64,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+fn default_service_priority() -> i64 {
+    50
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +177,7 @@ impl Default for ServicesConfig {
     fn default() -> Self {
         ServicesConfig {
             default_timeout_ms: 10_000,
+            declared: Vec::new(),
         }
     }
 }
@@ -222,6 +246,7 @@ impl Config {
         if self.tasks.max_batch == 0 {
             return Err(invalid("tasks.max_batch", "must be at least 1"));
         }
+        self.validate_declared_services()?;
         if self.services.default_timeout_ms == 0 {
             return Err(invalid("services.default_timeout_ms", "must be at least 1"));
         }
@@ -294,6 +319,57 @@ impl Config {
         Ok(())
     }
 
+    fn validate_declared_services(&self) -> Result<(), ConfigError> {
+        use extbus_schema::names::{valid_name, valid_version};
+        for (i, d) in self.services.declared.iter().enumerate() {
+            let field = |f: &str| format!("services.declared[{i}].{f}");
+            if !crate::principals::valid_name(&d.extension) {
+                return Err(invalid(
+                    &field("extension"),
+                    "name the principal that answers this service",
+                ));
+            }
+            for (f, v, ok) in [
+                ("vendor", &d.vendor, valid_name(&d.vendor)),
+                ("name", &d.name, valid_name(&d.name)),
+                ("version", &d.version, valid_version(&d.version)),
+            ] {
+                if !ok {
+                    return Err(invalid(&field(f), format!("'{v}' is not a valid {f}")));
+                }
+            }
+            for (j, pat) in d.url_patterns.iter().enumerate() {
+                if let Err(e) = regex::Regex::new(pat) {
+                    return Err(invalid(
+                        &field(&format!("url_patterns[{j}]")),
+                        format!("not a regular expression: {e}"),
+                    ));
+                }
+            }
+            if d.timeout_ms == Some(0) {
+                return Err(invalid(&field("timeout_ms"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The services the config declares for `owner`, as a manifest would.
+    pub fn declared_services(&self, owner: &str) -> Vec<extbus_schema::register::ServiceSpec> {
+        self.services
+            .declared
+            .iter()
+            .filter(|d| d.extension == owner)
+            .map(|d| extbus_schema::register::ServiceSpec {
+                vendor: d.vendor.clone(),
+                name: d.name.clone(),
+                version: d.version.clone(),
+                url_patterns: d.url_patterns.clone(),
+                priority: d.priority,
+                timeout_ms: d.timeout_ms.unwrap_or(self.services.default_timeout_ms),
+            })
+            .collect()
+    }
+
     /// The effective config as TOML, for `extbus config print`.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
@@ -355,6 +431,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tasks.rules[0].extension"), "{e}");
+
+        std::fs::write(
+            &path,
+            "[[services.declared]]\nextension = \"ext\"\nvendor = \"acme\"\nname = \"greeter\"\nversion = \"1.0.0\"\nurl_patterns = [\"^/ok\", \"(\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("services.declared[0].url_patterns[1]"), "{e}");
 
         std::fs::write(&path, "typo = 1\n").unwrap();
         assert!(Config::load(Some(&path), json!({})).is_err());

@@ -492,3 +492,37 @@ async fn services_survive_a_restart() {
     server.abort();
     b.stop().await;
 }
+
+#[tokio::test]
+async fn services_declared_in_the_config_are_routed_without_a_manifest() {
+    let b = TestBroker::start_with(|c| {
+        c.services.declared.push(extbus::config::DeclaredService {
+            extension: "extension".into(),
+            vendor: "acme".into(),
+            name: "greeter".into(),
+            version: "1.0.0".into(),
+            url_patterns: vec!["^/ext/acme/greeter/".into()],
+            priority: 50,
+            timeout_ms: None,
+        });
+    })
+    .await;
+    // No register: the config makes `extension` the owner, so it may subscribe and answer.
+    let ext = b.client("extension").await;
+    assert_eq!(ext.subscribe(REQUESTS).await, vec![1]);
+    let server = echo(ext.clone(), "cfg");
+    let r = get(&b, "/ext/acme/greeter/x/json", "observer").await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["principal"], "observer");
+    // Registering callout rules alone keeps the declared service routed.
+    let reg = ext
+        .command("register", json!({"rules": [{"operation": "vm.create"}]}))
+        .await;
+    assert_eq!(reg["ok"], true, "{reg}");
+    assert_eq!(
+        get(&b, "/ext/acme/greeter/y/json", "observer").await.status,
+        201
+    );
+    server.abort();
+    b.stop().await;
+}

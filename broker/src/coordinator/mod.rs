@@ -96,7 +96,12 @@ impl Coordinator {
                 parts.registry.add_operation(&owner, &op);
             }
         }
-        register::restore_services(&parts.db, &parts.registry, &parts.services.router);
+        register::restore_services(
+            &parts.db,
+            &parts.config,
+            &parts.registry,
+            &parts.services.router,
+        );
         let log = EventLog::open(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let known_principals = parts
             .principals

@@ -45,10 +45,13 @@ pub(crate) fn apply(
         .filter(|r| r.extension.as_deref() == Some(owner.as_str()))
         .cloned()
         .collect();
-    co.services.router.set_owner(&owner, &manifest.services);
+    // Services the config declares for this principal stay routed beside its own.
+    let mut services = manifest.services.clone();
+    services.extend(co.config.declared_services(&owner));
+    co.services.router.set_owner(&owner, &services);
     co.registry.set(
         &owner,
-        registration(rules.iter().chain(config_rules.iter()), &manifest.services),
+        registration(rules.iter().chain(config_rules.iter()), &services),
     );
     Ok(serde_json::json!({"principal": owner, "rules": rules, "services": manifest.services}))
 }
@@ -67,16 +70,32 @@ fn registration<'a>(
 }
 
 /// Seeds the gate's registry and the services router with the services registered before
-/// this start.
-pub(crate) fn restore_services(db: &sled::Db, registry: &Registry, router: &Router) {
-    let Ok(tree) = db.open_tree(SERVICES_TREE) else {
-        return;
-    };
-    for (k, v) in tree.iter().flatten() {
-        let owner = String::from_utf8_lossy(&k).to_string();
-        let Ok(services) = serde_json::from_slice::<Vec<ServiceSpec>>(&v) else {
-            continue;
-        };
+/// this start and those the config declares.
+pub(crate) fn restore_services(
+    db: &sled::Db,
+    config: &crate::config::Config,
+    registry: &Registry,
+    router: &Router,
+) {
+    let mut owners: std::collections::BTreeMap<String, Vec<ServiceSpec>> =
+        std::collections::BTreeMap::new();
+    for d in &config.services.declared {
+        owners
+            .entry(d.extension.clone())
+            .or_insert_with(|| config.declared_services(&d.extension));
+    }
+    if let Ok(tree) = db.open_tree(SERVICES_TREE) {
+        for (k, v) in tree.iter().flatten() {
+            let owner = String::from_utf8_lossy(&k).to_string();
+            if let Ok(services) = serde_json::from_slice::<Vec<ServiceSpec>>(&v) {
+                owners
+                    .entry(owner.clone())
+                    .or_insert_with(|| config.declared_services(&owner))
+                    .extend(services);
+            }
+        }
+    }
+    for (owner, services) in owners {
         router.set_owner(&owner, &services);
         let mut reg = registry.get(&owner).unwrap_or_default();
         reg.services
