@@ -2,18 +2,13 @@
 //! `events` subcommand, success and failure (broker errors, bad credentials, bad flags), the
 //! three ways to give credentials, and `ext scaffold`.
 
+mod support;
+use support::free_port;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn extbus() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_extbus"));

@@ -3,6 +3,9 @@
 //! and resolution that had been acknowledged is there unchanged, and deadlines that passed
 //! while it was down have been applied.
 
+mod support;
+use support::free_port;
+
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -11,14 +14,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(dir: &Path, config: &Path, mqtt: u16, http: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_extbus"))

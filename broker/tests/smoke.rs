@@ -2,18 +2,13 @@
 //! an MQTT command and its reply, the CLI's principal and config commands, and a clean exit on
 //! SIGTERM with the store flushed.
 
+mod support;
+use support::free_port;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn extbus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_extbus"))
