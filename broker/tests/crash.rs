@@ -15,7 +15,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn start(dir: &Path, config: &Path, mqtt: u16, http: u16) -> Child {
+/// The broker process; killed on drop, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Running {
+    /// SIGKILL, and wait for the process to be gone.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start(dir: &Path, config: &Path, mqtt: u16, http: u16) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_extbus"))
         .args([
             "serve",
@@ -35,6 +52,7 @@ fn start(dir: &Path, config: &Path, mqtt: u16, http: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = Running(child);
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", http)).is_err() {
         assert!(
@@ -248,8 +266,7 @@ default_action = "abort"
             i += 1;
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill(); // SIGKILL
 
         for (corr, short) in &sent {
             if let Some(r) = platform.reply(corr) {
@@ -293,6 +310,5 @@ default_action = "abort"
             assert_eq!(resolved_by, "timeout");
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }
