@@ -207,6 +207,38 @@ fn invalid(field: &str, why: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Checks one service's identity (`[vendor, name, version]`), URL patterns and timeout; a bad
+/// value is reported under `field(<key>)`. Shared by declared and exec services.
+pub(crate) fn check_service(
+    field: &dyn Fn(&str) -> String,
+    [vendor, name, version]: [&String; 3],
+    url_patterns: &[String],
+    timeout_ms: Option<u64>,
+) -> Result<(), ConfigError> {
+    use extbus_schema::names::{valid_name, valid_version};
+    for (f, v, ok) in [
+        ("vendor", vendor, valid_name(vendor)),
+        ("name", name, valid_name(name)),
+        ("version", version, valid_version(version)),
+    ] {
+        if !ok {
+            return Err(invalid(&field(f), format!("'{v}' is not a valid {f}")));
+        }
+    }
+    for (j, pat) in url_patterns.iter().enumerate() {
+        if let Err(e) = regex::Regex::new(pat) {
+            return Err(invalid(
+                &field(&format!("url_patterns[{j}]")),
+                format!("not a regular expression: {e}"),
+            ));
+        }
+    }
+    if timeout_ms == Some(0) {
+        return Err(invalid(&field("timeout_ms"), "must be at least 1"));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Builds the effective config: defaults, then `file` (if given), then the environment,
     /// then `overrides` (flags, as a partial TOML-shaped value).
@@ -320,7 +352,6 @@ impl Config {
     }
 
     fn validate_declared_services(&self) -> Result<(), ConfigError> {
-        use extbus_schema::names::{valid_name, valid_version};
         for (i, d) in self.services.declared.iter().enumerate() {
             let field = |f: &str| format!("services.declared[{i}].{f}");
             if !crate::principals::valid_name(&d.extension) {
@@ -329,26 +360,12 @@ impl Config {
                     "name the principal that answers this service",
                 ));
             }
-            for (f, v, ok) in [
-                ("vendor", &d.vendor, valid_name(&d.vendor)),
-                ("name", &d.name, valid_name(&d.name)),
-                ("version", &d.version, valid_version(&d.version)),
-            ] {
-                if !ok {
-                    return Err(invalid(&field(f), format!("'{v}' is not a valid {f}")));
-                }
-            }
-            for (j, pat) in d.url_patterns.iter().enumerate() {
-                if let Err(e) = regex::Regex::new(pat) {
-                    return Err(invalid(
-                        &field(&format!("url_patterns[{j}]")),
-                        format!("not a regular expression: {e}"),
-                    ));
-                }
-            }
-            if d.timeout_ms == Some(0) {
-                return Err(invalid(&field("timeout_ms"), "must be at least 1"));
-            }
+            check_service(
+                &field,
+                [&d.vendor, &d.name, &d.version],
+                &d.url_patterns,
+                d.timeout_ms,
+            )?;
         }
         Ok(())
     }
@@ -441,6 +458,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("services.declared[0].url_patterns[1]"), "{e}");
+
+        let exec = "[[exec]]\nname = \"quota\"\npath = \"/bin/q\"\n[[exec.services]]\nvendor = \"acme\"\nname = \"quota\"\nversion = \"1.0.0\"\nurl_patterns = [\"^/q/\"]\n";
+        std::fs::write(&path, exec).unwrap();
+        let c = Config::load(Some(&path), json!({})).unwrap();
+        assert_eq!(c.exec[0].services[0].url_patterns, ["^/q/"]);
+        assert_eq!(c.exec[0].max_running, 16);
+        std::fs::write(&path, format!("{exec}timeout_ms = 0\n")).unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exec[0].services[0].timeout_ms"), "{e}");
 
         std::fs::write(&path, "typo = 1\n").unwrap();
         assert!(Config::load(Some(&path), json!({})).is_err());

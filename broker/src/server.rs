@@ -117,8 +117,12 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    // Executable extensions' rules join the config rules, answered by the entries' names.
+    // Executable extensions' rules and services join the config's, answered by their names.
     cfg.tasks.rules.extend(crate::exec::rules(&cfg.exec));
+    cfg.services
+        .declared
+        .extend(crate::exec::declared_services(&cfg.exec));
+    let exec = crate::exec::entries(&cfg.exec);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let principals = Arc::new(Principals::open(&cfg.data_dir)?);
@@ -155,13 +159,14 @@ pub async fn run(
     )
     .await
     .context("starting the MQTT bus")?;
-    let services = crate::services::Services::new(bus_tx.clone(), clock.clone(), metrics.clone());
+    let services =
+        crate::services::Services::new(bus_tx.clone(), clock.clone(), metrics.clone(), &exec);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let internal = crate::exec::start(cfg.exec.clone(), metrics.clone(), stop_rx.clone());
+    let internal = crate::exec::start(&exec, metrics.clone(), stop_rx.clone());
     let parts = Parts {
         config: cfg.clone(),
         db: db.clone(),

@@ -167,7 +167,9 @@ async fn scripts_resolve_tasks_by_their_answers_and_failures_by_default_action()
         "{metrics}"
     );
     assert!(
-        metrics.contains("extbus_exec_runs_total{name=\"hang\",outcome=\"timeout\"} 1"),
+        metrics.contains(
+            "extbus_exec_runs_total{name=\"hang\",action=\"callout\",outcome=\"timeout\"} 1"
+        ),
         "{metrics}"
     );
     b.stop().await;

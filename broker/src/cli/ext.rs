@@ -31,7 +31,7 @@ pub fn run(args: ExtArgs) -> Result<()> {
     let path = scaffold(&name, &dir, force)?;
     println!("{}", path.display());
     eprintln!(
-        "wrote {}; add to the broker's config:\n\n[[exec]]\nname = \"{name}\"\npath = \"{}\"\n[[exec.rules]]\noperation = \"vm.create\"\n",
+        "wrote {}; add to the broker's config:\n\n[[exec]]\nname = \"{name}\"\npath = \"{}\"\n[[exec.rules]]\noperation = \"vm.create\"\n\n# and/or, for a service:\n[[exec.services]]\nvendor = \"acme\"\nname = \"{name}\"\nversion = \"1.0.0\"\nurl_patterns = [\"^/ext/acme/{name}/\"]\n",
         path.display(),
         path.display()
     );
@@ -73,10 +73,13 @@ const SCRIPT: &str = r#"#!/bin/sh
 #   timeout_seconds  answer before this, or the process is killed
 #
 # Print exactly ONE JSON object on stdout:
-#   {"status": "success", "message": "why", "result": {...}}   resume the task / answer 200
-#   {"status": "error",   "message": "why"}                      abort the task
+#   {"status": "success", "message": "why", "result": {...}}   resume the task / answer
+#   {"status": "error",   "message": "why"}                      abort the task / answer 500
+# For a service, a result with status, headers, json or body (base64) is the response;
+# any other result is sent as a 200 JSON body.
 # A non-zero exit, anything that is not JSON, or no answer in time applies the rule's
-# default action. Write diagnostics to stderr, never to stdout.
+# default action (a service answers 502, or 504 on timeout).
+# Write diagnostics to stderr, never to stdout.
 
 set -u
 action="${1:-}"

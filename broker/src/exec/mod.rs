@@ -1,26 +1,25 @@
 //! Executable extensions (in the style of Apache CloudStack's extension framework): programs
-//! the broker runs itself for the callout stages they are named in. `[[exec]]` config entries;
-//! the adapter that runs an entry's program when a task blocks on it and feeds the answer to the
-//! coordinator as that entry's principal (no MQTT credentials); readiness reporting.
-//! Files: `runner` (one run), `readiness` (exists and executable).
+//! the broker runs itself for the callout stages and the services they are named in. This file
+//! holds the `[[exec]]` config entries, their checks, and `Entry` (an entry with its limit of
+//! concurrent runs). Files: `callout` (answers blocked tasks), `service` (answers service
+//! requests), `runner` (one run), `readiness` (exists and executable).
 
+pub mod callout;
 pub mod readiness;
 pub mod runner;
+pub mod service;
 
-use crate::config::ConfigError;
-use crate::coordinator::internal::{InternalCommand, Link};
+use crate::config::{ConfigError, DeclaredService};
+use crate::coordinator::internal::Link;
 use crate::metrics::Metrics;
 use crate::principals::Principal;
-use extbus_schema::register::ServiceSpec;
-use extbus_schema::tasks::{DefaultAction, RuleSpec, Task, TaskState};
+use extbus_schema::tasks::RuleSpec;
 use extbus_schema::Role;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch, Semaphore};
 
 fn default_timeout_ms() -> u64 {
     30_000
@@ -28,28 +27,53 @@ fn default_timeout_ms() -> u64 {
 fn default_check_interval_ms() -> u64 {
     30_000
 }
+fn default_max_running() -> usize {
+    16
+}
+fn default_priority() -> i64 {
+    50
+}
 
 /// One `[[exec]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecConfig {
-    /// The principal name its stages and history use (`[a-z0-9-]`).
+    /// The principal name its stages, history and services use (`[a-z0-9-]`).
     pub name: String,
     /// The program, run as `<path> <action> <payload_file> <timeout_seconds>`.
     pub path: PathBuf,
-    /// Callout rules it answers; `extension` is always `name`.
+    /// Callout rules it answers (action `callout`); `extension` is always `name`.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
-    /// Extension services (action `service`). Reserved: the services gateway does not route
-    /// requests to executables yet, so a non-empty list is refused.
+    /// Extension services it answers (action `service`).
     #[serde(default)]
-    pub services: Vec<ServiceSpec>,
+    pub services: Vec<ExecService>,
     /// How long one run may take before it is killed.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// How often readiness (exists, executable) is checked.
     #[serde(default = "default_check_interval_ms")]
     pub check_interval_ms: u64,
+    /// Most runs of this program at once; more wait for a free slot (services until their
+    /// deadline), so a burst of requests cannot fork without bound.
+    #[serde(default = "default_max_running")]
+    pub max_running: usize,
+}
+
+/// A service an executable answers: a declared service without `extension` (it is the entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecService {
+    pub vendor: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub url_patterns: Vec<String>,
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+    /// Defaults to `services.default_timeout_ms`.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 impl ExecConfig {
@@ -61,6 +85,7 @@ impl ExecConfig {
             services: Vec::new(),
             timeout_ms: default_timeout_ms(),
             check_interval_ms: default_check_interval_ms(),
+            max_running: default_max_running(),
         }
     }
 
@@ -76,6 +101,22 @@ impl ExecConfig {
             .collect()
     }
 
+    /// Its services as config-declared services answered by its name.
+    pub fn declared_services(&self) -> Vec<DeclaredService> {
+        self.services
+            .iter()
+            .map(|s| DeclaredService {
+                extension: self.name.clone(),
+                vendor: s.vendor.clone(),
+                name: s.name.clone(),
+                version: s.version.clone(),
+                url_patterns: s.url_patterns.clone(),
+                priority: s.priority,
+                timeout_ms: s.timeout_ms,
+            })
+            .collect()
+    }
+
     /// The principal it acts as: role extension, all orgs.
     pub fn principal(&self) -> Principal {
         Principal {
@@ -85,6 +126,38 @@ impl ExecConfig {
         }
     }
 }
+
+/// An entry in service: its config and its free run slots.
+pub struct Entry {
+    pub config: ExecConfig,
+    slots: Semaphore,
+}
+
+impl Entry {
+    pub fn new(config: ExecConfig) -> Arc<Entry> {
+        let slots = Semaphore::new(config.max_running.max(1));
+        Arc::new(Entry { config, slots })
+    }
+
+    /// Waits for a free run slot; held for the run.
+    pub async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.slots.acquire().await.ok()
+    }
+
+    /// Counts one run in `extbus_exec_runs_total{name,action,outcome}`.
+    pub fn count(&self, metrics: &Metrics, action: &str, outcome: &str) {
+        metrics.inc(
+            RUNS_TOTAL,
+            &[
+                ("name", self.config.name.as_str()),
+                ("action", action),
+                ("outcome", outcome),
+            ],
+        );
+    }
+}
+
+pub const RUNS_TOTAL: &str = "extbus_exec_runs_total";
 
 fn invalid(field: String, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -113,17 +186,23 @@ pub fn validate(entries: &[ExecConfig]) -> Result<(), ConfigError> {
         if e.path.as_os_str().is_empty() {
             return Err(invalid(f("path"), "name the program to run"));
         }
-        if !e.services.is_empty() {
-            return Err(invalid(
-                f("services"),
-                "services of executable extensions are not served yet; leave it out",
-            ));
-        }
         if e.timeout_ms == 0 || e.timeout_ms > 3_600_000 {
             return Err(invalid(f("timeout_ms"), "must be between 1 and 3600000"));
         }
         if e.check_interval_ms < 100 {
             return Err(invalid(f("check_interval_ms"), "must be at least 100"));
+        }
+        if e.max_running == 0 || e.max_running > 1024 {
+            return Err(invalid(f("max_running"), "must be between 1 and 1024"));
+        }
+        for (j, s) in e.services.iter().enumerate() {
+            let sf = |k: &str| format!("exec[{i}].services[{j}].{k}");
+            crate::config::check_service(
+                &sf,
+                [&s.vendor, &s.name, &s.version],
+                &s.url_patterns,
+                s.timeout_ms,
+            )?;
         }
         for (j, r) in e.rules.iter().enumerate() {
             let rf = |k: &str| format!("exec[{i}].rules[{j}].{k}");
@@ -155,166 +234,76 @@ pub fn rules(entries: &[ExecConfig]) -> Vec<RuleSpec> {
     entries.iter().flat_map(ExecConfig::bound_rules).collect()
 }
 
-/// Starts the adapter and readiness checks; `None` when no entry is configured.
+/// Every entry's services, as declared services answered by the entries' names.
+pub fn declared_services(entries: &[ExecConfig]) -> Vec<DeclaredService> {
+    entries
+        .iter()
+        .flat_map(ExecConfig::declared_services)
+        .collect()
+}
+
+/// The entries in service, one `Entry` each.
+pub fn entries(configs: &[ExecConfig]) -> Vec<Arc<Entry>> {
+    configs.iter().cloned().map(Entry::new).collect()
+}
+
+/// Starts the callout adapter and readiness checks; `None` when no entry is configured.
 pub fn start(
-    entries: Vec<ExecConfig>,
+    entries: &[Arc<Entry>],
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Option<Link> {
     if entries.is_empty() {
         return None;
     }
+    metrics.describe(
+        RUNS_TOTAL,
+        "runs of executable extensions, by action and outcome",
+    );
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (blocked_tx, blocked_rx) = mpsc::unbounded_channel();
     tokio::spawn(readiness::watch(
-        entries.clone(),
+        entries.iter().map(|e| e.config.clone()).collect(),
         metrics.clone(),
         stop.clone(),
     ));
-    tokio::spawn(adapter(entries, cmd_tx, blocked_rx, metrics, stop));
+    tokio::spawn(callout::adapter(
+        entries.to_vec(),
+        cmd_tx,
+        blocked_rx,
+        metrics,
+        stop,
+    ));
     Some(Link {
         commands: cmd_rx,
         blocked: blocked_tx,
     })
 }
 
-/// Runs an entry's program for every blocked task whose current stage names it, at most once
-/// per (task, stage) at a time; renotifies of a task being worked on are ignored.
-async fn adapter(
-    entries: Vec<ExecConfig>,
-    to_coordinator: mpsc::Sender<InternalCommand>,
-    mut blocked: mpsc::UnboundedReceiver<Task>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let busy: Arc<Mutex<HashSet<(String, usize, String)>>> = Arc::default();
-    loop {
-        let t = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            t = blocked.recv() => match t { Some(t) => t, None => return },
-        };
-        if t.state != TaskState::Blocked {
-            continue;
-        }
-        let Some(names) = t.stages.get(t.stage) else {
-            continue;
-        };
-        for e in entries.iter().filter(|e| names.contains(&e.name)) {
-            let key = (t.id.clone(), t.stage, e.name.clone());
-            if !busy
-                .lock()
-                .map(|mut b| b.insert(key.clone()))
-                .unwrap_or(false)
-            {
-                continue;
-            }
-            let (e, t, tx, m, busy) = (
-                e.clone(),
-                t.clone(),
-                to_coordinator.clone(),
-                metrics.clone(),
-                busy.clone(),
-            );
-            tokio::spawn(async move {
-                answer(&e, &t, &tx, &m).await;
-                if let Ok(mut b) = busy.lock() {
-                    b.remove(&key);
-                }
-            });
-        }
-    }
-}
-
-/// The command (suffix, body) a run's outcome stands for.
-pub fn resolution(
-    e: &ExecConfig,
-    t: &Task,
-    outcome: &Result<runner::Answer, runner::Failure>,
-) -> (String, Value) {
-    let (action, body) = match outcome {
-        Ok(a) if a.success => ("resume", json!({"message": a.message, "result": a.result})),
-        Ok(a) => (
-            "abort",
-            json!({"message": a.message.clone().unwrap_or_else(|| format!("{} answered error", e.name))}),
-        ),
-        Err(f) => {
-            let action = match t.default_action {
-                DefaultAction::Resume => "resume",
-                DefaultAction::Cancel => "cancel",
-                DefaultAction::Abort => "abort",
-            };
-            let msg = format!(
-                "exec extension '{}' {f}; default action {action} applied",
-                e.name
-            );
-            (action, json!({"message": msg}))
-        }
-    };
-    (format!("tasks/{}/{action}", t.id), body)
-}
-
-fn outcome_label(o: &Result<runner::Answer, runner::Failure>) -> &'static str {
-    match o {
-        Ok(a) if a.success => "success",
-        Ok(_) => "error",
-        Err(runner::Failure::Timeout(_)) => "timeout",
-        Err(runner::Failure::Exit { .. }) => "exit",
-        Err(runner::Failure::Garbage(_)) => "garbage",
-        Err(_) => "failed",
-    }
-}
-
-async fn answer(e: &ExecConfig, t: &Task, tx: &mpsc::Sender<InternalCommand>, metrics: &Metrics) {
-    let payload = t.announcement();
-    let timeout = Duration::from_millis(e.timeout_ms);
-    let outcome = runner::run(&e.path, "callout", &payload, timeout).await;
-    let label = outcome_label(&outcome);
-    metrics.inc(
-        "extbus_exec_runs_total",
-        &[("name", e.name.as_str()), ("outcome", label)],
-    );
-    if let Err(f) = &outcome {
-        tracing::warn!(exec = %e.name, task_id = %t.id, reason = %f, "executable extension gave no answer");
-    }
-    let (suffix, body) = resolution(e, t, &outcome);
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let cmd = InternalCommand {
-        principal: e.principal(),
-        suffix: suffix.clone(),
-        body,
-        reply: reply_tx,
-    };
-    if tx.send(cmd).await.is_err() {
-        return;
-    }
-    match reply_rx.await {
-        Ok(Ok(_)) => tracing::debug!(exec = %e.name, task_id = %t.id, command = %suffix, "applied"),
-        Ok(Err(err)) => {
-            tracing::info!(exec = %e.name, task_id = %t.id, command = %suffix, code = err.code.as_str(), error = %err.message, "not applied")
-        }
-        Err(_) => {
-            tracing::warn!(exec = %e.name, task_id = %t.id, "resolution not stored; will retry on the next notice")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rule(op: &str) -> RuleSpec {
         serde_json::from_value(json!({"operation": op})).unwrap()
     }
 
     #[test]
-    fn entries_are_checked_and_their_rules_bound_to_them() {
+    fn entries_are_checked_and_their_rules_and_services_bound_to_them() {
         let mut e = ExecConfig::new("quota", Path::new("/bin/true"));
         e.rules = vec![rule("vm.create")];
+        e.services = vec![serde_json::from_value(
+            json!({"vendor": "acme", "name": "quota", "version": "1.0.0", "url_patterns": ["^/q"]}),
+        )
+        .unwrap()];
         assert!(validate(std::slice::from_ref(&e)).is_ok());
         assert_eq!(
             rules(std::slice::from_ref(&e))[0].extension.as_deref(),
             Some("quota")
         );
+        let d = declared_services(std::slice::from_ref(&e));
+        assert_eq!((d[0].extension.as_str(), d[0].priority), ("quota", 50));
         let field = |es: &[ExecConfig]| match validate(es) {
             Err(ConfigError::Invalid { field, .. }) => field,
             other => panic!("{other:?}"),
@@ -330,27 +319,16 @@ mod tests {
         bad.timeout_ms = 0;
         assert_eq!(field(&[bad]), "exec[0].timeout_ms");
         let mut bad = e.clone();
+        bad.max_running = 0;
+        assert_eq!(field(&[bad]), "exec[0].max_running");
+        let mut bad = e.clone();
         bad.name = "Bad".into();
         assert_eq!(field(&[bad]), "exec[0].name");
-    }
-
-    #[test]
-    fn failures_apply_the_default_action_with_the_reason() {
-        let e = ExecConfig::new("quota", Path::new("/x"));
-        let t: Task = serde_json::from_value(json!({
-            "id": "t1", "request_id": "r", "operation": "vm.create", "org": "acme", "state": "blocked",
-            "stage": 0, "stages": [["quota"]], "created_at": "2026-11-22T10:00:00.000Z",
-            "default_action": "cancel", "submitted_by": "p", "stage_started_at": "2026-11-22T10:00:00.000Z"
-        }))
-        .unwrap();
-        let (s, b) = resolution(&e, &t, &Err(runner::Failure::Timeout(1000)));
-        assert_eq!(s, "tasks/t1/cancel");
-        assert!(b["message"].as_str().unwrap().contains("killed"));
-        let ok = runner::Answer {
-            success: true,
-            message: None,
-            result: json!({"a": 1}),
-        };
-        assert_eq!(resolution(&e, &t, &Ok(ok)).0, "tasks/t1/resume");
+        let mut bad = e.clone();
+        bad.services[0].url_patterns = vec!["(".into()];
+        assert_eq!(field(&[bad]), "exec[0].services[0].url_patterns[0]");
+        let mut bad = e.clone();
+        bad.services[0].version = "1/0".into();
+        assert_eq!(field(&[bad]), "exec[0].services[0].version");
     }
 }

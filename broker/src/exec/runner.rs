@@ -80,6 +80,18 @@ async fn read_limited(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
     }
 }
 
+/// The `outcome` label of a run in `extbus_exec_runs_total`.
+pub fn label(o: &Result<Answer, Failure>) -> &'static str {
+    match o {
+        Ok(a) if a.success => "success",
+        Ok(_) => "error",
+        Err(Failure::Timeout(_)) => "timeout",
+        Err(Failure::Exit { .. }) => "exit",
+        Err(Failure::Garbage(_)) => "garbage",
+        Err(_) => "failed",
+    }
+}
+
 /// Parses the first JSON value on stdout; it must be an object with a valid `status`.
 pub fn parse_answer(stdout: &[u8]) -> Result<Answer, Failure> {
     let mut values = serde_json::Deserializer::from_slice(stdout).into_iter::<Value>();

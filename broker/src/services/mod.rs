@@ -2,6 +2,8 @@
 //! `hub` of requests waiting for a response, and `Services`, which publishes a request, waits
 //! for its answer until the service's timeout (on the injected clock) and counts the result.
 //! Callers are the HTTP gateway (`http::gateway`) and MQTT-native calls (the coordinator).
+//! Services of executable extensions are answered by running their program (`exec::service`)
+//! instead of publishing.
 
 pub mod hub;
 pub mod router;
@@ -15,6 +17,7 @@ use extbus_schema::{ErrorCode, ServiceRequest};
 use hub::{Hub, Outcome};
 use router::{Route, Router};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -75,10 +78,17 @@ pub struct Services {
     bus: BusTx,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// Executable extensions by name: the services they own are answered by their program.
+    exec: HashMap<String, Arc<crate::exec::Entry>>,
 }
 
 impl Services {
-    pub fn new(bus: BusTx, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Arc<Services> {
+    pub fn new(
+        bus: BusTx,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        exec: &[Arc<crate::exec::Entry>],
+    ) -> Arc<Services> {
         metrics.describe(
             REQUESTS_TOTAL,
             "extension service requests, by response status",
@@ -98,6 +108,10 @@ impl Services {
             bus,
             clock,
             metrics,
+            exec: exec
+                .iter()
+                .map(|e| (e.config.name.clone(), e.clone()))
+                .collect(),
         })
     }
 
@@ -110,14 +124,28 @@ impl Services {
         self.clock.now_ms().saturating_add(route.spec.timeout_ms)
     }
 
-    /// Opens `req` in the hub and publishes it on the service's request topic.
+    /// Opens `req` in the hub and publishes it on the service's request topic, or, for a
+    /// service of an executable extension, runs its program in the background.
     pub fn send(
-        &self,
+        self: &Arc<Self>,
         route: &Route,
         req: &ServiceRequest,
     ) -> Result<oneshot::Receiver<Outcome>, BusError> {
         let key = route.spec.key();
         let rx = self.hub.open(&req.id, &key);
+        if let Some(e) = self.exec.get(&route.owner) {
+            let (me, e, req) = (self.clone(), e.clone(), req.clone());
+            tokio::spawn(async move {
+                let outcome =
+                    crate::exec::service::answer(&e, &req, me.clock.as_ref(), &me.metrics).await;
+                if let Some(o) = outcome {
+                    // Undelivered: the caller timed out or left; nobody is waiting.
+                    let _ = me.hub.complete(&req.id, |_| true, o);
+                }
+            });
+            self.metrics.gauge_add(PENDING, &[], 1);
+            return Ok(rx);
+        }
         let payload = serde_json::to_vec(req).unwrap_or_default();
         let props = PublishProps {
             content_type: Some("application/json".into()),
