@@ -3,13 +3,14 @@
 then resumes small requests and aborts large ones with the reason. Same policy as
 src/approver.rs; shows that any MQTT 5 client in any language can be an extbus extension.
 
-    pip install paho-mqtt
+    pip install 'paho-mqtt>=2'
     python3 sample-extensions/python/approver.py --url mqtt://127.0.0.1:1883 \
         --user extension --secret extension
 """
 import argparse
 import itertools
 import json
+import sys
 import threading
 from urllib.parse import urlparse
 
@@ -35,12 +36,34 @@ class Approver:
         self.user, self.operation = args.user, args.operation
         self.ids = itertools.count()
         self.replies = {}  # correlation id -> (event, reply)
+        self.connected, self.refused = threading.Event(), None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(args.user, args.secret)
+        self.client.on_connect = self.on_connect
         self.client.on_message = self.on_message
-        self.client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+        try:
+            self.client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+        except OSError as e:
+            sys.exit(f"approver.py: cannot reach {args.url}: {e}")
         self.client.loop_start()
-        self.client.subscribe(f"extbus/out/{self.user}/replies", qos=1)
+        if not self.connected.wait(15):
+            sys.exit(f"approver.py: no answer from {args.url}")
+        if self.refused:
+            sys.exit(f"approver.py: {args.url} refused {self.user}: {self.refused}")
+
+    def topics(self):
+        return [f"extbus/out/{self.user}/replies",
+                "extbus/tasks/blocked/" + self.operation.replace(".", "/", 1)]
+
+    def on_connect(self, client, userdata, flags, reason_code, properties):
+        """Subscribes on every (re)connect: the broker keeps no subscriptions for us."""
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            client.disconnect()
+        else:
+            for topic in self.topics():
+                client.subscribe(topic, qos=1)
+        self.connected.set()
 
     def command(self, suffix, body, timeout=15):
         """Publishes under our inbox with a correlation id and waits for the reply."""
@@ -75,18 +98,18 @@ class Approver:
         action, body = decide(task)
         try:
             self.command(f"tasks/{task['id']}/{action}", body)
-            print(f"{action} task {task['id']} ({task.get('subject')})")
+            print(f"{action} task {task['id']} ({task.get('subject')})", flush=True)
         except Exception as e:  # a renotify of a task resolved meanwhile is refused: fine
-            print(f"task {task['id']}: {e}")
+            print(f"task {task['id']}: {e}", file=sys.stderr)
 
     def run(self):
         self.command("register", {"rules": [{"operation": self.operation, "priority": 60,
                                               "timeout_ms": 300000, "default_action": "abort"}]})
-        self.client.subscribe("extbus/tasks/blocked/" + self.operation.replace(".", "/", 1), qos=1)
         # Tasks that were already waiting before we started.
         for task in self.command("tasks/query", {"state": "blocked", "operation": self.operation})["tasks"]:
             self.handle(task)
-        print(f"approver.py: answering {self.operation} as {self.user}")
+        # Flushed: when stdout is a pipe or a log file, Python buffers it in blocks.
+        print(f"approver.py: answering {self.operation} as {self.user}", flush=True)
         threading.Event().wait()
 
 

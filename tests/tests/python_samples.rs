@@ -1,0 +1,211 @@
+//! The Python approver (`sample-extensions/python/approver.py`) run as a real `python3` process
+//! against a real broker: it answers a task that was waiting before it started, resumes a small
+//! `vm.create` and aborts a large one with the limit in the message.
+//!
+//! The interpreter is `python3` if it can import paho-mqtt >= 2, else a venv under the target
+//! dir into which paho-mqtt is installed. Only if `python3` is missing does the test skip (with
+//! a message on stderr).
+
+use extbus_schema::Role;
+use extbus_tests::TestBroker;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const USER: &str = "approver-py";
+
+/// Runs `cmd` to completion within `limit`: whether it exited 0, or why it could not start.
+async fn run(cmd: &mut Command, limit: Duration) -> std::io::Result<bool> {
+    let mut cmd = tokio::process::Command::from(std::mem::replace(cmd, Command::new("")));
+    let status = cmd.stdin(Stdio::null()).kill_on_drop(true).status();
+    match tokio::time::timeout(limit, status).await {
+        Ok(s) => Ok(s?.success()),
+        Err(_) => panic!("{cmd:?} did not finish within {limit:?}"),
+    }
+}
+
+async fn has_paho(python: &str) -> bool {
+    let check = "import paho.mqtt.client as m; m.CallbackAPIVersion"; // paho-mqtt >= 2
+    let mut c = Command::new(python);
+    c.args(["-c", check]).stderr(Stdio::null());
+    run(&mut c, Duration::from_secs(30)).await.unwrap_or(false)
+}
+
+/// A python that can import paho-mqtt >= 2, or `None` if there is no `python3` at all.
+async fn python() -> Option<String> {
+    let mut version = Command::new("python3");
+    version.arg("--version").stdout(Stdio::null());
+    if run(&mut version, Duration::from_secs(30)).await.is_err() {
+        return None;
+    }
+    if has_paho("python3").await {
+        return Some("python3".into());
+    }
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("paho-venv");
+    let py = venv.join("bin/python").to_string_lossy().into_owned();
+    if !has_paho(&py).await {
+        let long = Duration::from_secs(300);
+        let mut mk = Command::new("python3");
+        mk.args(["-m", "venv", "--clear"]).arg(&venv);
+        assert!(run(&mut mk, long).await.unwrap(), "python3 -m venv failed");
+        let mut pip = Command::new(&py);
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--timeout",
+            "30",
+            "paho-mqtt>=2,<3",
+        ]);
+        assert!(run(&mut pip, long).await.unwrap(), "pip install failed");
+        assert!(
+            has_paho(&py).await,
+            "paho-mqtt not importable in {}",
+            venv.display()
+        );
+    }
+    Some(py)
+}
+
+/// The running script; killed on drop, printing its output if the test failed.
+struct Script {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Script {
+    fn spawn(python: &str, b: &TestBroker) -> Script {
+        let mut child = Command::new(python)
+            .current_dir(ROOT)
+            .env_remove("PYTHONUNBUFFERED") // as on most machines: stdout is block-buffered
+            .arg("sample-extensions/python/approver.py")
+            .args(["--url", &format!("mqtt://{}", b.mqtt)])
+            .args(["--user", USER, "--secret", USER])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn approver.py");
+        let (tx, lines) = mpsc::unbounded_channel();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for s in streams {
+            let (tx, output) = (tx.clone(), output.clone());
+            std::thread::spawn(move || {
+                for l in BufReader::new(s).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push(l.clone());
+                    let _ = tx.send(l);
+                }
+            });
+        }
+        Script {
+            child,
+            lines,
+            output,
+        }
+    }
+
+    /// Waits for a line containing `text` on stdout or stderr.
+    async fn wait_for(&mut self, text: &str) {
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(l) = self.lines.recv().await {
+                if l.contains(text) {
+                    return true;
+                }
+            }
+            false // the script exited
+        });
+        let out = |s: &Script| s.output.lock().unwrap().join("\n");
+        match found.await {
+            Ok(true) => {}
+            Ok(false) => panic!("approver.py exited before {text:?}:\n{}", out(self)),
+            Err(_) => panic!("approver.py: no {text:?} within 30 s:\n{}", out(self)),
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "approver.py output:\n{}",
+                self.output.lock().unwrap().join("\n")
+            );
+        }
+    }
+}
+
+fn vm_create(request_id: &str, data: Value) -> Value {
+    json!({"request_id": request_id, "operation": "vm.create", "org": "acme",
+           "subject": format!("urn:acme:vm:{request_id}"), "data": data})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_approver_resumes_small_and_aborts_large_requests() {
+    let Some(python) = python().await else {
+        eprintln!("SKIPPED: python3 not found; install it to run the Python sample's test");
+        return;
+    };
+    let b = TestBroker::start().await;
+    b.add_principal(USER, &[Role::Extension], &["*"]);
+    let p = b.client("platform").await;
+
+    // A task waiting before the script starts: register its rule as its principal, then submit.
+    let ext = b.client(USER).await;
+    let r = ext
+        .command(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "priority": 60}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    ext.disconnect().await;
+    let r = p
+        .command("tasks/submit", vm_create("early", json!({"cpu": 1})))
+        .await;
+    assert_eq!(r["result"]["state"], "blocked", "{r}");
+
+    let mut script = Script::spawn(&python, &b);
+    script.wait_for("approver.py: answering vm.create").await;
+    for (id, data) in [
+        ("small", json!({"cpu": 2, "memory_gb": 4})),
+        ("large", json!({"cpu": 64, "memory_gb": 4})),
+    ] {
+        let r = p.command("tasks/submit", vm_create(id, data)).await;
+        assert_eq!(r["result"]["state"], "blocked", "{r}");
+    }
+
+    // Each `expect` times out after 20 s.
+    let mut outcomes = HashMap::new();
+    while outcomes.len() < 3 {
+        let m = p.expect_on("extbus/out/platform/outcomes").await.json();
+        outcomes.insert(m["request_id"].as_str().unwrap().to_string(), m);
+    }
+    for id in ["early", "small"] {
+        let o = &outcomes[id];
+        assert_eq!(o["state"], "resumed", "{o}");
+        assert_eq!(o["resolved_by"], USER, "{o}");
+        assert_eq!(o["result"]["approved_by"], "approver.py", "{o}");
+    }
+    let o = &outcomes["large"];
+    assert_eq!(o["state"], "aborted", "{o}");
+    assert_eq!(o["resolved_by"], USER, "{o}");
+    let msg = o["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("64 CPUs exceed the limit of 8"), "{o}");
+
+    drop(script);
+    b.stop().await;
+}
