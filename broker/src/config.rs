@@ -62,6 +62,8 @@ pub struct TasksConfig {
     pub rules: Vec<RuleSpec>,
     /// Most commands the coordinator applies per store flush (group commit).
     pub max_batch: usize,
+    /// Remove tasks this long after they ended, with their idempotency keys (0 = keep forever).
+    pub retention_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +161,7 @@ impl Default for TasksConfig {
             renotify_ms: 30_000,
             rules: Vec::new(),
             max_batch: 1024,
+            retention_ms: 604_800_000,
         }
     }
 }

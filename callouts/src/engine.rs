@@ -155,6 +155,7 @@ impl Engine {
             task,
             stage_rules: stages.iter().map(|s| s.rule).collect(),
             renotify_at: None,
+            finished_at: None,
         };
         self.start_stage(&mut s, now);
         index(txn, &s);
@@ -344,6 +345,8 @@ pub(crate) fn finish(
     s.task.message = message;
     s.task.deadline = None;
     s.renotify_at = None;
+    // Every path that ends a task has just recorded why, at the current time.
+    s.finished_at = s.task.history.last().map(|h| h.at);
     fx.resolved.push(s.task.clone());
     fx.event(effects::state_event(state), &s.task);
 }

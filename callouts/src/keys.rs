@@ -1,5 +1,6 @@
 //! Key layout of the one `callouts` tree: `t/` task records, `q/` idempotency keys, `d/` and `n/`
-//! time-ordered deadline and renotify indexes, `b/` the set of blocked tasks, `r/` registered rules.
+//! time-ordered deadline and renotify indexes, `b/` the set of blocked tasks, `r/` registered rules,
+//! `f/` finished tasks by the time they ended (for retention).
 //! Times are big-endian u64 so that byte order is time order.
 
 use crate::error::CalloutError;
@@ -10,6 +11,7 @@ pub(crate) const DEADLINE: &[u8] = b"d/";
 pub(crate) const RENOTIFY: &[u8] = b"n/";
 pub(crate) const BLOCKED: &[u8] = b"b/";
 pub(crate) const RULE: &[u8] = b"r/";
+pub(crate) const FINISHED: &[u8] = b"f/";
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -37,6 +39,11 @@ pub(crate) fn deadline(at_ms: u64, id: &str) -> Vec<u8> {
 /// `n/<renotify_at_ms BE><task_id>`
 pub(crate) fn renotify(at_ms: u64, id: &str) -> Vec<u8> {
     cat(&[RENOTIFY, &at_ms.to_be_bytes(), id.as_bytes()])
+}
+
+/// `f/<finished_at_ms BE><task_id>`
+pub(crate) fn finished(at_ms: u64, id: &str) -> Vec<u8> {
+    cat(&[FINISHED, &at_ms.to_be_bytes(), id.as_bytes()])
 }
 
 /// `b/<task_id>`
@@ -67,7 +74,7 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-/// Splits a `d/` or `n/` key into its time and task id.
+/// Splits a `d/`, `n/` or `f/` key into its time and task id.
 pub(crate) fn split_timed(key: &[u8]) -> Result<(u64, String), CalloutError> {
     if key.len() < 10 {
         return Err(CalloutError::corrupt(key, "timer key too short"));

@@ -5,9 +5,10 @@
 //! # Layout
 //! - `store`: `Store`, the one `callouts` tree; committed reads (get, query, next wake-up).
 //! - `txn`: `Txn`, one batch of writes that reads its own writes and commits atomically.
-//! - `keys`: the key layout (`t/ q/ d/ n/ b/ r/`). `record`: the stored task record.
+//! - `keys`: the key layout (`t/ q/ d/ n/ b/ r/ f/`). `record`: the stored task record.
 //! - `rules`: config and registered rules, stage building. `engine`: submit, resolve, extend.
 //! - `timers`: `Engine::due` and `Engine::renotify_due`. `effects`: what to announce.
+//! - `retention`: `Engine::purge_finished`, removing tasks that ended long enough ago.
 //! - `verify`: consistency check of tasks against indexes. `error`: `CalloutError`.
 //!
 //! Must not know about MQTT, HTTP or an async runtime.
@@ -35,6 +36,7 @@ mod engine;
 mod error;
 mod keys;
 mod record;
+mod retention;
 mod rules;
 mod store;
 mod timers;

@@ -24,6 +24,10 @@ pub(crate) struct Stored {
     /// When the blocked task is next announced again; `None` once final or with renotify off.
     #[serde(default)]
     pub renotify_at: Option<u64>,
+    /// When the task ended (resumed, cancelled, aborted); keys it in the `f/` index that
+    /// retention purges by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
 }
 
 impl Stored {
@@ -85,6 +89,7 @@ mod tests {
                 default_action: DefaultAction::Abort,
             }],
             renotify_at: Some(7),
+            finished_at: None,
         }
     }
 

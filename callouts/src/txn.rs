@@ -87,6 +87,9 @@ impl Txn {
     pub(crate) fn put_stored(&mut self, s: &Stored) -> Result<(), CalloutError> {
         let bytes = s.encode()?;
         self.insert(keys::task(&s.task.id), bytes);
+        if let Some(at) = s.finished_at {
+            self.insert(keys::finished(at, &s.task.id), Vec::new());
+        }
         Ok(())
     }
 

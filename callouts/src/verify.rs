@@ -25,6 +25,7 @@ pub(crate) fn verify(tree: &sled::Tree) -> Result<Vec<String>, CalloutError> {
     let mut problems = Vec::new();
     let mut deadlines = timed(tree, keys::DEADLINE)?;
     let mut renotify = timed(tree, keys::RENOTIFY)?;
+    let mut finished = timed(tree, keys::FINISHED)?;
     let mut blocked = BTreeSet::new();
     for item in tree.scan_prefix(keys::BLOCKED) {
         blocked.insert(keys::suffix(&item?.0)?);
@@ -53,6 +54,20 @@ pub(crate) fn verify(tree: &sled::Tree) -> Result<Vec<String>, CalloutError> {
         let d = deadlines.remove(&id).unwrap_or_default();
         let n = renotify.remove(&id).unwrap_or_default();
         let b = blocked.remove(&id);
+        let f = finished.remove(&id).unwrap_or_default();
+        if f != s.finished_at.into_iter().collect::<Vec<_>>() {
+            problems.push(format!(
+                "task {id}: finished_at {:?}, f/ {f:?}",
+                s.finished_at
+            ));
+        }
+        // A final task without `finished_at` ended before retention existed and is kept.
+        if !t.state.is_final() && s.finished_at.is_some() {
+            problems.push(format!(
+                "task {id}: {} with finished_at {:?}",
+                t.state, s.finished_at
+            ));
+        }
         if t.state == TaskState::Blocked {
             if t.deadline.is_none() || d != t.deadline.into_iter().collect::<Vec<_>>() {
                 problems.push(format!(
@@ -80,6 +95,9 @@ pub(crate) fn verify(tree: &sled::Tree) -> Result<Vec<String>, CalloutError> {
     }
     for (id, at) in renotify {
         problems.push(format!("n/ {at:?} for missing task {id}"));
+    }
+    for (id, at) in finished {
+        problems.push(format!("f/ {at:?} for missing task {id}"));
     }
     for id in blocked {
         problems.push(format!("b/ for missing task {id}"));

@@ -1,6 +1,7 @@
 //! Property test: random submits, resolutions by stage members, operators and strangers,
-//! extends, clock ticks (`due`), renotifies and commits, run against a real store and compared
-//! step by step with a small model of SPEC.md's state machine; indexes are checked at commits.
+//! extends, clock ticks (`due`), renotifies, retention purges and commits, run against a real
+//! store and compared step by step with a small model of SPEC.md's state machine; indexes are
+//! checked at commits.
 
 mod common;
 
@@ -40,6 +41,11 @@ enum Step {
         limit: usize,
     },
     Renotify,
+    /// Purges tasks that ended at least `age` ms ago, at most `limit`.
+    Purge {
+        age: u64,
+        limit: usize,
+    },
     Commit,
 }
 
@@ -78,6 +84,8 @@ struct MTask {
     started: u64,
     renotify: Option<u64>,
     resolved_by: Option<String>,
+    finished_at: Option<u64>,
+    purged: bool,
 }
 
 impl MTask {
@@ -87,7 +95,8 @@ impl MTask {
         self.deadline = Some(now + timeout.min(max));
         self.renotify = Some(now + RENOTIFY);
     }
-    fn finish(&mut self, state: TaskState, by: &str) {
+    fn finish(&mut self, state: TaskState, by: &str, now: u64) {
+        self.finished_at = Some(now);
         self.state = state;
         self.resolved_by = Some(by.to_string());
         self.deadline = None;
@@ -100,7 +109,7 @@ impl MTask {
             self.start_stage(now);
             false
         } else {
-            self.finish(TaskState::Resumed, by);
+            self.finish(TaskState::Resumed, by, now);
             true
         }
     }
@@ -176,6 +185,8 @@ impl Run {
                         started: now,
                         renotify: None,
                         resolved_by: None,
+                        finished_at: None,
+                        purged: false,
                     };
                     t.start_stage(now);
                     self.by_req.insert((submitter, r), self.tasks.len());
@@ -198,6 +209,10 @@ impl Run {
                 let id = self.tasks[i].id.clone();
                 let r = engine.resolve(txn, who, privileged, &id, action, None, None, now);
                 let t = &mut self.tasks[i];
+                if t.purged {
+                    assert_eq!(outcome(&r), Expect::Err(ErrorCode::NotFound));
+                    return;
+                }
                 let target = match action {
                     TaskAction::Resume => TaskState::Resumed,
                     TaskAction::Cancel => TaskState::Cancelled,
@@ -225,7 +240,7 @@ impl Run {
                         Expect::Advanced
                     }
                 } else {
-                    t.finish(target, who);
+                    t.finish(target, who, now);
                     Expect::Ended
                 };
                 assert_eq!(outcome(&r), expect, "{action:?} by {who}");
@@ -237,7 +252,9 @@ impl Run {
                 let id = self.tasks[i].id.clone();
                 let r = engine.extend(txn, who, privileged, &id, ms, None, now);
                 let t = &mut self.tasks[i];
-                let expect = if t.state.is_final() {
+                let expect = if t.purged {
+                    Expect::Err(ErrorCode::NotFound)
+                } else if t.state.is_final() {
                     if !privileged && !t.in_any(who) {
                         Expect::Err(ErrorCode::Forbidden)
                     } else {
@@ -273,7 +290,7 @@ impl Run {
                         DefaultAction::Resume => {
                             t.pass("timeout", now);
                         }
-                        a => t.finish(a.final_state(), "timeout"),
+                        a => t.finish(a.final_state(), "timeout", now),
                     }
                 }
             }
@@ -293,6 +310,26 @@ impl Run {
                     self.tasks[i].renotify = Some(now + RENOTIFY);
                 }
             }
+            Step::Purge { age, limit } => {
+                let cutoff = now.saturating_sub(age);
+                let mut due: Vec<(u64, String, usize)> = (self.tasks.iter().enumerate())
+                    .filter(|(_, t)| !t.purged)
+                    .filter_map(|(i, t)| {
+                        t.finished_at
+                            .filter(|f| *f <= cutoff)
+                            .map(|f| (f, t.id.clone(), i))
+                    })
+                    .collect();
+                due.sort();
+                due.truncate(limit);
+                let got = engine.purge_finished(txn, cutoff, limit).unwrap();
+                assert_eq!(got, due.iter().map(|d| d.1.clone()).collect::<Vec<_>>());
+                for (_, _, i) in due {
+                    self.tasks[i].purged = true;
+                    // The request id is free again: the same submit makes a new task.
+                    self.by_req.retain(|_, v| *v != i);
+                }
+            }
             Step::Commit => {}
         }
     }
@@ -300,6 +337,10 @@ impl Run {
     /// The engine's view (through `txn`) equals the model.
     fn compare(&self, txn: &Txn) {
         for m in &self.tasks {
+            if m.purged {
+                assert_eq!(txn.task(&m.id).unwrap(), None, "purged task {}", m.id);
+                continue;
+            }
             let t = txn.task(&m.id).unwrap().expect("stored");
             assert_eq!(
                 (t.state, t.stage, t.deadline, t.resolved_by.clone()),
@@ -313,7 +354,7 @@ impl Run {
     /// Committed indexes agree with the model and with the tasks.
     fn check_store(&self, fx: &Fx) {
         fx.assert_consistent();
-        for m in &self.tasks {
+        for m in self.tasks.iter().filter(|m| !m.purged) {
             let idx = fx.store.index_entries(&m.id).unwrap();
             if m.state.is_final() {
                 assert!(idx.deadlines.is_empty() && idx.renotify.is_empty() && !idx.blocked);
@@ -346,6 +387,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<usize>(), 0..6usize, 0..5_000u64).prop_map(|(task, who, ms)| Step::Extend { task, who, ms }),
         3 => (0..1_500u64, 1..4usize).prop_map(|(advance, limit)| Step::Tick { advance, limit }),
         1 => Just(Step::Renotify),
+        1 => (0..3_000u64, 1..4usize).prop_map(|(age, limit)| Step::Purge { age, limit }),
         2 => Just(Step::Commit),
     ]
 }

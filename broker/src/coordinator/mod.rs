@@ -66,6 +66,8 @@ pub(crate) struct Coordinator {
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
+    /// When finished tasks are next purged (retention).
+    next_task_purge: u64,
     pub exec_tap: Option<mpsc::UnboundedSender<extbus_schema::tasks::Task>>,
 }
 
@@ -112,6 +114,7 @@ impl Coordinator {
         Ok(Coordinator {
             known_principals,
             next_principal_check: 0,
+            next_task_purge: 0,
             config: parts.config.clone(),
             db: parts.db.clone(),
             store,
@@ -197,7 +200,11 @@ impl Coordinator {
     /// The earliest instant a timer wants the loop to wake.
     fn next_wakeup(&self) -> u64 {
         // Housekeeping (principal changes, retention) runs at least once a second.
-        let housekeeping = self.next_principal_check.max(self.clock.now_ms() + 1);
+        let mut housekeeping = self.next_principal_check;
+        if self.config.tasks.retention_ms > 0 {
+            housekeeping = housekeeping.min(self.next_task_purge);
+        }
+        let housekeeping = housekeeping.max(self.clock.now_ms() + 1);
         self.engine
             .next_wakeup(&self.store)
             .map_or(housekeeping, |t| t.min(housekeeping))

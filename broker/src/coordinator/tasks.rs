@@ -15,6 +15,9 @@ use serde_json::Value;
 
 /// Most timers handled per batch, so a backlog cannot stall commands.
 const TIMER_CHUNK: usize = 512;
+/// How often retention looks for finished tasks to remove, and how many one batch removes.
+const PURGE_EVERY_MS: u64 = 1_000;
+const PURGE_CHUNK: usize = 2_048;
 /// A query page stops growing past this many bytes (it always holds at least one task).
 const QUERY_MAX_BYTES: usize = 1 << 20;
 
@@ -160,6 +163,34 @@ pub(crate) fn timers(co: &mut Coordinator, b: &mut Batch) {
             }
         }
         Err(e) => tracing::error!(error = %e, "renotify failed"),
+    }
+    purge(co, b);
+}
+
+/// Retention: removes tasks that ended `tasks.retention_ms` ago, a chunk at a time, at most
+/// once a second unless a full chunk shows more are waiting.
+fn purge(co: &mut Coordinator, b: &mut Batch) {
+    let keep = co.config.tasks.retention_ms;
+    if keep == 0 || b.now < co.next_task_purge {
+        return;
+    }
+    match co
+        .engine
+        .purge_finished(&mut b.txn, b.now.saturating_sub(keep), PURGE_CHUNK)
+    {
+        Ok(ids) => {
+            co.next_task_purge = if ids.len() < PURGE_CHUNK {
+                b.now + PURGE_EVERY_MS
+            } else {
+                b.now
+            };
+            if !ids.is_empty() {
+                co.metrics
+                    .add("extbus_tasks_purged_total", &[], ids.len() as u64);
+                tracing::debug!(count = ids.len(), "finished tasks past retention removed");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "task retention failed"),
     }
 }
 

@@ -1,0 +1,93 @@
+//! Task retention over real MQTT on the manual clock: a finished task is removed
+//! `tasks.retention_ms` after it ended, with its idempotency key (the same request id then
+//! submits a new task); a task still blocked is never removed, however old. Retention runs
+//! once a second, so the clock is moved past the limit by that much.
+
+use extbus_tests::http::request;
+use extbus_tests::TestBroker;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const KEEP_MS: u64 = 60_000;
+
+async fn get(b: &TestBroker, id: &str) -> Value {
+    b.client("operator")
+        .await
+        .command(&format!("tasks/{id}/get"), json!({}))
+        .await
+}
+
+/// Polls `tasks/<id>/get` until `done(reply)`, for at most 10 s of real time.
+async fn wait_for(b: &TestBroker, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let op = b.client("operator").await;
+    for _ in 0..200 {
+        let r = op.command(&format!("tasks/{id}/get"), json!({})).await;
+        if done(&r) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("task {id} never reached the expected state");
+}
+
+#[tokio::test]
+async fn finished_tasks_are_removed_after_retention_and_blocked_ones_kept() {
+    let b = TestBroker::start_with(|c| c.tasks.retention_ms = KEEP_MS).await;
+    let ext = b.client("extension").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "timeout_ms": 3_600_000, "max_timeout_ms": 3_600_000}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let p = b.client("platform").await;
+    let submit = |rid: &'static str| {
+        let p = p.clone();
+        async move {
+            let r = p
+                .command(
+                    "tasks/submit",
+                    json!({"request_id": rid, "operation": "vm.create", "org": "acme"}),
+                )
+                .await;
+            assert_eq!(r["result"]["state"], "blocked", "{r}");
+            r["result"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let waiting = submit("waiting").await;
+    let done = submit("done").await;
+    let r = ext
+        .command(&format!("tasks/{done}/resume"), json!({"message": "ok"}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+
+    // One millisecond short of the retention: still there.
+    b.clock.advance(KEEP_MS - 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&b, &done).await["result"]["state"], "resumed");
+
+    // Retention looks once a second: within a second of passing it, the task is gone.
+    b.clock.advance(1_000);
+    let gone = wait_for(&b, &done, |r| r["ok"] == false).await;
+    assert_eq!(gone["error"]["code"], "not_found", "{gone}");
+    // The blocked task is older than the retention and stays.
+    assert_eq!(get(&b, &waiting).await["result"]["state"], "blocked");
+
+    // The request id is free again: the same submit makes a new task.
+    let again = submit("done").await;
+    assert_ne!(again, done);
+    // While the waiting one is still the same task.
+    let r = p
+        .command(
+            "tasks/submit",
+            json!({"request_id": "waiting", "operation": "vm.create", "org": "acme"}),
+        )
+        .await;
+    assert_eq!(r["result"]["id"], waiting.as_str());
+
+    let metrics = request(b.http, "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(metrics.contains("extbus_tasks_purged_total 1"), "{metrics}");
+    b.stop().await;
+}
