@@ -171,3 +171,13 @@ impl TestBroker {
         Self::launch(config, dir, clock).await
     }
 }
+
+/// Writes `<dir>/<name>.sh`, a `#!/bin/sh` script with `body`, mode 755 (executable
+/// extensions under test).
+pub fn write_script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.sh"));
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
+    p
+}

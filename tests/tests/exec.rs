@@ -13,11 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.sh"));
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
+    extbus_tests::write_script(dir, name, body)
 }
 
 fn entry(name: &str, path: &Path, default_action: DefaultAction, timeout_ms: u64) -> ExecConfig {

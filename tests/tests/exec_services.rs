@@ -15,11 +15,7 @@ use std::path::{Path, PathBuf};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.sh"));
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
+    extbus_tests::write_script(dir, name, body)
 }
 
 /// An entry serving `acme/<name>/1.0.0` at `/x/<name>/...`.
