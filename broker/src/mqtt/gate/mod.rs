@@ -16,6 +16,8 @@ pub(crate) mod tls;
 mod translate;
 
 #[cfg(test)]
+mod codec_props;
+#[cfg(test)]
 mod session_tests;
 
 use crate::metrics::Metrics;
