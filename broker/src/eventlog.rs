@@ -2,6 +2,7 @@
 //! range reads for replay, and retention by age and count in small chunks.
 //! Writes are staged per coordinator batch and applied before the batch's single flush.
 
+use bytes::Bytes;
 use extbus_schema::events::CloudEvent;
 use std::collections::HashMap;
 
@@ -27,6 +28,8 @@ pub struct EventLog {
 pub struct Staged {
     events: Vec<CloudEvent>,
     ids: HashMap<Vec<u8>, u64>,
+    /// Each event's JSON as `write` stored it, so that publishing reuses the same bytes.
+    encoded: Vec<Bytes>,
 }
 
 impl Staged {
@@ -34,8 +37,18 @@ impl Staged {
         &self.events
     }
 
-    pub fn into_events(self) -> Vec<CloudEvent> {
+    /// The events with their stored JSON (encoded again if `write` did not run).
+    pub fn into_encoded(self) -> Vec<(CloudEvent, Bytes)> {
+        let mut encoded = self.encoded.into_iter();
         self.events
+            .into_iter()
+            .map(|ev| {
+                let bytes = encoded
+                    .next()
+                    .unwrap_or_else(|| Bytes::from(serde_json::to_vec(&ev).unwrap_or_default()));
+                (ev, bytes)
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,24 +114,36 @@ impl EventLog {
         Ok((ev, true))
     }
 
-    /// Writes a batch's staged events (the caller flushes the db once afterwards).
-    pub fn write(&self, staged: &Staged) -> Result<(), LogError> {
+    /// Stamps `ev` with the next seq and stages it, without de-duplication (the broker's own
+    /// events have fresh ids) and without handing a copy back.
+    pub fn stage_fresh(&mut self, staged: &mut Staged, mut ev: CloudEvent) {
+        ev.seq = self.next_seq;
+        self.next_seq += 1;
+        staged.events.push(ev);
+    }
+
+    /// Writes a batch's staged events (the caller flushes the db once afterwards) and keeps
+    /// their JSON in `staged` for publishing.
+    pub fn write(&self, staged: &mut Staged) -> Result<(), LogError> {
         if staged.events.is_empty() {
             return Ok(());
         }
         let mut evb = sled::Batch::default();
+        staged.encoded.clear();
         for ev in &staged.events {
-            evb.insert(
-                &ev.seq.to_be_bytes(),
-                serde_json::to_vec(ev).unwrap_or_default(),
-            );
-        }
-        let mut idb = sled::Batch::default();
-        for (k, seq) in &staged.ids {
-            idb.insert(k.as_slice(), &seq.to_be_bytes());
+            let json = Bytes::from(serde_json::to_vec(ev).unwrap_or_default());
+            evb.insert(&ev.seq.to_be_bytes(), json.as_ref());
+            staged.encoded.push(json);
         }
         self.events.apply_batch(evb)?;
-        self.ids.apply_batch(idb)?;
+        // An empty sled batch still takes the store's write lock and a log reservation.
+        if !staged.ids.is_empty() {
+            let mut idb = sled::Batch::default();
+            for (k, seq) in &staged.ids {
+                idb.insert(k.as_slice(), &seq.to_be_bytes());
+            }
+            self.ids.apply_batch(idb)?;
+        }
         Ok(())
     }
 

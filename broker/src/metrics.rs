@@ -5,11 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+/// Series by metric name, then by rendered labels: nested so that a lookup borrows the name
+/// and, without labels, allocates nothing (counters are bumped per command).
+type Series<T> = RwLock<BTreeMap<String, BTreeMap<String, Arc<T>>>>;
+
 #[derive(Default)]
 pub struct Metrics {
-    counters: RwLock<BTreeMap<(String, String), Arc<AtomicU64>>>,
-    gauges: RwLock<BTreeMap<(String, String), Arc<AtomicU64>>>,
-    histograms: RwLock<BTreeMap<(String, String), Arc<Histogram>>>,
+    counters: Series<AtomicU64>,
+    gauges: Series<AtomicU64>,
+    histograms: Series<Histogram>,
     help: RwLock<BTreeMap<String, &'static str>>,
 }
 
@@ -27,28 +31,51 @@ struct Histogram {
 }
 
 fn labels_key(labels: &[(&str, &str)]) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::new();
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            if c == '\\' || c == '"' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out
+}
+
+/// The series `name{labels}`, created on first use.
+fn series<T: Default>(map: &Series<T>, name: &str, labels: &[(&str, &str)]) -> Arc<T> {
+    let key = labels_key(labels);
+    if let Some(s) = map.read().unwrap().get(name).and_then(|m| m.get(&key)) {
+        return s.clone();
+    }
+    map.write()
+        .unwrap()
+        .entry(name.to_string())
+        .or_default()
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// The series `name{labels}` if it exists.
+fn existing<T>(map: &Series<T>, name: &str, labels: &[(&str, &str)]) -> Option<Arc<T>> {
+    map.read()
+        .unwrap()
+        .get(name)
+        .and_then(|m| m.get(&labels_key(labels)))
+        .cloned()
 }
 
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    fn slot(
-        map: &RwLock<BTreeMap<(String, String), Arc<AtomicU64>>>,
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Arc<AtomicU64> {
-        let key = (name.to_string(), labels_key(labels));
-        if let Some(c) = map.read().unwrap().get(&key) {
-            return c.clone();
-        }
-        map.write().unwrap().entry(key).or_default().clone()
     }
 
     /// Documents a metric for the `# HELP` line.
@@ -61,15 +88,15 @@ impl Metrics {
     }
 
     pub fn add(&self, name: &str, labels: &[(&str, &str)], n: u64) {
-        Self::slot(&self.counters, name, labels).fetch_add(n, Ordering::Relaxed);
+        series(&self.counters, name, labels).fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn set_gauge(&self, name: &str, labels: &[(&str, &str)], v: u64) {
-        Self::slot(&self.gauges, name, labels).store(v, Ordering::Relaxed);
+        series(&self.gauges, name, labels).store(v, Ordering::Relaxed);
     }
 
     pub fn gauge_add(&self, name: &str, labels: &[(&str, &str)], delta: i64) {
-        let slot = Self::slot(&self.gauges, name, labels);
+        let slot = series(&self.gauges, name, labels);
         if delta >= 0 {
             slot.fetch_add(delta as u64, Ordering::Relaxed);
         } else {
@@ -81,18 +108,7 @@ impl Metrics {
 
     /// Records one observation (seconds) in the histogram `name`.
     pub fn observe(&self, name: &str, labels: &[(&str, &str)], seconds: f64) {
-        let key = (name.to_string(), labels_key(labels));
-        let existing = self.histograms.read().unwrap().get(&key).cloned();
-        let h = match existing {
-            Some(h) => h,
-            None => self
-                .histograms
-                .write()
-                .unwrap()
-                .entry(key)
-                .or_default()
-                .clone(),
-        };
+        let h = series(&self.histograms, name, labels);
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
             h.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -103,30 +119,13 @@ impl Metrics {
 
     /// Observations in the histogram `name` (its `_count`).
     pub fn observed(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = (name.to_string(), labels_key(labels));
-        self.histograms
-            .read()
-            .unwrap()
-            .get(&key)
-            .map_or(0, |h| h.count.load(Ordering::Relaxed))
+        existing(&self.histograms, name, labels).map_or(0, |h| h.count.load(Ordering::Relaxed))
     }
 
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = (name.to_string(), labels_key(labels));
-        let c = self
-            .counters
-            .read()
-            .unwrap()
-            .get(&key)
-            .map(|c| c.load(Ordering::Relaxed));
-        c.or_else(|| {
-            self.gauges
-                .read()
-                .unwrap()
-                .get(&key)
-                .map(|c| c.load(Ordering::Relaxed))
-        })
-        .unwrap_or(0)
+        existing(&self.counters, name, labels)
+            .or_else(|| existing(&self.gauges, name, labels))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -134,20 +133,18 @@ impl Metrics {
         let help = self.help.read().unwrap();
         let mut out = String::new();
         for (kind, map) in [("counter", &self.counters), ("gauge", &self.gauges)] {
-            let mut last = String::new();
-            for ((name, labels), v) in map.read().unwrap().iter() {
-                if *name != last {
-                    if let Some(h) = help.get(name) {
-                        out.push_str(&format!("# HELP {name} {h}\n"));
-                    }
-                    out.push_str(&format!("# TYPE {name} {kind}\n"));
-                    last = name.clone();
+            for (name, series) in map.read().unwrap().iter() {
+                if let Some(h) = help.get(name) {
+                    out.push_str(&format!("# HELP {name} {h}\n"));
                 }
-                let v = v.load(Ordering::Relaxed);
-                if labels.is_empty() {
-                    out.push_str(&format!("{name} {v}\n"));
-                } else {
-                    out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+                out.push_str(&format!("# TYPE {name} {kind}\n"));
+                for (labels, v) in series {
+                    let v = v.load(Ordering::Relaxed);
+                    if labels.is_empty() {
+                        out.push_str(&format!("{name} {v}\n"));
+                    } else {
+                        out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+                    }
                 }
             }
         }
@@ -156,35 +153,33 @@ impl Metrics {
     }
 
     fn render_histograms(&self, help: &BTreeMap<String, &'static str>, out: &mut String) {
-        let mut last = String::new();
-        for ((name, labels), h) in self.histograms.read().unwrap().iter() {
-            if *name != last {
-                if let Some(text) = help.get(name) {
-                    out.push_str(&format!("# HELP {name} {text}\n"));
+        for (name, series) in self.histograms.read().unwrap().iter() {
+            if let Some(text) = help.get(name) {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} histogram\n"));
+            for (labels, h) in series {
+                let sep = if labels.is_empty() { "" } else { "," };
+                let mut cumulative = 0;
+                for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+                    cumulative += h.buckets[i].load(Ordering::Relaxed);
+                    out.push_str(&format!(
+                        "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}\n"
+                    ));
                 }
-                out.push_str(&format!("# TYPE {name} histogram\n"));
-                last = name.clone();
-            }
-            let sep = if labels.is_empty() { "" } else { "," };
-            let mut cumulative = 0;
-            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i].load(Ordering::Relaxed);
+                let count = h.count.load(Ordering::Relaxed);
                 out.push_str(&format!(
-                    "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}\n"
+                    "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}\n"
                 ));
+                let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+                let braces = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{labels}}}")
+                };
+                out.push_str(&format!("{name}_sum{braces} {sum}\n"));
+                out.push_str(&format!("{name}_count{braces} {count}\n"));
             }
-            let count = h.count.load(Ordering::Relaxed);
-            out.push_str(&format!(
-                "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}\n"
-            ));
-            let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let braces = if labels.is_empty() {
-                String::new()
-            } else {
-                format!("{{{labels}}}")
-            };
-            out.push_str(&format!("{name}_sum{braces} {sum}\n"));
-            out.push_str(&format!("{name}_count{braces} {count}\n"));
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - `roles`: principal roles. `errors`: stable error codes and the reply error body.
 //! - `commands`: commands by inbox suffix, who may send them, which schema they satisfy.
 //! - `events`: event drafts, CloudEvents, replay. `tasks`: tasks, rules, task commands.
+//! - `task_json`: a task written straight to JSON, as its `Value` form would be.
 //! - `register`: extension manifests. `services`: service requests, responses and calls.
 //! - `reply`: the reply every command gets. `time_fmt`: epoch-ms <-> RFC 3339.
 //! - `validate`: the embedded `schemas/*.json` (draft 2020-12) and `schema_violation` details.
@@ -25,6 +26,7 @@ pub mod register;
 pub mod reply;
 pub mod roles;
 pub mod services;
+pub mod task_json;
 pub mod tasks;
 pub mod time_fmt;
 pub mod topics;

@@ -9,8 +9,30 @@ use bytes::Bytes;
 use extbus_schema::commands::Command;
 use extbus_schema::decode::{decode, Decoded};
 use extbus_schema::reply::Reply;
+use extbus_schema::tasks::Task;
 use extbus_schema::{CommandError, ErrorCode};
 use serde_json::Value;
+
+/// A command's successful result: a JSON value, or a task, which the reply writes straight to
+/// JSON (the same bytes as its `Value` form; see `Task::to_json`).
+pub(crate) enum Output {
+    Value(Value),
+    Task(Box<Task>),
+}
+
+impl Output {
+    pub fn task(t: Task) -> Output {
+        Output::Task(Box::new(t))
+    }
+
+    /// The result as a `Value` (for in-process callers).
+    pub fn into_value(self) -> Value {
+        match self {
+            Output::Value(v) => v,
+            Output::Task(t) => serde_json::to_value(&*t).unwrap_or(Value::Null),
+        }
+    }
+}
 
 /// A decoded command with its sender, ready for a family to apply.
 pub(crate) struct Ctx {
@@ -24,26 +46,31 @@ impl Ctx {
     pub fn reply(
         &self,
         b: &mut Batch,
-        result: Result<Value, CommandError>,
+        result: Result<Output, CommandError>,
         metrics: &crate::metrics::Metrics,
     ) {
-        let (reply, outcome) = match result {
-            Ok(v) => (
-                Reply::ok(&self.suffix, self.correlation_id.clone(), v),
-                "ok",
-            ),
-            Err(e) => {
-                let code = e.code.as_str();
-                (
-                    Reply::err(&self.suffix, self.correlation_id.clone(), e),
-                    code,
-                )
-            }
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
         };
         metrics.inc(
             "extbus_commands_total",
             &[("command", family(&self.suffix)), ("result", outcome)],
         );
+        let reply = match result {
+            Ok(Output::Task(t)) => {
+                b.outbox.reply_ok_json(
+                    &self.principal.name,
+                    &self.suffix,
+                    self.correlation_id.as_ref(),
+                    &t.to_json(),
+                    self.correlation_data.clone(),
+                );
+                return;
+            }
+            Ok(Output::Value(v)) => Reply::ok(&self.suffix, self.correlation_id.clone(), v),
+            Err(e) => Reply::err(&self.suffix, self.correlation_id.clone(), e),
+        };
         b.outbox
             .reply(&self.principal.name, &reply, self.correlation_data.clone());
     }
@@ -116,13 +143,17 @@ pub(crate) fn apply(
     b: &mut Batch,
     ctx: &Ctx,
     d: &Decoded,
-) -> Option<Result<Value, CommandError>> {
-    Some(match &d.command {
+) -> Option<Result<Output, CommandError>> {
+    let value = match &d.command {
+        Command::TasksSubmit => return Some(tasks::submit(co, b, ctx, d).map(Output::task)),
+        Command::TaskAction { task_id, action } => {
+            return Some(tasks::resolve(co, b, ctx, task_id, *action, d).map(Output::task))
+        }
+        Command::TaskGet { task_id } => {
+            return Some(tasks::get(co, ctx, task_id).map(Output::task))
+        }
         Command::Event => events::publish(co, b, ctx, d),
         Command::EventsReplay => events::replay(co, ctx, d),
-        Command::TasksSubmit => tasks::submit(co, b, ctx, d),
-        Command::TaskAction { task_id, action } => tasks::resolve(co, b, ctx, task_id, *action, d),
-        Command::TaskGet { task_id } => tasks::get(co, ctx, task_id),
         Command::TasksQuery => tasks::query(co, ctx, d),
         Command::Register => register::apply(co, b, ctx, d),
         Command::ServiceResponse => services::respond(co, ctx, d),
@@ -130,8 +161,9 @@ pub(crate) fn apply(
             vendor,
             name,
             version,
-        } => return services::call(co, ctx, &format!("{vendor}/{name}/{version}"), d),
-    })
+        } => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), d)?,
+    };
+    Some(value.map(Output::Value))
 }
 
 pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {

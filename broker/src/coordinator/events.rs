@@ -105,22 +105,19 @@ pub(crate) fn system_in_org(
     data: Value,
 ) {
     let ev = broker_event(co, kind, org, subject, data);
-    if let Err(e) = stage(co, b, ev, false) {
-        tracing::error!(error = %e, event = kind, "could not log broker event");
-    }
+    co.log.stage_fresh(&mut b.staged, ev);
 }
 
-/// Publishes a flushed batch's events to their topics, in seq order.
-pub(crate) fn announce(outbox: &mut Outbox, events: Vec<CloudEvent>) {
-    for ev in events {
+/// Publishes a flushed batch's events to their topics, in seq order, as the bytes stored.
+pub(crate) fn announce(outbox: &mut Outbox, events: Vec<(CloudEvent, Bytes)>) {
+    for (ev, payload) in events {
         let topic = topics::events(&ev.org, &ev.r#type);
         let props = PublishProps {
             user_properties: ev.user_properties(),
             content_type: Some("application/cloudevents+json".into()),
             ..Default::default()
         };
-        let payload = serde_json::to_vec(&ev).unwrap_or_default();
-        outbox.push(topic, Bytes::from(payload), props);
+        outbox.push(topic, payload, props);
     }
 }
 

@@ -46,12 +46,13 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
                 correlation_id: None,
                 correlation_data: None,
             };
-            dispatch::apply(co, b, &ctx, &d).unwrap_or_else(|| {
-                Err(CommandError::new(
+            match dispatch::apply(co, b, &ctx, &d) {
+                Some(r) => r.map(dispatch::Output::into_value),
+                None => Err(CommandError::new(
                     ErrorCode::UnknownCommand,
                     "this command has no immediate answer",
-                ))
-            })
+                )),
+            }
         }
     };
     b.internal.push((cmd.reply, result));

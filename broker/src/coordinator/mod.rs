@@ -239,12 +239,12 @@ impl Coordinator {
         }
         let Batch {
             txn,
-            staged,
+            mut staged,
             mut outbox,
             internal: replies,
             ..
         } = b;
-        if let Err(e) = self.commit(txn, &staged).await {
+        if let Err(e) = self.commit(txn, &mut staged).await {
             // Nothing of this batch is acknowledged; its senders see no reply and may retry.
             self.log.rollback(&staged);
             self.metrics.inc("extbus_store_errors_total", &[]);
@@ -256,7 +256,8 @@ impl Coordinator {
             .add("extbus_commands_batched_total", &[], commands as u64);
         let logged = staged.events().len() as u64;
         self.metrics.add("extbus_events_logged_total", &[], logged);
-        events::announce(&mut outbox, staged.into_events());
+        // Events go out as the bytes `commit` stored, not encoded a second time.
+        events::announce(&mut outbox, staged.into_encoded());
         if let Some(tap) = &self.exec_tap {
             internal::tap(&outbox, tap);
         }
@@ -268,7 +269,7 @@ impl Coordinator {
         Ok(())
     }
 
-    async fn commit(&mut self, txn: Txn, staged: &Staged) -> Result<(), String> {
+    async fn commit(&mut self, txn: Txn, staged: &mut Staged) -> Result<(), String> {
         let wrote = txn.commit().map_err(|e| e.to_string())?;
         self.log.write(staged).map_err(|e| e.to_string())?;
         if wrote || !staged.is_empty() {

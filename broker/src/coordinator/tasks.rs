@@ -40,7 +40,7 @@ pub(crate) fn submit(
     b: &mut Batch,
     ctx: &Ctx,
     d: &Decoded,
-) -> Result<Value, CommandError> {
+) -> Result<Task, CommandError> {
     let req: SubmitRequest = d.parse()?;
     if !ctx.principal.in_org(&req.org) {
         return Err(CommandError::forbidden(format!(
@@ -52,7 +52,7 @@ pub(crate) fn submit(
         .engine
         .submit(&mut b.txn, &ctx.principal.name, req, b.now)?;
     effects(co, b, fx);
-    Ok(to_value(&task))
+    Ok(task)
 }
 
 pub(crate) fn resolve(
@@ -62,7 +62,7 @@ pub(crate) fn resolve(
     id: &str,
     action: TaskAction,
     d: &Decoded,
-) -> Result<Value, CommandError> {
+) -> Result<Task, CommandError> {
     let privileged = ctx.principal.has(Role::Operator);
     let (message, result) = match action {
         TaskAction::Extend => {
@@ -77,7 +77,7 @@ pub(crate) fn resolve(
                 b.now,
             )?;
             effects(co, b, fx);
-            return Ok(to_value(&task));
+            return Ok(task);
         }
         _ => {
             let r: ResolveRequest = d.parse()?;
@@ -95,7 +95,7 @@ pub(crate) fn resolve(
         b.now,
     )?;
     effects(co, b, fx);
-    Ok(to_value(&task))
+    Ok(task)
 }
 
 /// Org-limited principals see only their orgs' tasks.
@@ -103,9 +103,9 @@ fn visible(ctx: &Ctx, t: &Task) -> bool {
     ctx.principal.in_org(&t.org) || t.submitted_by == ctx.principal.name
 }
 
-pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Value, CommandError> {
+pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Task, CommandError> {
     match co.engine.get(&co.store, id)? {
-        Some(t) if visible(ctx, &t) => Ok(to_value(&t)),
+        Some(t) if visible(ctx, &t) => Ok(t),
         _ => Err(CommandError::not_found(format!("no task '{id}'"))),
     }
 }
@@ -199,34 +199,59 @@ fn announce_blocked(b: &mut Batch, t: &Task) {
         .json(topics::tasks_blocked(&t.operation), &t.announcement());
 }
 
-/// Turns engine effects into publishes and events (sent after the flush).
+/// Turns engine effects into publishes and events (sent after the flush). A task snapshot is
+/// turned into JSON once: its announcement or outcome serves the publishes and the event data.
 fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
+    let mut announced: Vec<(&Task, Option<Value>)> = Vec::with_capacity(fx.blocked.len());
     for t in &fx.blocked {
-        announce_blocked(b, t);
+        let ann = t.announcement();
+        b.outbox.json(topics::tasks_blocked(&t.operation), &ann);
+        announced.push((t, Some(ann)));
     }
+    let mut outcomes: Vec<(&Task, Option<Value>)> = Vec::with_capacity(fx.resolved.len());
     for t in &fx.resolved {
         let outcome = serde_json::to_value(t.outcome()).unwrap_or(Value::Null);
-        b.outbox.json(topics::outcomes(&t.submitted_by), &outcome);
-        b.outbox
-            .json(topics::tasks_resolved(&t.operation), &outcome);
+        // One encoding for both topics: the payloads are the same bytes.
+        let payload = bytes::Bytes::from(serde_json::to_vec(&outcome).unwrap_or_default());
+        b.outbox.push(
+            topics::outcomes(&t.submitted_by),
+            payload.clone(),
+            Default::default(),
+        );
+        b.outbox.push(
+            topics::tasks_resolved(&t.operation),
+            payload,
+            Default::default(),
+        );
         co.metrics.inc(
             "extbus_tasks_resolved_total",
             &[("state", t.state.as_str())],
         );
+        outcomes.push((t, Some(outcome)));
     }
-    for (kind, t) in fx.events {
+    for (kind, t) in &fx.events {
         if kind == extbus_callouts::TASK_BLOCKED {
             co.metrics.inc("extbus_tasks_blocked_total", &[]);
         }
-        let data = if t.state.is_final() {
-            serde_json::to_value(t.outcome()).unwrap_or(Value::Null)
+        // Effects hold the same snapshot several times (notice, outcome, event): reuse its JSON.
+        let known = if t.state.is_final() {
+            &mut outcomes
         } else {
-            t.announcement()
+            &mut announced
+        };
+        let reuse = known
+            .iter_mut()
+            .find(|(k, v)| v.is_some() && *k == t)
+            .and_then(|(_, v)| v.take());
+        let data = match reuse {
+            Some(v) => v,
+            None if t.state.is_final() => serde_json::to_value(t.outcome()).unwrap_or(Value::Null),
+            None => t.announcement(),
         };
         events::system_in_org(
             co,
             b,
-            &kind,
+            kind,
             &t.org,
             Some(format!("urn:extbus:task:{}", t.id)),
             data,
