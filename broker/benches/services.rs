@@ -2,7 +2,8 @@
 //! HTTP requests through the gateway to an echo extension on MQTT. Reports requests/s and
 //! p50/p99 latency for one caller, 32 keep-alive callers paced to 10,000 req/s, and 32 callers
 //! as fast as they can, next to the echo extension's own handling time measured inside it;
-//! added latency = gateway p50 - handling.
+//! added latency = gateway p50 - handling. Then the same requests answered by an executable
+//! extension (a two-line shell script run per request, `max_running` 16), for 1 and 16 callers.
 //! Run: `cargo bench -p extbus --bench services` (SERVICES_BENCH_SECS, default 5; not an
 //! `EXTBUS_` variable, which the broker would read as config).
 
@@ -20,6 +21,8 @@ use tokio::net::TcpStream;
 
 const REQUESTS: &str = "extbus/services/bench/echo/1.0.0/requests";
 const CALLERS: usize = 32;
+const ECHO: &str = "/ext/bench/echo/call";
+const EXEC: &str = "/ext/bench/exec/call";
 
 /// Handling times (ns) the echo extension measured, from receiving a request to queueing
 /// its response.
@@ -106,12 +109,12 @@ struct Caller {
 }
 
 impl Caller {
-    async fn connect(addr: SocketAddr, auth: &str) -> Caller {
+    async fn connect(addr: SocketAddr, auth: &str, path: &str) -> Caller {
         let s = TcpStream::connect(addr).await.unwrap();
         s.set_nodelay(true).unwrap();
         let body = br#"{"hello":"echo","n":12345}"#;
         let mut request = format!(
-            "POST /ext/bench/echo/call HTTP/1.1\r\nhost: bench\r\nauthorization: {auth}\r\n\
+            "POST {path} HTTP/1.1\r\nhost: bench\r\nauthorization: {auth}\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         )
@@ -169,6 +172,7 @@ struct Figures {
 async fn run(
     addr: SocketAddr,
     auth: &str,
+    path: &str,
     samples: &Samples,
     callers: usize,
     secs: f64,
@@ -180,7 +184,7 @@ async fn run(
     let interval = rate.map(|r| Duration::from_secs_f64(callers as f64 / r));
     let mut tasks = Vec::new();
     for i in 0..callers {
-        let mut c = Caller::connect(addr, auth).await;
+        let mut c = Caller::connect(addr, auth, path).await;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut next = tokio::time::Instant::now();
@@ -220,6 +224,17 @@ fn report(label: &str, f: &Figures) {
     // `pct` reads microseconds; these samples are nanoseconds.
     let handling_p50_ms = pct(&f.handling_ns, 50.0) / 1000.0;
     let p50 = pct(&f.latencies_us, 50.0);
+    if f.handling_ns.is_empty() {
+        // Nothing measured inside the extension (the executable one).
+        println!(
+            "{label}: {} requests in {:.1} s = {:.0} req/s; latency p50 {p50:.3} ms, p99 {:.3} ms",
+            f.requests,
+            f.secs,
+            f.requests as f64 / f.secs,
+            pct(&f.latencies_us, 99.0),
+        );
+        return;
+    }
     println!(
         "{label}: {} requests in {:.1} s = {:.0} req/s; latency p50 {:.3} ms, p99 {:.3} ms; \
          echo handling p50 {:.3} ms, p99 {:.3} ms; added p50 {:.3} ms",
@@ -249,15 +264,40 @@ async fn main() {
         base64::engine::general_purpose::STANDARD.encode("observer:observer")
     );
     // Warm-up: the first request pays for argon2; later ones hit the credentials cache.
-    run(addr, &auth, &samples, 4, 1.0, None).await;
+    run(addr, &auth, ECHO, &samples, 4, 1.0, None).await;
 
     println!("extension services through the HTTP gateway (echo extension over MQTT)");
-    let one = run(addr, &auth, &samples, 1, secs.min(3.0), None).await;
+    let one = run(addr, &auth, ECHO, &samples, 1, secs.min(3.0), None).await;
     report("1 caller, closed loop            ", &one);
-    let paced = run(addr, &auth, &samples, CALLERS, secs, Some(10_000.0)).await;
+    let paced = run(addr, &auth, ECHO, &samples, CALLERS, secs, Some(10_000.0)).await;
     report(&format!("{CALLERS} callers paced to 10,000 req/s"), &paced);
-    let many = run(addr, &auth, &samples, CALLERS, secs, None).await;
+    let many = run(addr, &auth, ECHO, &samples, CALLERS, secs, None).await;
     report(&format!("{CALLERS} callers, closed loop          "), &many);
     println!("broker RSS {:.1} MiB", broker.rss_mib());
+    broker.stop();
+
+    println!("the same requests answered by an executable extension (a process per request)");
+    let script = dir.path().join("exec-echo.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"status\":\"success\",\"result\":{\"status\":200,\"json\":{\"ok\":true}}}'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[[exec]]\nname = \"bench-exec\"\npath = \"{}\"\nmax_running = 16\n\
+         [[exec.services]]\nvendor = \"bench\"\nname = \"exec\"\nversion = \"1.0.0\"\n\
+         url_patterns = [\"^/ext/bench/exec/\"]\n",
+        script.display()
+    );
+    let broker = Broker::start(&dir.path().join("data-exec"), &config);
+    let addr: SocketAddr = format!("127.0.0.1:{}", broker.http).parse().unwrap();
+    let none: Samples = Arc::default();
+    run(addr, &auth, EXEC, &none, 2, 1.0, None).await;
+    let one = run(addr, &auth, EXEC, &none, 1, secs.min(3.0), None).await;
+    report("1 caller, closed loop            ", &one);
+    let many = run(addr, &auth, EXEC, &none, 16, secs.min(3.0), None).await;
+    report("16 callers, closed loop          ", &many);
     broker.stop();
 }
