@@ -82,6 +82,8 @@ pub struct Principals {
     verified: Mutex<HashSet<[u8; 32]>>,
     /// sha256(secret) -> principal name, for Bearer secrets already verified.
     bearers: Mutex<HashMap<[u8; 32], String>>,
+    /// Names the broker acts as itself (executable extensions): nobody logs in as them.
+    reserved: RwLock<HashSet<String>>,
 }
 
 struct Loaded {
@@ -132,7 +134,24 @@ impl Principals {
             state: RwLock::new(state),
             verified: Mutex::new(HashSet::new()),
             bearers: Mutex::new(HashMap::new()),
+            reserved: RwLock::new(HashSet::new()),
         })
+    }
+
+    /// Reserves `names` (executable extensions') so that no client authenticates as them,
+    /// even if a principal of that name exists; returns the existing ones, to warn about.
+    pub fn reserve(&self, names: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut r = self.reserved.write().unwrap();
+        r.extend(names);
+        self.list()
+            .into_iter()
+            .map(|p| p.name)
+            .filter(|n| r.contains(n))
+            .collect()
+    }
+
+    fn is_reserved(&self, name: &str) -> bool {
+        self.reserved.read().unwrap().contains(name)
     }
 
     pub fn path(&self) -> &Path {
@@ -207,6 +226,9 @@ impl Principals {
 
     /// Checks a name and secret; returns the principal on success.
     pub fn verify(&self, name: &str, secret: &str) -> Option<Principal> {
+        if self.is_reserved(name) {
+            return None;
+        }
         self.reload_if_changed();
         let hash = self.stored_hash(name)?;
         let key = Self::cache_key(name, secret, &hash);
@@ -223,6 +245,9 @@ impl Principals {
     /// `verify` without argon2: `None` unless this name and secret were verified before
     /// (callers on async threads try this first and run `verify` off-thread on a miss).
     pub fn verify_cached(&self, name: &str, secret: &str) -> Option<Principal> {
+        if self.is_reserved(name) {
+            return None;
+        }
         self.reload_if_changed();
         let hash = self.stored_hash(name)?;
         let key = Self::cache_key(name, secret, &hash);
@@ -390,6 +415,22 @@ mod tests {
         assert!(p.get("alice").is_none());
         let raw = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert!(!raw.contains(&secret));
+    }
+
+    #[test]
+    fn reserved_names_never_authenticate() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Principals::open(dir.path()).unwrap();
+        p.add("quota", vec![Role::Extension], vec![], Some("sq".into()))
+            .unwrap();
+        assert!(p.verify("quota", "sq").is_some());
+        assert_eq!(
+            p.reserve(["quota".to_string(), "other".to_string()]),
+            ["quota"]
+        );
+        assert!(p.verify("quota", "sq").is_none());
+        assert!(p.verify_cached("quota", "sq").is_none());
+        assert!(p.verify_bearer("sq").is_none());
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub async fn run(
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let principals = Arc::new(Principals::open(&cfg.data_dir)?);
     ensure_principals(&cfg, &principals)?;
+    for name in principals.reserve(cfg.exec.iter().map(|e| e.name.clone())) {
+        tracing::warn!(principal = %name, "a principal has the name of an [[exec]] entry; it cannot log in while the entry is configured");
+    }
     let db = open_store(&cfg.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::new());
