@@ -148,16 +148,6 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         .subscribe("extbus/in/#")
         .map_err(|e| CoordinatorError::Store(format!("bus: {e}")))?;
 
-    // The bus link delivers one message at a time; a channel lets the loop drain a batch.
-    let (cmd_tx, mut cmd_rx) = mpsc::channel::<InboundPublish>(16 * 1024);
-    let pump = tokio::spawn(async move {
-        while let Some(m) = bus_rx.recv().await {
-            if cmd_tx.send(m).await.is_err() {
-                break;
-            }
-        }
-    });
-
     let max_batch = co.config.tasks.max_batch;
     tokio::pin!(shutdown);
     // Start-up pass: deadlines that passed while the broker was down are applied now.
@@ -171,16 +161,16 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         let first = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            m = cmd_rx.recv() => match m { Some(m) => Some(Input::Command(m)), None => break },
+            m = bus_rx.recv() => match m { Some(m) => Some(Input::Command(m)), None => break },
             n = notices.recv() => n.map(Input::Notice),
             c = internal::recv(&mut internal_rx) => Some(Input::Internal(c)),
             _ = sleep => None,
         };
         let mut inputs: Vec<Input> = first.into_iter().collect();
         while inputs.len() < max_batch {
-            match cmd_rx.try_recv() {
-                Ok(m) => inputs.push(Input::Command(m)),
-                Err(_) => break,
+            match bus_rx.try_recv() {
+                Some(m) => inputs.push(Input::Command(m)),
+                None => break,
             }
         }
         while let Ok(n) = notices.try_recv() {
@@ -188,7 +178,6 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         }
         co.flush_batch(inputs, &mut bus_tx).await?;
     }
-    pump.abort();
     co.db
         .flush_async()
         .await

@@ -1,7 +1,8 @@
 //! The coordinator's side of the bus: an in-process rumqttd link wrapped in plain types.
 //! `BusTx` publishes (QoS 0: rumqttd delivers at each subscription's QoS) and subscribes;
-//! `BusRx` yields inbound publishes asynchronously. The gate does not stand in this path:
-//! the coordinator is trusted.
+//! `BusRx` yields commands: those the gate hands over directly (a command needs no
+//! fan-out, so it never becomes rumqttd topic state) and any that reach the link's own
+//! subscriptions. The gate does not stand in the coordinator's path: it is trusted.
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -9,6 +10,7 @@ use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{Packet, Publish, PublishProperties};
 use rumqttd::Notification;
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 
 /// MQTT 5 properties of a publish from the coordinator (3.1.1 subscribers see none of them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,39 +95,56 @@ impl BusTx {
     }
 }
 
-/// Inbound publishes for the link's subscriptions.
+/// How many commands may wait for the coordinator; a gate connection that finds the queue
+/// full stops reading its client until there is room (backpressure, nothing dropped).
+pub(crate) const COMMAND_QUEUE: usize = 16 * 1024;
+
+/// Commands for the coordinator, from the gate and from the link.
 pub struct BusRx {
-    link: LinkRx,
+    rx: mpsc::Receiver<InboundPublish>,
 }
 
 impl BusRx {
-    pub(crate) fn new(link: LinkRx) -> Self {
-        BusRx { link }
+    pub(crate) fn new(rx: mpsc::Receiver<InboundPublish>) -> Self {
+        BusRx { rx }
     }
 
-    /// The next publish; `None` once the broker dropped the link. Waits without blocking a
-    /// thread. Not cancel-safe: call it from one task in a loop, not in a `select!` branch.
+    /// The next command; `None` once every sender is gone. Cancel-safe.
     pub async fn recv(&mut self) -> Option<InboundPublish> {
-        loop {
-            match self.link.next().await {
-                Ok(Some(Notification::Forward(f))) => {
-                    let props = f.properties.unwrap_or_default();
-                    return Some(InboundPublish {
-                        topic: String::from_utf8_lossy(&f.publish.topic).into_owned(),
-                        payload: f.publish.payload,
-                        correlation_data: props.correlation_data,
-                        response_topic: props.response_topic,
-                    });
+        self.rx.recv().await
+    }
+
+    /// A command that is already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<InboundPublish> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Moves publishes of the link's subscriptions into the command queue until either ends.
+pub(crate) async fn pump(mut link: LinkRx, tx: mpsc::Sender<InboundPublish>) {
+    loop {
+        let m = match link.next().await {
+            Ok(Some(Notification::Forward(f))) => {
+                let props = f.properties.unwrap_or_default();
+                InboundPublish {
+                    topic: String::from_utf8_lossy(&f.publish.topic).into_owned(),
+                    payload: f.publish.payload,
+                    correlation_data: props.correlation_data,
+                    response_topic: props.response_topic,
                 }
-                // The router paused this link because its queue filled up: ask for more.
-                Ok(Some(Notification::Unschedule)) => {
-                    if self.link.wake().await.is_err() {
-                        return None;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return None,
             }
+            // The router paused this link because its queue filled up: ask for more.
+            Ok(Some(Notification::Unschedule)) => {
+                if link.wake().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) => continue,
+            Err(_) => return,
+        };
+        if tx.send(m).await.is_err() {
+            return;
         }
     }
 }

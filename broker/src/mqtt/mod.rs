@@ -124,10 +124,14 @@ pub async fn start(
         metrics: metrics.clone(),
         notices,
     };
+    let (commands, commands_rx) = mpsc::channel(bus::COMMAND_QUEUE);
+    let (link_tx, link_rx) = embedded.link;
+    let pump = tokio::spawn(bus::pump(link_rx, commands.clone()));
     let gate = Gate::new(
         cfg.gate,
         cfg.max_payload,
         embedded.internal,
+        commands,
         principals,
         registry,
         metrics,
@@ -135,6 +139,8 @@ pub async fn start(
     );
     let addr = listener.local_addr()?;
     let mut tasks = vec![tokio::spawn(gate::accept_tcp(gate.clone(), listener))];
+    // The link lives as long as the process; its pump is not waited for at stop.
+    drop(pump);
     let mut tls_addr = None;
     if let Some((l, acceptor)) = tls {
         tls_addr = Some(l.local_addr()?);
@@ -144,7 +150,6 @@ pub async fn start(
             acceptor,
         )));
     }
-    let (link_tx, link_rx) = embedded.link;
     Ok((
         MqttHandle {
             gate,
@@ -153,6 +158,6 @@ pub async fn start(
             tls_addr,
         },
         BusTx::new(link_tx),
-        BusRx::new(link_rx),
+        BusRx::new(commands_rx),
     ))
 }

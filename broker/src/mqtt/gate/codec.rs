@@ -19,6 +19,7 @@ pub const PINGRESP: u8 = 13;
 pub const DISCONNECT: u8 = 14;
 
 /// MQTT 5 property ids the gate looks at.
+const PROP_RESPONSE_TOPIC: u8 = 0x08;
 const PROP_CORRELATION_DATA: u8 = 0x09;
 pub(super) const PROP_TOPIC_ALIAS_MAX: u8 = 0x22;
 const PROP_TOPIC_ALIAS: u8 = 0x23;
@@ -212,6 +213,7 @@ pub struct Publish<'a> {
     pub pkid: u16,
     pub topic_alias: Option<u16>,
     pub correlation_data: Option<&'a [u8]>,
+    pub response_topic: Option<&'a [u8]>,
     pub payload: &'a [u8],
 }
 
@@ -226,6 +228,7 @@ pub fn parse_publish(frame: &[u8], header: usize, v5: bool) -> Result<Publish<'_
     let pkid = if qos > 0 { r.u16()? } else { 0 };
     let mut topic_alias = None;
     let mut correlation_data = None;
+    let mut response_topic = None;
     if v5 {
         for p in props(r.props()?) {
             let p = p?;
@@ -234,6 +237,7 @@ pub fn parse_publish(frame: &[u8], header: usize, v5: bool) -> Result<Publish<'_
                     topic_alias = Some(u16::from_be_bytes([p.value[0], p.value[1]]))
                 }
                 PROP_CORRELATION_DATA => correlation_data = Some(p.value),
+                PROP_RESPONSE_TOPIC => response_topic = Some(p.value),
                 _ => {}
             }
         }
@@ -244,6 +248,7 @@ pub fn parse_publish(frame: &[u8], header: usize, v5: bool) -> Result<Publish<'_
         pkid,
         topic_alias,
         correlation_data,
+        response_topic,
         payload: r.rest(),
     })
 }

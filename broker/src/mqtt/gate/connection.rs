@@ -5,8 +5,10 @@
 //! Backpressure: a side is not read while the buffer it feeds is full.
 
 use super::codec::{self, FrameError, FrameStatus};
+use super::quickack::quickack;
 use super::session::{Session, Step, MALFORMED_PACKET, PACKET_TOO_LARGE, SERVER_SHUTTING_DOWN};
 use bytes::{Buf, BytesMut};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -19,6 +21,8 @@ pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     type Write: AsyncWrite + Unpin + Send;
     /// Written bytes may wait in a buffer until flushed (TLS records).
     const BUFFERED: bool;
+    /// The TCP socket underneath, for socket options after the split.
+    fn socket(&self) -> RawFd;
     fn halves(self) -> (Self::Read, Self::Write);
 }
 
@@ -26,6 +30,9 @@ impl Duplex for TcpStream {
     type Read = OwnedReadHalf;
     type Write = OwnedWriteHalf;
     const BUFFERED: bool = false;
+    fn socket(&self) -> RawFd {
+        self.as_raw_fd()
+    }
     fn halves(self) -> (Self::Read, Self::Write) {
         self.into_split()
     }
@@ -35,6 +42,9 @@ impl Duplex for tokio_rustls::server::TlsStream<TcpStream> {
     type Read = tokio::io::ReadHalf<Self>;
     type Write = tokio::io::WriteHalf<Self>;
     const BUFFERED: bool = true;
+    fn socket(&self) -> RawFd {
+        self.get_ref().0.as_raw_fd()
+    }
     fn halves(self) -> (Self::Read, Self::Write) {
         tokio::io::split(self)
     }
@@ -175,8 +185,8 @@ fn frames(
             Ok(FrameStatus::Ready { header, total }) => {
                 let step = decide(&buf[pos..pos + total], header);
                 pos += total;
-                if step == Step::Close {
-                    result = Ok(Step::Close);
+                if step != Step::Go {
+                    result = Ok(step);
                     break;
                 }
             }
@@ -210,6 +220,7 @@ pub(crate) async fn relay<C: Duplex>(
     let gate = session.gate().clone();
     let cap = gate.hard_cap;
     let mut stop = gate.stopping();
+    let fd = client.socket();
     let (mut cr, mut cw) = client.halves();
     let (mut br, mut bw) = broker.into_split();
     let mut bbuf = BytesMut::with_capacity(4096);
@@ -253,6 +264,7 @@ pub(crate) async fn relay<C: Duplex>(
                 session.disconnect(MALFORMED_PACKET, "bad remaining length", c)
             }
         };
+        // `Hold` needs nothing here: the loop stops reading while the session holds.
         if step == Step::Close {
             flow.close(LINGER);
         }
@@ -272,8 +284,12 @@ pub(crate) async fn relay<C: Duplex>(
             sleep.as_mut().reset(at);
             armed = true;
         }
-        let read_client =
-            connected && flow.read_client && to_b.len() < HIGH_WATER && to_c.len() < 4 * HIGH_WATER;
+        let holding = session.holding();
+        let read_client = connected
+            && flow.read_client
+            && !holding
+            && to_b.len() < HIGH_WATER
+            && to_c.len() < 4 * HIGH_WATER;
         let read_broker = flow.read_broker && to_c.len() < HIGH_WATER;
         make_room(&mut cbuf);
         make_room(&mut bbuf);
@@ -323,8 +339,22 @@ pub(crate) async fn relay<C: Duplex>(
                 }
             },
             r = cr.read_buf(&mut cbuf), if read_client => match r {
-                Ok(n) if n > 0 => on_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow),
+                Ok(n) if n > 0 => {
+                    // `cr` lives until the loop ends, so `fd` is still this client's socket.
+                    quickack(fd);
+                    on_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow)
+                }
                 _ => flow.client_gone(&mut to_c),
+            },
+            permit = gate.commands.clone().reserve_owned(), if holding && flow.read_client => {
+                match permit {
+                    Ok(permit) => {
+                        session.release(permit, to_c.tail());
+                        // Frames read behind the held command are taken in now.
+                        on_client(&mut session, &mut cbuf, &mut to_b, &mut to_c, &mut flow);
+                    }
+                    Err(_) => flow.close(LINGER),
+                }
             },
             () = &mut stopped, if !flow.stopping => {
                 flow.stopping = true;

@@ -10,6 +10,7 @@ pub(crate) mod codec;
 mod connect;
 mod connection;
 mod handshake;
+mod quickack;
 mod report;
 mod session;
 pub(crate) mod tls;
@@ -20,6 +21,7 @@ mod codec_props;
 #[cfg(test)]
 mod session_tests;
 
+use super::InboundPublish;
 use crate::metrics::Metrics;
 use crate::principals::Principals;
 use crate::registry::Registry;
@@ -29,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 /// Where and how the gate reaches the embedded broker.
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub(crate) struct Gate {
     /// Frames with a larger remaining length are not read at all; the connection is closed.
     pub hard_cap: usize,
     pub internal: Internal,
+    /// Commands (`extbus/in/...`) go straight to the coordinator, never through rumqttd.
+    pub commands: mpsc::Sender<InboundPublish>,
     pub principals: Arc<Principals>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
@@ -77,6 +81,7 @@ impl Gate {
         check: bool,
         max_payload: usize,
         internal: Internal,
+        commands: mpsc::Sender<InboundPublish>,
         principals: Arc<Principals>,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
@@ -88,6 +93,7 @@ impl Gate {
             max_payload,
             hard_cap: hard_cap(max_payload),
             internal,
+            commands,
             principals,
             registry,
             metrics,

@@ -13,10 +13,14 @@ use super::codec::{
 };
 use super::translate;
 use super::Gate;
+use crate::mqtt::InboundPublish;
 use crate::principals::Principal;
+use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::OwnedPermit;
 
 /// MQTT 5 reason codes the gate sends.
 pub(crate) const NOT_AUTHORIZED: u8 = 0x87;
@@ -37,6 +41,16 @@ pub(crate) enum Step {
     Go,
     /// Stop reading from the client, flush what is queued and close.
     Close,
+    /// The coordinator's queue is full: read nothing more from the client until the held
+    /// command has been handed over (`Session::release`).
+    Hold,
+}
+
+/// A command waiting for room in the coordinator's queue, with the ack it is owed.
+struct Held {
+    command: InboundPublish,
+    qos: u8,
+    pkid: u16,
 }
 
 /// Who a PINGREQ toward the broker came from. rumqttd sends no UNSUBACK for a filter it had
@@ -74,6 +88,7 @@ pub(crate) struct Session {
     pings: VecDeque<Ping>,
     /// MQTT 5 client accepts reason strings (Request Problem Information).
     reasons: bool,
+    held: Option<Held>,
 }
 
 impl Session {
@@ -98,6 +113,7 @@ impl Session {
             connack_seen: false,
             pings: VecDeque::new(),
             reasons,
+            held: None,
         }
     }
 
@@ -274,7 +290,66 @@ impl Session {
         if p.qos == 2 && !self.swallowed.is_empty() {
             self.swallowed.remove(&p.pkid);
         }
+        if extbus_schema::topics::parse_inbox(&resolved).is_some() {
+            return self.hand_over(&p, &resolved, to_c);
+        }
         self.forward(f, header, to_b, to_c)
+    }
+
+    /// Gives a command to the coordinator and acks it; rumqttd never sees it. An alias it
+    /// set is known to the gate only, which is consistent: a publish resolving to an inbox
+    /// is never forwarded, so the broker never needs that alias.
+    fn hand_over(&mut self, p: &Publish<'_>, topic: &str, to_c: &mut Vec<u8>) -> Step {
+        let command = InboundPublish {
+            topic: topic.to_string(),
+            payload: Bytes::copy_from_slice(p.payload),
+            correlation_data: p.correlation_data.map(Bytes::copy_from_slice),
+            response_topic: p
+                .response_topic
+                .map(|t| String::from_utf8_lossy(t).into_owned()),
+        };
+        match self.gate.commands.try_send(command) {
+            Ok(()) => {
+                self.ack_command(p.qos, p.pkid, to_c);
+                Step::Go
+            }
+            Err(TrySendError::Full(command)) => {
+                self.held = Some(Held {
+                    command,
+                    qos: p.qos,
+                    pkid: p.pkid,
+                });
+                Step::Hold
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.disconnect(SERVER_SHUTTING_DOWN, "the coordinator has stopped", to_c)
+            }
+        }
+    }
+
+    /// Acks a command the coordinator has taken (QoS 2: its PUBREL is completed here).
+    fn ack_command(&mut self, qos: u8, pkid: u16, to_c: &mut Vec<u8>) {
+        match qos {
+            1 => codec::encode_ack(PUBACK, pkid, None, to_c),
+            2 => {
+                self.swallowed.insert(pkid);
+                codec::encode_ack(PUBREC, pkid, None, to_c);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a command waits for room in the coordinator's queue.
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Hands the held command over with the room `permit` reserved, and acks it.
+    pub fn release(&mut self, permit: OwnedPermit<InboundPublish>, to_c: &mut Vec<u8>) {
+        if let Some(h) = self.held.take() {
+            permit.send(h.command);
+            self.ack_command(h.qos, h.pkid, to_c);
+        }
     }
 
     /// Acks a QoS 1/2 publish the broker will never see (3.1.1: as accepted; MQTT 5: with

@@ -6,6 +6,7 @@ use super::report::Reporter;
 use super::session::{Session, Step};
 use super::{Gate, Internal};
 use crate::metrics::Metrics;
+use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use crate::principals::{Principal, Principals};
 use crate::registry::{Registration, Registry};
@@ -16,10 +17,15 @@ use tokio::sync::mpsc;
 struct Rig {
     s: Session,
     notices: mpsc::Receiver<GateNotice>,
+    commands: mpsc::Receiver<InboundPublish>,
     _dir: tempfile::TempDir,
 }
 
 fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
+    rig_with_queue(name, roles, v5, 64)
+}
+
+fn rig_with_queue(name: &str, roles: &[Role], v5: bool, queue: usize) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::new());
     let mut reg = Registration::default();
@@ -32,10 +38,12 @@ fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
         v5: "127.0.0.1:1".parse().unwrap(),
         token: "t".into(),
     };
+    let (commands_tx, commands) = mpsc::channel(queue);
     let gate = Gate::new(
         true,
         1024,
         internal,
+        commands_tx,
         Arc::new(Principals::open(dir.path()).unwrap()),
         registry,
         metrics.clone(),
@@ -55,6 +63,7 @@ fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
     Rig {
         s,
         notices,
+        commands,
         _dir: dir,
     }
 }
@@ -106,13 +115,75 @@ fn subscribe(v5: bool, pkid: u16, filters: &[&str]) -> Vec<u8> {
     f
 }
 
+fn puback(pkid: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    encode_ack(PUBACK, pkid, None, &mut f);
+    f
+}
+
 #[test]
-fn v4_inbox_publish_is_translated_for_the_broker() {
-    let mut r = rig("plat", &[Role::Platform], false);
-    let (step, b, c) = r.client(&publish(1, "extbus/in/plat/events", 5, None, b"{}"));
-    assert_eq!(step, Step::Go);
-    assert_eq!(b, publish(1, "extbus/in/plat/events", 5, Some(&[]), b"{}"));
-    assert!(c.is_empty());
+fn inbox_publishes_go_to_the_coordinator_not_the_broker() {
+    for v5 in [false, true] {
+        let mut r = rig("plat", &[Role::Platform], v5);
+        let props: Option<&[u8]> = v5.then_some(&[0x09, 0, 2, b'c', b'd', 0x08, 0, 1, b'r']);
+        let (step, b, c) = r.client(&publish(1, "extbus/in/plat/events", 5, props, b"{}"));
+        assert_eq!(step, Step::Go);
+        assert!(b.is_empty(), "v5 {v5}: the broker never sees a command");
+        assert_eq!(c, puback(5), "v5 {v5}: the gate acks it");
+        let m = r.commands.try_recv().expect("handed to the coordinator");
+        assert_eq!(
+            (m.topic.as_str(), &m.payload[..]),
+            ("extbus/in/plat/events", &b"{}"[..])
+        );
+        assert_eq!(m.correlation_data.as_deref(), v5.then_some(&b"cd"[..]));
+        assert_eq!(m.response_topic.as_deref(), v5.then_some("r"));
+        // QoS 0 is handed over without an ack.
+        let (_, b, c) = r.client(&publish(
+            0,
+            "extbus/in/plat/events",
+            0,
+            v5.then_some(&[]),
+            b"q0",
+        ));
+        assert!(b.is_empty() && c.is_empty());
+        assert_eq!(&r.commands.try_recv().unwrap().payload[..], b"q0");
+    }
+}
+
+#[test]
+fn qos2_commands_are_completed_by_the_gate() {
+    let mut r = rig("plat", &[Role::Platform], true);
+    let (_, b, c) = r.client(&publish(2, "extbus/in/plat/events", 4, Some(&[]), b"{}"));
+    assert!(b.is_empty());
+    assert_eq!(c, [0x50, 2, 0, 4]);
+    let mut rel = Vec::new();
+    encode_ack(PUBREL, 4, None, &mut rel);
+    let (_, b, c) = r.client(&rel);
+    let mut comp = Vec::new();
+    encode_ack(PUBCOMP, 4, None, &mut comp);
+    assert_eq!((b.len(), c), (0, comp));
+    assert!(r.commands.try_recv().is_ok());
+}
+
+#[tokio::test]
+async fn a_full_command_queue_holds_the_client_until_there_is_room() {
+    let mut r = rig_with_queue("plat", &[Role::Platform], true, 1);
+    let (step, _, c) = r.client(&publish(1, "extbus/in/plat/a", 1, Some(&[]), b"1"));
+    assert_eq!((step, c), (Step::Go, puback(1)));
+    let (step, b, c) = r.client(&publish(1, "extbus/in/plat/b", 2, Some(&[]), b"2"));
+    assert_eq!(step, Step::Hold, "no room: the connection stops reading");
+    assert!(
+        b.is_empty() && c.is_empty(),
+        "nothing is acked before it is handed over"
+    );
+    assert!(r.s.holding());
+    assert_eq!(&r.commands.recv().await.unwrap().payload[..], b"1");
+    let permit = r.s.gate().commands.clone().reserve_owned().await.unwrap();
+    let mut c = Vec::new();
+    r.s.release(permit, &mut c);
+    assert_eq!(c, puback(2));
+    assert!(!r.s.holding());
+    assert_eq!(&r.commands.recv().await.unwrap().payload[..], b"2");
 }
 
 #[test]
@@ -201,9 +272,12 @@ fn oversized_qos2_is_answered_by_the_gate() {
 fn aliases_are_resolved_before_the_check() {
     let mut r = rig("plat", &[Role::Platform], true);
     let set = publish(1, "extbus/in/plat/a", 1, Some(&[0x23, 0, 1]), b"x");
-    assert_eq!(r.client(&set).1, set);
+    assert_eq!(r.client(&set).2, puback(1));
     let use_it = publish(1, "", 2, Some(&[0x23, 0, 1]), b"x");
-    assert_eq!(r.client(&use_it).1, use_it);
+    assert_eq!(r.client(&use_it).2, puback(2));
+    for _ in 0..2 {
+        assert_eq!(r.commands.try_recv().unwrap().topic, "extbus/in/plat/a");
+    }
     let repoint = publish(1, "extbus/in/other/a", 3, Some(&[0x23, 0, 1]), b"x");
     let (step, b, c) = r.client(&repoint);
     assert_eq!((step, b.len(), c[4]), (Step::Go, 0, 0x87));
@@ -211,6 +285,10 @@ fn aliases_are_resolved_before_the_check() {
     assert_eq!((step, b.len(), c), (Step::Close, 0, vec![0xe0, 2, 0x82, 0]));
     let (step, _, c) = r.client(&publish(0, "", 0, Some(&[0x23, 0x20, 0]), b"x"));
     assert_eq!((step, c), (Step::Close, vec![0xe0, 2, 0x94, 0]));
+    assert!(
+        r.commands.try_recv().is_err(),
+        "refused publishes are not handed over"
+    );
 }
 
 #[test]
