@@ -20,8 +20,8 @@ mod codec_props;
 #[cfg(test)]
 mod session_tests;
 
+use crate::auth::Verifier;
 use crate::metrics::Metrics;
-use crate::principals::Principals;
 use crate::registry::Registry;
 pub(crate) use report::Reporter;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 /// Where and how the gate reaches the embedded broker.
 #[derive(Debug, Clone)]
@@ -49,12 +49,11 @@ pub(crate) struct Gate {
     /// Frames with a larger remaining length are not read at all; the connection is closed.
     pub hard_cap: usize,
     pub internal: Internal,
-    pub principals: Arc<Principals>,
+    /// Checks credentials (shared with the HTTP listener).
+    pub auth: Arc<Verifier>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
-    /// Bounds concurrent argon2 verifications (each is slow and uses memory on purpose).
-    pub auth_slots: Semaphore,
     stop: watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
@@ -77,22 +76,20 @@ impl Gate {
         check: bool,
         max_payload: usize,
         internal: Internal,
-        principals: Arc<Principals>,
+        auth: Arc<Verifier>,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Arc<Self> {
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Arc::new(Gate {
             check,
             max_payload,
             hard_cap: hard_cap(max_payload),
             internal,
-            principals,
+            auth,
             registry,
             metrics,
             reporter,
-            auth_slots: Semaphore::new(slots),
             stop: watch::channel(false).0,
             active: AtomicUsize::new(0),
             idle: Notify::new(),

@@ -36,7 +36,10 @@ fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
         true,
         1024,
         internal,
-        Arc::new(Principals::open(dir.path()).unwrap()),
+        crate::auth::Verifier::with_defaults(
+            Arc::new(Principals::open(dir.path()).unwrap()),
+            metrics.clone(),
+        ),
         registry,
         metrics.clone(),
         Reporter {
