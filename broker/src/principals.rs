@@ -318,14 +318,16 @@ impl Principals {
             .into()
     }
 
-    /// The principal whose secret is `secret`, if that Bearer secret was verified before.
+    /// The principal whose secret is `secret`, if that secret was verified before (as a
+    /// Bearer secret, or with its name: the index then says whose it is).
     pub fn bearer_cached(&self, secret: &str) -> Option<Principal> {
-        let name = self
+        let known = self
             .bearers
             .lock()
             .unwrap()
             .get(&Self::bearer_key(secret))
-            .cloned()?;
+            .cloned();
+        let name = known.or_else(|| self.indexed(secret))?;
         self.verify_cached(&name, secret)
     }
 

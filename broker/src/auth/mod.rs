@@ -13,7 +13,6 @@ use crate::metrics::Metrics;
 use crate::principals::{Principal, Principals};
 use hashing::Hasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use throttle::{Key, Throttle};
@@ -55,12 +54,12 @@ pub struct Verifier {
     metrics: Arc<Metrics>,
     throttle: Mutex<Throttle>,
     queue: SyncSender<Job>,
-    queued: Arc<AtomicI64>,
 }
 
 const CHECKS: &str = "extbus_auth_checks_total";
 const HASHES: &str = "extbus_auth_hashes_total";
 const QUEUED: &str = "extbus_auth_queue";
+const RUNNING: &str = "extbus_auth_running";
 
 impl Verifier {
     /// Starts `cfg.workers` worker threads; they end when the verifier is dropped.
@@ -76,19 +75,14 @@ impl Verifier {
         );
         metrics.describe(HASHES, "argon2 computations run for credential checks");
         metrics.describe(QUEUED, "Credential checks waiting for a worker");
+        metrics.describe(RUNNING, "Credential checks a worker is running");
         let (tx, rx) = sync_channel::<Job>(cfg.queue);
         let rx = Arc::new(Mutex::new(rx));
-        let queued = Arc::new(AtomicI64::new(0));
         for i in 0..cfg.workers {
-            let (rx, p, m, q) = (
-                rx.clone(),
-                principals.clone(),
-                metrics.clone(),
-                queued.clone(),
-            );
+            let (rx, p, m) = (rx.clone(), principals.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name(format!("extbus-auth-{i}"))
-                .spawn(move || work(&rx, &p, &m, &q))
+                .spawn(move || work(&rx, &p, &m))
                 .expect("spawning an auth worker thread");
         }
         Arc::new(Verifier {
@@ -97,7 +91,6 @@ impl Verifier {
             metrics,
             throttle: Mutex::new(Throttle::new(cfg)),
             queue: tx,
-            queued,
         })
     }
 
@@ -139,19 +132,14 @@ impl Verifier {
         }
         self.admit(&keys)?;
         let (reply, answer) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.metrics.gauge_add(QUEUED, &[], 1);
         if let Err(e) = self.queue.try_send(Job { creds, reply }) {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.gauge_add(QUEUED, &[], -1);
             self.finish(&keys, None);
             let full = matches!(e, TrySendError::Full(_));
             self.count(if full { "busy" } else { "stopped" });
             return Err(Refused::Busy);
         }
-        self.metrics.set_gauge(
-            QUEUED,
-            &[],
-            self.queued.load(Ordering::Relaxed).max(0) as u64,
-        );
         // Ends the throttle's in-flight count even if this future is dropped while waiting.
         let mut pending = Pending {
             verifier: self,
@@ -205,24 +193,25 @@ impl Drop for Pending<'_> {
 }
 
 /// A worker: takes jobs until the verifier is gone; skips those nobody waits for.
-fn work(rx: &Mutex<Receiver<Job>>, principals: &Principals, metrics: &Metrics, queued: &AtomicI64) {
+fn work(rx: &Mutex<Receiver<Job>>, principals: &Principals, metrics: &Metrics) {
     let mut hasher = Hasher::default();
     loop {
         let job = match rx.lock().unwrap().recv() {
             Ok(j) => j,
             Err(_) => return,
         };
-        let left = queued.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics.set_gauge(QUEUED, &[], left.max(0) as u64);
+        metrics.gauge_add(QUEUED, &[], -1);
         if job.reply.is_closed() {
             metrics.inc(CHECKS, &[("result", "abandoned")]);
             continue;
         }
         let before = hasher.runs;
+        metrics.gauge_add(RUNNING, &[], 1);
         let verdict = match &job.creds {
             Creds::Named { name, secret } => principals.verify_with(name, secret, &mut hasher),
             Creds::Bearer { secret } => principals.verify_bearer_with(secret, &mut hasher),
         };
+        metrics.gauge_add(RUNNING, &[], -1);
         metrics.add(HASHES, &[], hasher.runs - before);
         let _ = job.reply.send(verdict);
     }

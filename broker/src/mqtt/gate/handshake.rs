@@ -197,6 +197,9 @@ async fn verify<S: AsyncRead + Unpin>(
     tokio::pin!(check);
     loop {
         tokio::select! {
+            // The check first: it queues its job on the first poll, so a client that has
+            // already hung up still leaves a job for the worker to skip.
+            biased;
             r = &mut check => return Some(r),
             n = client.read_buf(buf), if buf.len() < gate.hard_cap => {
                 if !matches!(n, Ok(k) if k > 0) {
