@@ -129,7 +129,8 @@ pub struct LogConfig {
 pub struct AuthConfig {
     /// Threads that run argon2 (each keeps one argon2 work area, about 19 MiB).
     pub workers: usize,
-    /// Checks waiting for a worker; beyond this a login is refused at once as busy.
+    /// Checks waiting for a worker; beyond this a login is refused at once as busy. A
+    /// first-time login waits at most about `queue / workers` argon2 checks.
     pub queue: usize,
     /// Failed checks an address or principal may have before it is throttled.
     pub free_failures: u32,
@@ -147,7 +148,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             workers: 2,
-            queue: 32,
+            queue: 16,
             free_failures: 5,
             penalty_base_ms: 1_000,
             penalty_max_ms: 60_000,

@@ -146,7 +146,11 @@ impl Verifier {
             keys,
             failed: None,
         };
-        let verdict = answer.await.ok().flatten();
+        let Ok(verdict) = answer.await else {
+            // The worker is gone (the broker is stopping): not the client's failure.
+            self.count("stopped");
+            return Err(Refused::Busy);
+        };
         pending.failed = Some(verdict.is_none());
         drop(pending);
         match verdict {
