@@ -42,7 +42,13 @@ async fn start(principals: Arc<Principals>, gate: bool) -> SocketAddr {
     let registry = Arc::new(Registry::new());
     let metrics = Arc::new(Metrics::new());
     let (handle, _tx, _rx) = mqtt::start(
-        settings, listener, None, principals, registry, metrics, notices,
+        settings,
+        listener,
+        None,
+        extbus::auth::Verifier::with_defaults(principals, metrics.clone()),
+        registry,
+        metrics,
+        notices,
     )
     .await
     .expect("start the bus");

@@ -22,6 +22,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub services: ServicesConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
     /// Executable extensions the broker runs itself (`[[exec]]`).
     pub exec: Vec<crate::exec::ExecConfig>,
 }
@@ -121,6 +122,42 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Credential checks (`[auth]`): a fixed pool of argon2 workers behind a bounded queue, and
+/// failure throttling per source address and per principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Threads that run argon2 (each keeps one argon2 work area, about 19 MiB).
+    pub workers: usize,
+    /// Checks waiting for a worker; beyond this a login is refused at once as busy. A
+    /// first-time login waits at most about `queue / workers` argon2 checks.
+    pub queue: usize,
+    /// Failed checks an address or principal may have before it is throttled.
+    pub free_failures: u32,
+    /// First refusal period once throttled; it doubles with every further failure.
+    pub penalty_base_ms: u64,
+    /// Longest refusal period.
+    pub penalty_max_ms: u64,
+    /// A key's failures are forgotten after this long without one.
+    pub forget_after_ms: u64,
+    /// Most addresses and principals tracked at once.
+    pub max_tracked: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            workers: 2,
+            queue: 16,
+            free_failures: 5,
+            penalty_base_ms: 1_000,
+            penalty_max_ms: 60_000,
+            forget_after_ms: 600_000,
+            max_tracked: 100_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -132,6 +169,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             services: ServicesConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
             exec: Vec::new(),
         }
     }
@@ -282,6 +320,7 @@ impl Config {
             return Err(invalid("tasks.max_batch", "must be at least 1"));
         }
         self.validate_declared_services()?;
+        self.validate_auth()?;
         if self.services.default_timeout_ms == 0 {
             return Err(invalid("services.default_timeout_ms", "must be at least 1"));
         }
@@ -350,6 +389,29 @@ impl Config {
                     return Err(invalid(field, format!("--dev creates well-known secrets and only listens on loopback; {a} is not")));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        if a.workers == 0 || a.workers > 64 {
+            return Err(invalid("auth.workers", "must be between 1 and 64"));
+        }
+        if a.queue == 0 || a.queue > 100_000 {
+            return Err(invalid("auth.queue", "must be between 1 and 100000"));
+        }
+        if a.free_failures == 0 {
+            return Err(invalid("auth.free_failures", "must be at least 1"));
+        }
+        if a.penalty_base_ms == 0 || a.penalty_base_ms > a.penalty_max_ms {
+            return Err(invalid(
+                "auth.penalty_base_ms",
+                "must be at least 1 and at most penalty_max_ms",
+            ));
+        }
+        if a.max_tracked == 0 {
+            return Err(invalid("auth.max_tracked", "must be at least 1"));
         }
         Ok(())
     }
@@ -472,6 +534,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("exec[0].services[0].timeout_ms"), "{e}");
+
+        std::fs::write(&path, "[auth]\nworkers = 0\n").unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.workers"), "{e}");
+        std::fs::write(&path, "[auth]\npenalty_base_ms = 5\npenalty_max_ms = 4\n").unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.penalty_base_ms"), "{e}");
 
         std::fs::write(&path, "typo = 1\n").unwrap();
         assert!(Config::load(Some(&path), json!({})).is_err());

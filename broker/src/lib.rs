@@ -5,6 +5,7 @@
 //! # Layout
 //! - `config`: layered configuration. `logging`: the binary's tracing subscriber.
 //! - `principals`: identities, roles, argon2 secrets. `registry`: what extensions registered.
+//! - `auth`: credential checks for MQTT and HTTP (cache, throttle, bounded argon2 workers).
 //! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
 //! - `eventlog`: durable, sequenced audit events. `clock`: injected time.
@@ -13,6 +14,7 @@
 //! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
 //! - `metrics`: counters for `/metrics`. `notices`: gate -> coordinator messages.
 
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

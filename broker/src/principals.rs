@@ -1,17 +1,15 @@
 //! Principals: named identities with roles, orgs and an argon2-hashed secret, kept in
 //! `principals.json` in the data dir (a file, not sled, so `extbus principal add` works while
-//! the broker runs; the broker reloads it when it changes). Never stores a plain secret.
+//! the broker runs; the broker reloads it when it changes). Never stores a plain secret: each
+//! record keeps an argon2 hash and a keyed digest (the Bearer index, see `auth::hashing`).
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
+use crate::auth::hashing::{hash_secret, DigestKey, Hasher};
 use extbus_schema::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 pub const FILE_NAME: &str = "principals.json";
@@ -48,6 +46,10 @@ struct Record {
     roles: Vec<Role>,
     orgs: Vec<String>,
     secret_hash: String,
+    /// HMAC-SHA256 of the secret under `secrets.key`; absent in files written before it
+    /// existed, and then filled in at the principal's next successful login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_digest: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,11 +86,29 @@ pub struct Principals {
     bearers: Mutex<HashMap<[u8; 32], String>>,
     /// Names the broker acts as itself (executable extensions): nobody logs in as them.
     reserved: RwLock<HashSet<String>>,
+    /// The Bearer index key, read (or created) at first need; `None` if unusable.
+    key: OnceLock<Option<DigestKey>>,
 }
 
 struct Loaded {
     records: BTreeMap<String, Record>,
     mtime: Option<SystemTime>,
+    /// secret digest -> principal name.
+    by_digest: HashMap<String, String>,
+}
+
+impl Loaded {
+    fn new(records: BTreeMap<String, Record>, mtime: Option<SystemTime>) -> Loaded {
+        let by_digest = records
+            .iter()
+            .filter_map(|(n, r)| Some((r.secret_digest.clone()?, n.clone())))
+            .collect();
+        Loaded {
+            records,
+            mtime,
+            by_digest,
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<Loaded, PrincipalError> {
@@ -100,22 +120,13 @@ fn read_file(path: &Path) -> Result<Loaded, PrincipalError> {
         Ok(bytes) => {
             let records = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
             let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            Ok(Loaded { records, mtime })
+            Ok(Loaded::new(records, mtime))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Loaded {
-            records: BTreeMap::new(),
-            mtime: None,
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Loaded::new(BTreeMap::new(), None))
+        }
         Err(e) => Err(err(e.to_string())),
     }
-}
-
-fn hash_secret(secret: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .expect("argon2 hashing with a fresh salt cannot fail")
-        .to_string()
 }
 
 /// A new random secret: 32 hex characters (128 bits).
@@ -135,7 +146,19 @@ impl Principals {
             verified: Mutex::new(HashSet::new()),
             bearers: Mutex::new(HashMap::new()),
             reserved: RwLock::new(HashSet::new()),
+            key: OnceLock::new(),
         })
+    }
+
+    fn key(&self) -> Option<&DigestKey> {
+        self.key
+            .get_or_init(|| {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                DigestKey::load_or_create(dir)
+                    .map_err(|e| tracing::warn!(error = %e, "no Bearer index key; nameless Bearer secrets are checked one principal at a time"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Reserves `names` (executable extensions') so that no client authenticates as them,
@@ -224,8 +247,13 @@ impl Principals {
         Some(st.records.get(name)?.secret_hash.clone())
     }
 
-    /// Checks a name and secret; returns the principal on success.
+    /// Checks a name and secret; returns the principal on success. Slow (argon2).
     pub fn verify(&self, name: &str, secret: &str) -> Option<Principal> {
+        self.verify_with(name, secret, &mut Hasher::default())
+    }
+
+    /// `verify` with a caller's reusable argon2 work area.
+    pub fn verify_with(&self, name: &str, secret: &str, hasher: &mut Hasher) -> Option<Principal> {
         if self.is_reserved(name) {
             return None;
         }
@@ -233,13 +261,37 @@ impl Principals {
         let hash = self.stored_hash(name)?;
         let key = Self::cache_key(name, secret, &hash);
         if !self.verified.lock().unwrap().contains(&key) {
-            let parsed = PasswordHash::new(&hash).ok()?;
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .ok()?;
+            if !hasher.matches(secret.as_bytes(), &hash) {
+                return None;
+            }
             self.verified.lock().unwrap().insert(key);
+            self.fill_digest(name, secret, &hash);
         }
         self.get(name)
+    }
+
+    /// Whether a principal of this name exists and may log in (no secret checked).
+    pub fn may_log_in(&self, name: &str) -> bool {
+        !self.is_reserved(name) && self.state.read().unwrap().records.contains_key(name)
+    }
+
+    /// Gives a principal from an older file its Bearer digest, once its secret is known good.
+    fn fill_digest(&self, name: &str, secret: &str, hash: &str) {
+        let Some(digest) = self.key().map(|k| k.digest(secret)) else {
+            return;
+        };
+        let mut st = self.state.write().unwrap();
+        let mut records = st.records.clone();
+        match records.get_mut(name) {
+            Some(r) if r.secret_hash == hash && r.secret_digest.is_none() => {
+                r.secret_digest = Some(digest)
+            }
+            _ => return,
+        }
+        match self.write(&records) {
+            Ok(mtime) => *st = Loaded::new(records, mtime),
+            Err(e) => tracing::warn!(error = %e, "cannot record a Bearer digest"),
+        }
     }
 
     /// `verify` without argon2: `None` unless this name and secret were verified before
@@ -266,26 +318,58 @@ impl Principals {
             .into()
     }
 
-    /// The principal whose secret is `secret`, if that Bearer secret was verified before.
+    /// The principal whose secret is `secret`, if that secret was verified before (as a
+    /// Bearer secret, or with its name: the index then says whose it is).
     pub fn bearer_cached(&self, secret: &str) -> Option<Principal> {
-        let name = self
+        let known = self
             .bearers
             .lock()
             .unwrap()
             .get(&Self::bearer_key(secret))
-            .cloned()?;
+            .cloned();
+        let name = known.or_else(|| self.indexed(secret))?;
         self.verify_cached(&name, secret)
     }
 
-    /// The principal whose secret is `secret` (an HTTP Bearer token carries no name). Tries
-    /// every principal with argon2, so the first use of a secret costs O(principals) hashes;
-    /// later uses hit the cache. Slow: call it off the async threads.
+    /// Who may own a nameless Bearer `secret`: the principal its keyed digest indexes, else
+    /// only principals from an older file that have no digest yet (each gets one at its next
+    /// successful login, so this list shrinks to nothing).
+    pub fn bearer_candidates(&self, secret: &str) -> Vec<String> {
+        self.reload_if_changed();
+        let digest = self.key().map(|k| k.digest(secret));
+        let st = self.state.read().unwrap();
+        if let Some(name) = digest.as_ref().and_then(|d| st.by_digest.get(d)) {
+            return vec![name.clone()];
+        }
+        st.records
+            .iter()
+            .filter(|(_, r)| digest.is_none() || r.secret_digest.is_none())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The principal the Bearer index names for `secret` (a digest lookup, no argon2).
+    pub fn indexed(&self, secret: &str) -> Option<String> {
+        let digest = self.key()?.digest(secret);
+        self.state.read().unwrap().by_digest.get(&digest).cloned()
+    }
+
+    /// The principal whose secret is `secret` (an HTTP Bearer token carries no name): one
+    /// digest lookup, then argon2 for that principal only (or for each principal without a
+    /// digest yet). Slow: call it off the async threads.
     pub fn verify_bearer(&self, secret: &str) -> Option<Principal> {
+        self.verify_bearer_with(secret, &mut Hasher::default())
+    }
+
+    /// `verify_bearer` with a caller's reusable argon2 work area.
+    pub fn verify_bearer_with(&self, secret: &str, hasher: &mut Hasher) -> Option<Principal> {
         if let Some(p) = self.bearer_cached(secret) {
             return Some(p);
         }
-        let names: Vec<String> = self.list().into_iter().map(|p| p.name).collect();
-        let found = names.iter().find_map(|n| self.verify(n, secret))?;
+        let found = self
+            .bearer_candidates(secret)
+            .iter()
+            .find_map(|n| self.verify_with(n, secret, hasher))?;
         self.bearers
             .lock()
             .unwrap()
@@ -328,10 +412,11 @@ impl Principals {
                 roles,
                 orgs,
                 secret_hash: hash_secret(&secret),
+                secret_digest: self.key().map(|k| k.digest(&secret)),
             },
         );
-        st.mtime = self.write(&records)?;
-        st.records = records;
+        let mtime = self.write(&records)?;
+        *st = Loaded::new(records, mtime);
         Ok(secret)
     }
 
@@ -342,8 +427,8 @@ impl Principals {
         if records.remove(name).is_none() {
             return Err(PrincipalError::Unknown(name.to_string()));
         }
-        st.mtime = self.write(&records)?;
-        st.records = records;
+        let mtime = self.write(&records)?;
+        *st = Loaded::new(records, mtime);
         self.forget_verified();
         Ok(())
     }
@@ -451,5 +536,42 @@ mod tests {
         p.remove("b").unwrap();
         assert!(p.bearer_cached("sb").is_none());
         assert!(p.verify_bearer("sb").is_none());
+    }
+
+    #[test]
+    fn bearer_index_names_one_principal_and_older_files_gain_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Principals::open(dir.path()).unwrap();
+        for n in ["a", "b", "c"] {
+            p.add(n, vec![Role::Observer], vec![], Some(format!("s{n}")))
+                .unwrap();
+        }
+        assert_eq!(p.bearer_candidates("sb"), ["b"]);
+        assert!(p.bearer_candidates("wrong").is_empty());
+        let mut h = Hasher::default();
+        assert_eq!(p.verify_bearer_with("sc", &mut h).unwrap().name, "c");
+        assert!(p.verify_bearer_with("wrong", &mut h).is_none());
+        assert_eq!(
+            h.runs, 1,
+            "one argon2 check for a right secret, none for a wrong one"
+        );
+
+        // A file written before digests existed: scanned until each principal logs in once.
+        let path = dir.path().join(FILE_NAME);
+        let mut raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for r in raw.as_object_mut().unwrap().values_mut() {
+            r.as_object_mut().unwrap().remove("secret_digest");
+        }
+        std::fs::write(&path, serde_json::to_vec(&raw).unwrap()).unwrap();
+        let old = Principals::open(dir.path()).unwrap();
+        assert_eq!(old.bearer_candidates("sb"), ["a", "b", "c"]);
+        assert_eq!(old.verify_bearer("sb").unwrap().name, "b");
+        assert!(old.verify("a", "sa").is_some());
+        assert_eq!(old.bearer_candidates("sb"), ["b"]);
+        assert_eq!(old.bearer_candidates("wrong"), ["c"]);
+        let fresh = Principals::open(dir.path()).unwrap();
+        assert_eq!(fresh.indexed("sa").as_deref(), Some("a"));
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("\"sb\""));
     }
 }

@@ -151,11 +151,17 @@ pub async fn run(
         )),
         _ => None,
     };
+    let verifier = crate::auth::Verifier::start(
+        principals.clone(),
+        &cfg.auth,
+        clock.clone(),
+        metrics.clone(),
+    );
     let (mqtt_handle, bus_tx, bus_rx) = mqtt::start(
         settings,
         listeners.mqtt,
         tls,
-        principals.clone(),
+        verifier.clone(),
         registry.clone(),
         metrics.clone(),
         notice_tx,
@@ -183,12 +189,8 @@ pub async fn run(
         internal,
         services: services.clone(),
     };
-    let http_state = crate::http::HttpState::new(
-        metrics.clone(),
-        principals.clone(),
-        services,
-        cfg.mqtt.max_payload,
-    );
+    let http_state =
+        crate::http::HttpState::new(metrics.clone(), verifier, services, cfg.mqtt.max_payload);
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
     let http = tokio::spawn(crate::http::serve(
         listeners.http,

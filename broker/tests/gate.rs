@@ -14,6 +14,7 @@ mod delivery;
 mod transport;
 
 use clients::*;
+use extbus::auth::Verifier;
 use extbus::metrics::Metrics;
 use extbus::mqtt::{self, BusRx, BusTx, InboundPublish, MqttHandle, MqttSettings, PublishProps};
 use extbus::notices::GateNotice;
@@ -95,7 +96,7 @@ async fn start(settings: MqttSettings, tls: Option<(TcpListener, mqtt::TlsFiles)
         settings,
         listener,
         tls,
-        principals(),
+        Verifier::with_defaults(principals(), metrics.clone()),
         registry.clone(),
         metrics.clone(),
         ntx,

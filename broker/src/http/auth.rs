@@ -1,91 +1,133 @@
 //! Who is calling over HTTP: `Authorization: Basic` (name and secret) or `Bearer` (a secret
-//! alone, or `<name>:<secret>`). Cached secrets are checked inline; argon2 runs on the
-//! blocking pool, a few at a time, so a flood of wrong secrets cannot starve the server.
+//! alone, or `<name>:<secret>`). Checks go through the shared `auth::Verifier`: cached
+//! secrets inline, the rest throttled and queued for its argon2 workers. A full queue or a
+//! throttled caller is answered 503 `overloaded` with `Retry-After`.
 
-use crate::principals::{valid_name, Principal, Principals};
-use axum::http::{header, HeaderMap};
+use crate::auth::{Creds, Refused, Verifier};
+use crate::principals::{valid_name, Principal};
+use crate::services::error_body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use extbus_schema::ErrorCode;
+use std::net::IpAddr;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
-/// Checks credentials; holds the limit on concurrent argon2 work.
+/// Checks credentials.
 #[derive(Clone)]
 pub struct Authenticator {
-    principals: Arc<Principals>,
-    slow: Arc<Semaphore>,
+    verifier: Arc<Verifier>,
+}
+
+/// Why a caller is not let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// 401, with the reason for its message.
+    Unauthorized(&'static str),
+    /// 503 `overloaded`: no check was run; try again after `retry_after_s`.
+    Overloaded {
+        message: &'static str,
+        retry_after_s: u64,
+    },
+}
+
+impl Denied {
+    fn from_refused(r: Refused) -> Denied {
+        match r {
+            Refused::Bad => Denied::Unauthorized("wrong credentials"),
+            Refused::Busy => Denied::Overloaded {
+                message: "too many credential checks waiting; try again shortly",
+                retry_after_s: 1,
+            },
+            Refused::Throttled { retry_after_ms } => Denied::Overloaded {
+                message: "too many failed logins from this address or for this principal",
+                retry_after_s: retry_after_ms.div_ceil(1000).max(1),
+            },
+        }
+    }
+
+    /// The 503 answer (401 answers are built by the gateway, with its challenge headers).
+    pub fn overloaded(message: &str, retry_after_s: u64) -> Response {
+        let mut r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(error_body(ErrorCode::Overloaded, message)),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
 }
 
 impl Authenticator {
-    pub fn new(principals: Arc<Principals>) -> Self {
-        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Authenticator {
-            principals,
-            slow: Arc::new(Semaphore::new(n)),
-        }
+    pub fn new(verifier: Arc<Verifier>) -> Self {
+        Authenticator { verifier }
     }
 
-    /// The calling principal, or why not (for the 401 message).
-    pub async fn check(&self, headers: &HeaderMap) -> Result<Principal, &'static str> {
+    /// The calling principal (from `peer`, if known), or why not.
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, Denied> {
+        let bad = Denied::Unauthorized;
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err("credentials required: Authorization: Basic or Bearer");
+            return Err(bad("credentials required: Authorization: Basic or Bearer"));
         };
         let value = value
             .to_str()
-            .map_err(|_| "unreadable Authorization header")?;
-        let (scheme, rest) = value
-            .split_once(' ')
-            .ok_or("Authorization must be 'Basic <base64>' or 'Bearer <secret>'")?;
+            .map_err(|_| bad("unreadable Authorization header"))?;
+        let (scheme, rest) = value.split_once(' ').ok_or(bad(
+            "Authorization must be 'Basic <base64>' or 'Bearer <secret>'",
+        ))?;
         let rest = rest.trim();
-        let found = match scheme.to_ascii_lowercase().as_str() {
+        let creds = match scheme.to_ascii_lowercase().as_str() {
             "basic" => {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(rest)
-                    .map_err(|_| "Basic credentials are not base64")?;
-                let text = String::from_utf8(raw).map_err(|_| "Basic credentials are not UTF-8")?;
+                    .map_err(|_| bad("Basic credentials are not base64"))?;
+                let text =
+                    String::from_utf8(raw).map_err(|_| bad("Basic credentials are not UTF-8"))?;
                 let (name, secret) = text
                     .split_once(':')
-                    .ok_or("Basic credentials must be name:secret")?;
-                self.named(name, secret).await
-            }
-            "bearer" => self.bearer(rest).await,
-            _ => return Err("Authorization must be 'Basic <base64>' or 'Bearer <secret>'"),
-        };
-        found.ok_or("wrong credentials")
-    }
-
-    async fn named(&self, name: &str, secret: &str) -> Option<Principal> {
-        if let Some(p) = self.principals.verify_cached(name, secret) {
-            return Some(p);
-        }
-        let (name, secret) = (name.to_string(), secret.to_string());
-        self.slow(move |p| p.verify(&name, &secret)).await
-    }
-
-    async fn bearer(&self, token: &str) -> Option<Principal> {
-        // The fast form `<name>:<secret>`; a secret that merely contains ':' still works.
-        if let Some((name, secret)) = token.split_once(':') {
-            if valid_name(name) && self.principals.get(name).is_some() {
-                if let Some(p) = self.named(name, secret).await {
-                    return Some(p);
+                    .ok_or(bad("Basic credentials must be name:secret"))?;
+                Creds::Named {
+                    name: name.to_string(),
+                    secret: secret.to_string(),
                 }
             }
-        }
-        if let Some(p) = self.principals.bearer_cached(token) {
-            return Some(p);
-        }
-        let token = token.to_string();
-        self.slow(move |p| p.verify_bearer(&token)).await
+            "bearer" => self.bearer(rest),
+            _ => {
+                return Err(bad(
+                    "Authorization must be 'Basic <base64>' or 'Bearer <secret>'",
+                ))
+            }
+        };
+        self.verifier
+            .check(peer, creds)
+            .await
+            .map_err(Denied::from_refused)
     }
 
-    async fn slow(
-        &self,
-        f: impl FnOnce(&Principals) -> Option<Principal> + Send + 'static,
-    ) -> Option<Principal> {
-        let _permit = self.slow.acquire().await.ok()?;
-        let principals = self.principals.clone();
-        tokio::task::spawn_blocking(move || f(&principals))
-            .await
-            .ok()
-            .flatten()
+    /// The fast form `<name>:<secret>` when the name is a principal's, unless the whole token
+    /// is a known nameless secret (a secret may itself contain ':').
+    fn bearer(&self, token: &str) -> Creds {
+        if let Some((name, secret)) = token.split_once(':') {
+            let p = self.verifier.principals();
+            if valid_name(name)
+                && p.get(name).is_some()
+                && p.indexed(token).is_none()
+                && p.bearer_cached(token).is_none()
+            {
+                return Creds::Named {
+                    name: name.to_string(),
+                    secret: secret.to_string(),
+                };
+            }
+        }
+        Creds::Bearer {
+            secret: token.to_string(),
+        }
     }
 }

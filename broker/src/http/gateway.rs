@@ -1,20 +1,22 @@
 //! The services gateway: any HTTP request that is not `/healthz` or `/metrics` is
 //! authenticated, matched against the registered services' URL patterns, published as a
-//! service request, and answered with the extension's response (or 401/404/413/502/504,
+//! service request, and answered with the extension's response (or 401/404/413/502/503/504,
 //! each with a JSON body carrying a SPEC.md error code).
 
+use super::auth::Denied;
 use super::HttpState;
 use crate::principals::Principal;
 use crate::services::hub::Outcome;
 use crate::services::{error_body, failure, stripped, Services};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use extbus_schema::{ErrorCode, ServiceRequest, ServiceResponse};
 use futures::StreamExt;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -175,9 +177,17 @@ pub(super) async fn handle(State(st): State<HttpState>, req: Request<Body>) -> R
 
 async fn serve(st: &HttpState, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
-    let principal = match st.auth.check(&parts.headers).await {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let principal = match st.auth.check(&parts.headers, peer).await {
         Ok(p) => p,
-        Err(why) => return unauthorized(why),
+        Err(Denied::Unauthorized(why)) => return unauthorized(why),
+        Err(Denied::Overloaded {
+            message,
+            retry_after_s,
+        }) => return Denied::overloaded(message, retry_after_s),
     };
     let path = parts.uri.path();
     let Some(route) = st.services.router.for_path(path) else {

@@ -5,8 +5,8 @@
 pub mod auth;
 mod gateway;
 
+use crate::auth::Verifier;
 use crate::metrics::Metrics;
-use crate::principals::Principals;
 use crate::services::Services;
 use axum::extract::State;
 use axum::http::header;
@@ -30,14 +30,14 @@ pub struct HttpState {
 impl HttpState {
     pub fn new(
         metrics: Arc<Metrics>,
-        principals: Arc<Principals>,
+        verifier: Arc<Verifier>,
         services: Arc<Services>,
         max_payload: usize,
     ) -> Self {
         HttpState {
             metrics,
             services,
-            auth: auth::Authenticator::new(principals),
+            auth: auth::Authenticator::new(verifier),
             max_payload,
         }
     }
@@ -67,7 +67,9 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address feeds the per-address login throttle.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

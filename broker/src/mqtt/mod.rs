@@ -10,9 +10,9 @@ pub use bus::{BusError, BusRx, BusTx, InboundPublish, PublishProps};
 pub use gate::acl::{may_publish, may_subscribe, Denial};
 pub use gate::tls::TlsFiles;
 
+use crate::auth::Verifier;
 use crate::metrics::Metrics;
 use crate::notices::GateNotice;
-use crate::principals::Principals;
 use crate::registry::Registry;
 use gate::{Gate, Reporter};
 use std::net::SocketAddr;
@@ -106,7 +106,7 @@ pub async fn start(
     cfg: MqttSettings,
     listener: TcpListener,
     tls: Option<(TcpListener, TlsFiles)>,
-    principals: Arc<Principals>,
+    auth: Arc<Verifier>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     notices: mpsc::Sender<GateNotice>,
@@ -132,7 +132,7 @@ pub async fn start(
         cfg.max_payload,
         embedded.internal,
         commands,
-        principals,
+        auth,
         registry,
         metrics,
         reporter,

@@ -1,6 +1,6 @@
 //! A new client connection up to the relay: read the first frame (it must be a CONNECT),
-//! check the protocol level, the client id, the credentials (argon2, off the async threads)
-//! and the will, then open the internal broker connection and hand over a CONNECT that
+//! check the protocol level, the client id, the credentials (`auth::Verifier`; a client
+//! that hangs up while its check waits is dropped before hashing) and the will, then open the internal broker connection and hand over a CONNECT that
 //! carries the internal token instead of the client's secret. Refusals answer with CONNACK.
 
 use super::codec::{self, FrameError, FrameStatus};
@@ -8,6 +8,7 @@ use super::connect::{connack_refusal, encode_connect, parse_connect, Connect, Co
 use super::connection::{self, Duplex};
 use super::session::Session;
 use super::{acl, Gate, Live};
+use crate::auth::{Creds, Refused};
 use crate::principals::Principal;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -35,6 +36,11 @@ const INVALID_ID: Refusal = Refusal(0x02, 0x85, "invalid_client_id");
 const WILL_DENIED: Refusal = Refusal(0x05, 0x87, "will_denied");
 const WILL_TOO_LARGE: Refusal = Refusal(0x05, 0x95, "will_too_large");
 const UNAVAILABLE: Refusal = Refusal(0x03, 0x88, "broker_unavailable");
+/// The verification queue is full (MQTT 5: Server busy).
+const BUSY: Refusal = Refusal(0x03, 0x89, "auth_busy");
+/// Too many recent failures from this address or for this principal (MQTT 5: Connection
+/// rate exceeded); no check was run.
+const THROTTLED: Refusal = Refusal(0x03, 0x9F, "throttled");
 
 pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketAddr, live: Live) {
     let mut stop = gate.stopping();
@@ -85,9 +91,25 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
     let (Some(name), Some(secret)) = (connect.username, connect.password) else {
         return refuse(&gate, &mut client, v5, NO_CREDENTIALS).await;
     };
-    let Some(principal) = verify(&gate, name, secret).await else {
-        tracing::debug!(%peer, principal = name, "MQTT credentials refused");
+    let Ok(secret) = std::str::from_utf8(secret) else {
         return refuse(&gate, &mut client, v5, BAD_CREDENTIALS).await;
+    };
+    let creds = Creds::Named {
+        name: name.to_string(),
+        secret: secret.to_string(),
+    };
+    let principal = match verify(&gate, &mut client, &mut buf, peer, creds).await {
+        Some(Ok(p)) => p,
+        Some(Err(r)) => {
+            tracing::debug!(%peer, principal = name, refused = ?r, "MQTT credentials refused");
+            let code = match r {
+                Refused::Bad => BAD_CREDENTIALS,
+                Refused::Busy => BUSY,
+                Refused::Throttled { .. } => THROTTLED,
+            };
+            return refuse(&gate, &mut client, v5, code).await;
+        }
+        None => return gate.reporter.connect_refused("abandoned"),
     };
     if let Some(will) = &connect.will {
         if let Err(d) = acl::may_publish(&principal, will.topic) {
@@ -162,15 +184,30 @@ async fn read_frame<S: AsyncRead + Unpin>(
     }
 }
 
-async fn verify(gate: &Arc<Gate>, name: &str, secret: &[u8]) -> Option<Principal> {
-    let secret = std::str::from_utf8(secret).ok()?.to_string();
-    let name = name.to_string();
-    let _slot = gate.auth_slots.acquire().await.ok()?;
-    let principals = gate.principals.clone();
-    tokio::task::spawn_blocking(move || principals.verify(&name, &secret))
-        .await
-        .ok()
-        .flatten()
+/// Checks the credentials while watching the client: frames it sends meanwhile are kept in
+/// `buf` (up to the frame cap), and if it hangs up the check is dropped (`None`).
+async fn verify<S: AsyncRead + Unpin>(
+    gate: &Gate,
+    client: &mut S,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    creds: Creds,
+) -> Option<Result<Principal, Refused>> {
+    let check = gate.auth.check(Some(peer.ip()), creds);
+    tokio::pin!(check);
+    loop {
+        tokio::select! {
+            // The check first: it queues its job on the first poll, so a client that has
+            // already hung up still leaves a job for the worker to skip.
+            biased;
+            r = &mut check => return Some(r),
+            n = client.read_buf(buf), if buf.len() < gate.hard_cap => {
+                if !matches!(n, Ok(k) if k > 0) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Opens a connection to the internal listener for this protocol version.

@@ -22,8 +22,8 @@ mod codec_props;
 mod session_tests;
 
 use super::InboundPublish;
+use crate::auth::Verifier;
 use crate::metrics::Metrics;
-use crate::principals::Principals;
 use crate::registry::Registry;
 pub(crate) use report::Reporter;
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Where and how the gate reaches the embedded broker.
 #[derive(Debug, Clone)]
@@ -53,12 +53,11 @@ pub(crate) struct Gate {
     pub internal: Internal,
     /// Commands (`extbus/in/...`) go straight to the coordinator, never through rumqttd.
     pub commands: mpsc::Sender<InboundPublish>,
-    pub principals: Arc<Principals>,
+    /// Checks credentials (shared with the HTTP listener).
+    pub auth: Arc<Verifier>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
-    /// Bounds concurrent argon2 verifications (each is slow and uses memory on purpose).
-    pub auth_slots: Semaphore,
     stop: watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
@@ -82,23 +81,21 @@ impl Gate {
         max_payload: usize,
         internal: Internal,
         commands: mpsc::Sender<InboundPublish>,
-        principals: Arc<Principals>,
+        auth: Arc<Verifier>,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Arc<Self> {
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Arc::new(Gate {
             check,
             max_payload,
             hard_cap: hard_cap(max_payload),
             internal,
             commands,
-            principals,
+            auth,
             registry,
             metrics,
             reporter,
-            auth_slots: Semaphore::new(slots),
             stop: watch::channel(false).0,
             active: AtomicUsize::new(0),
             idle: Notify::new(),

@@ -44,7 +44,10 @@ fn rig_with_queue(name: &str, roles: &[Role], v5: bool, queue: usize) -> Rig {
         1024,
         internal,
         commands_tx,
-        Arc::new(Principals::open(dir.path()).unwrap()),
+        crate::auth::Verifier::with_defaults(
+            Arc::new(Principals::open(dir.path()).unwrap()),
+            metrics.clone(),
+        ),
         registry,
         metrics.clone(),
         Reporter {
