@@ -2,7 +2,8 @@
 //! authenticates each CONNECT as a principal, relays frames to an internal port, checks every
 //! publish and subscription against the role table and filters what extensions receive.
 //! Files: `handshake` (CONNECT), `connection` (relay loop), `session` (per-frame decisions),
-//! `acl`, `codec`, `connect`, `translate`, `ackorder`, `report`, `tls`.
+//! `acl`, `subcap` (subscription caps), `codec`, `connect`, `translate`, `ackorder`, `report`,
+//! `tls`.
 
 mod ackorder;
 pub mod acl;
@@ -12,6 +13,7 @@ mod connection;
 mod handshake;
 mod report;
 mod session;
+mod subcap;
 pub(crate) mod tls;
 mod translate;
 
@@ -20,6 +22,7 @@ mod codec_props;
 #[cfg(test)]
 mod session_tests;
 
+use crate::config::SubscriptionLimits;
 use crate::metrics::Metrics;
 use crate::principals::Principals;
 use crate::registry::Registry;
@@ -53,6 +56,8 @@ pub(crate) struct Gate {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
+    /// Subscription caps and what each principal holds.
+    pub subcaps: Arc<subcap::SubCaps>,
     /// Bounds concurrent argon2 verifications (each is slow and uses memory on purpose).
     pub auth_slots: Semaphore,
     stop: watch::Sender<bool>,
@@ -81,6 +86,7 @@ impl Gate {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         reporter: Reporter,
+        limits: SubscriptionLimits,
     ) -> Arc<Self> {
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Arc::new(Gate {
@@ -92,6 +98,7 @@ impl Gate {
             registry,
             metrics,
             reporter,
+            subcaps: subcap::SubCaps::new(limits),
             auth_slots: Semaphore::new(slots),
             stop: watch::channel(false).0,
             active: AtomicUsize::new(0),

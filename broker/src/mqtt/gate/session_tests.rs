@@ -43,6 +43,7 @@ fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
             metrics,
             notices: tx,
         },
+        Default::default(),
     );
     let p = Principal {
         name: name.into(),
