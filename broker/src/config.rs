@@ -36,6 +36,48 @@ pub struct MqttConfig {
     pub max_payload: usize,
     /// Optional MQTT over TLS listener.
     pub tls: Option<TlsConfig>,
+    /// Caps on subscriptions (`[mqtt.subscriptions]`).
+    pub subscriptions: SubscriptionLimits,
+}
+
+/// How many distinct filters a client may hold; a SUBSCRIBE over a cap gets SUBACK 0x97
+/// Quota exceeded (MQTT 3.1.1: 0x80) for the filters above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionLimits {
+    /// Per client connection.
+    pub max_per_connection: usize,
+    /// Across all connections of one principal.
+    pub max_per_principal: usize,
+}
+
+impl Default for SubscriptionLimits {
+    fn default() -> Self {
+        SubscriptionLimits {
+            max_per_connection: 100,
+            max_per_principal: 1000,
+        }
+    }
+}
+
+impl SubscriptionLimits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        const MAX: usize = 1_000_000;
+        let field = "mqtt.subscriptions";
+        if self.max_per_connection == 0 || self.max_per_connection > MAX {
+            return Err(invalid(
+                &format!("{field}.max_per_connection"),
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.max_per_principal < self.max_per_connection || self.max_per_principal > MAX {
+            return Err(invalid(
+                &format!("{field}.max_per_principal"),
+                "must be at least max_per_connection and at most 1000000",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +223,7 @@ impl Default for MqttConfig {
             listen: "127.0.0.1:1883".parse().unwrap(),
             max_payload: 256 * 1024,
             tls: None,
+            subscriptions: SubscriptionLimits::default(),
         }
     }
 }
@@ -313,6 +356,7 @@ impl Config {
                 "must be between 1024 and 67108864 bytes",
             ));
         }
+        self.mqtt.subscriptions.validate()?;
         if self.tasks.renotify_ms < 100 {
             return Err(invalid("tasks.renotify_ms", "must be at least 100"));
         }
@@ -471,6 +515,8 @@ mod tests {
         assert_eq!(c.mqtt.max_payload, 262_144);
         assert_eq!(c.tasks.renotify_ms, 30_000);
         assert_eq!(c.services.default_timeout_ms, 10_000);
+        assert_eq!(c.mqtt.subscriptions.max_per_connection, 100);
+        assert_eq!(c.mqtt.subscriptions.max_per_principal, 1000);
     }
 
     #[test]
@@ -545,6 +591,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("auth.penalty_base_ms"), "{e}");
+        std::fs::write(&path, "[mqtt.subscriptions]\nmax_per_connection = 0\n").unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.subscriptions.max_per_connection"), "{e}");
+        let below = "[mqtt.subscriptions]\nmax_per_connection = 50\nmax_per_principal = 10\n";
+        std::fs::write(&path, below).unwrap();
+        let e = Config::load(Some(&path), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mqtt.subscriptions.max_per_principal"), "{e}");
 
         std::fs::write(&path, "typo = 1\n").unwrap();
         assert!(Config::load(Some(&path), json!({})).is_err());

@@ -140,6 +140,7 @@ pub async fn run(
     let settings = MqttSettings {
         max_payload: cfg.mqtt.max_payload,
         gate: true,
+        subscriptions: cfg.mqtt.subscriptions,
     };
     let tls = match (listeners.mqtt_tls, &cfg.mqtt.tls) {
         (Some(l), Some(t)) => Some((

@@ -2,10 +2,12 @@
 //! MQTT 5 clients, argon2 principals. This file is the harness; scenarios live in `gate/`:
 //! `access` (auth, role table, spoofing, orgs, shared subs, aliases), `delivery` (QoS, retain,
 //! properties, wills, blocked tasks, oversized, unsubscribe), `transport` (bad frames, TLS,
-//! shutdown, unchecked relay). Every wait is bounded.
+//! shutdown, unchecked relay), `caps` (subscription caps). Every wait is bounded.
 
 #[path = "gate/access.rs"]
 mod access;
+#[path = "gate/caps.rs"]
+mod caps;
 #[path = "gate/clients.rs"]
 mod clients;
 #[path = "gate/delivery.rs"]

@@ -11,6 +11,7 @@ pub use gate::acl::{may_publish, may_subscribe, Denial};
 pub use gate::tls::TlsFiles;
 
 use crate::auth::Verifier;
+use crate::config::SubscriptionLimits;
 use crate::metrics::Metrics;
 use crate::notices::GateNotice;
 use crate::registry::Registry;
@@ -29,6 +30,8 @@ pub struct MqttSettings {
     /// `false` is for throughput comparisons only: clients are relayed byte for byte,
     /// without authentication or any check.
     pub gate: bool,
+    /// Caps on the filters a connection and a principal may hold.
+    pub subscriptions: SubscriptionLimits,
 }
 
 impl Default for MqttSettings {
@@ -36,6 +39,7 @@ impl Default for MqttSettings {
         MqttSettings {
             max_payload: 256 * 1024,
             gate: true,
+            subscriptions: SubscriptionLimits::default(),
         }
     }
 }
@@ -95,6 +99,10 @@ fn describe(metrics: &Metrics) {
         "publishes and subscriptions refused by the gate",
     );
     metrics.describe(
+        "extbus_gate_subscriptions_refused_total",
+        "filters refused because a subscription cap was reached, by cap (connection, principal)",
+    );
+    metrics.describe(
         "extbus_gate_oversized_total",
         "inbox publishes above the payload limit",
     );
@@ -136,6 +144,7 @@ pub async fn start(
         registry,
         metrics,
         reporter,
+        cfg.subscriptions,
     );
     let addr = listener.local_addr()?;
     let mut tasks = vec![tokio::spawn(gate::accept_tcp(gate.clone(), listener))];

@@ -2,7 +2,8 @@
 //! authenticates each CONNECT as a principal, relays frames to an internal port, checks every
 //! publish and subscription against the role table and filters what extensions receive.
 //! Files: `handshake` (CONNECT), `connection` (relay loop), `session` (per-frame decisions),
-//! `acl`, `codec`, `connect`, `translate`, `ackorder`, `report`, `tls`.
+//! `acl`, `subcap` (subscription caps), `codec`, `connect`, `translate`, `ackorder`, `report`,
+//! `tls`.
 
 mod ackorder;
 pub mod acl;
@@ -13,6 +14,7 @@ mod handshake;
 mod quickack;
 mod report;
 mod session;
+mod subcap;
 pub(crate) mod tls;
 mod translate;
 
@@ -23,6 +25,7 @@ mod session_tests;
 
 use super::InboundPublish;
 use crate::auth::Verifier;
+use crate::config::SubscriptionLimits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 pub(crate) use report::Reporter;
@@ -58,6 +61,8 @@ pub(crate) struct Gate {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
+    /// Subscription caps and what each principal holds.
+    pub subcaps: Arc<subcap::SubCaps>,
     stop: watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
@@ -85,6 +90,7 @@ impl Gate {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         reporter: Reporter,
+        limits: SubscriptionLimits,
     ) -> Arc<Self> {
         Arc::new(Gate {
             check,
@@ -96,6 +102,7 @@ impl Gate {
             registry,
             metrics,
             reporter,
+            subcaps: subcap::SubCaps::new(limits),
             stop: watch::channel(false).0,
             active: AtomicUsize::new(0),
             idle: Notify::new(),

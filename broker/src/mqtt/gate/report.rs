@@ -78,6 +78,34 @@ impl Reporter {
         }
     }
 
+    /// Records a filter refused because a subscription cap (`cap`: connection or principal)
+    /// was reached. Not a `security.denied` event: the client has the right, just too many.
+    pub fn over_cap(
+        &self,
+        principal: &str,
+        client_id: &str,
+        filter: &str,
+        cap: &str,
+        limit: usize,
+    ) {
+        self.metrics
+            .inc("extbus_gate_subscriptions_refused_total", &[("cap", cap)]);
+        let (write, skipped) = allow_line();
+        if skipped > 0 {
+            tracing::warn!(skipped, "gate refusals not logged in the last second");
+        }
+        if write {
+            tracing::warn!(
+                principal,
+                client_id,
+                filter,
+                cap,
+                limit,
+                "subscription cap reached"
+            );
+        }
+    }
+
     /// Records an inbox publish above the payload limit, for a `payload_too_large` reply.
     pub fn oversized(
         &self,

@@ -11,6 +11,7 @@ use super::codec::{
     CONNACK, DISCONNECT, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
     SUBSCRIBE, UNSUBACK, UNSUBSCRIBE,
 };
+use super::subcap::{Over, Slots};
 use super::translate;
 use super::Gate;
 use crate::mqtt::InboundPublish;
@@ -30,6 +31,7 @@ pub(crate) const NOT_ACCEPTED: u8 = 0x83;
 pub(crate) const SERVER_SHUTTING_DOWN: u8 = 0x8b;
 pub(crate) const TOPIC_ALIAS_INVALID: u8 = 0x94;
 pub(crate) const PACKET_TOO_LARGE: u8 = 0x95;
+pub(crate) const QUOTA_EXCEEDED: u8 = 0x97;
 /// MQTT 3.1.1 SUBACK failure.
 const SUBACK_FAILURE: u8 = 0x80;
 /// The highest topic alias the embedded broker accepts.
@@ -66,7 +68,8 @@ enum Ping {
 struct PendingSuback {
     pkid: u16,
     total: usize,
-    refused: Vec<usize>,
+    /// (index in the SUBSCRIBE, refusal code)
+    refused: Vec<(usize, u8)>,
 }
 
 pub(crate) struct Session {
@@ -89,6 +92,8 @@ pub(crate) struct Session {
     /// MQTT 5 client accepts reason strings (Request Problem Information).
     reasons: bool,
     held: Option<Held>,
+    /// The filters this connection holds, against the subscription caps.
+    slots: Slots,
 }
 
 impl Session {
@@ -100,6 +105,7 @@ impl Session {
         reasons: bool,
     ) -> Self {
         let order = acl::filters_blocked_tasks(&principal).then(AckOrder::default);
+        let slots = Slots::new(gate.subcaps.clone(), &principal.name);
         Session {
             inbox: format!("extbus/in/{}/", principal.name),
             gate,
@@ -114,6 +120,7 @@ impl Session {
             pings: VecDeque::new(),
             reasons,
             held: None,
+            slots,
         }
     }
 
@@ -212,6 +219,10 @@ impl Session {
                     Ok(u) => u,
                     Err(m) => return self.malformed(m, to_c),
                 };
+                for filter in &filters {
+                    self.slots.release(filter);
+                }
+                let filters = filters.len();
                 let step = self.forward(f, header, to_b, to_c);
                 to_b.extend_from_slice(&[PINGREQ << 4, 0]);
                 self.pings.push_back(Ping::Unsubscribe { pkid, filters });
@@ -423,7 +434,10 @@ impl Session {
                     filter,
                     &d.reason,
                 );
-                refused.push(i);
+                refused.push((i, self.refusal_code()));
+            } else if let Err(over) = self.slots.take(filter) {
+                self.over_cap(filter, over);
+                refused.push((i, self.quota_code()));
             }
         }
         if refused.is_empty() {
@@ -431,7 +445,7 @@ impl Session {
         }
         let total = s.filters.len();
         if refused.len() == total {
-            let codes = vec![self.refusal_code(); total];
+            let codes: Vec<u8> = refused.iter().map(|&(_, code)| code).collect();
             codec::encode_suback(self.v5, s.pkid, &[], &codes, to_c);
             return Step::Go;
         }
@@ -439,7 +453,7 @@ impl Session {
             .filters
             .iter()
             .enumerate()
-            .filter(|(i, _)| !refused.contains(i))
+            .filter(|(i, _)| !refused.iter().any(|r| r.0 == *i))
             .map(|(_, &(f, o))| (f, o));
         let props: &[u8] = if self.v5 { s.props_raw } else { &[0] };
         codec::encode_subscribe(s.pkid, props, allowed, to_b);
@@ -450,6 +464,30 @@ impl Session {
             refused,
         });
         Step::Go
+    }
+
+    /// Records a filter refused by a subscription cap.
+    fn over_cap(&self, filter: &str, over: Over) {
+        let limits = self.gate.subcaps.limits();
+        let limit = match over {
+            Over::Connection => limits.max_per_connection,
+            Over::Principal => limits.max_per_principal,
+        };
+        self.gate.reporter.over_cap(
+            &self.principal.name,
+            &self.client_id,
+            filter,
+            over.label(),
+            limit,
+        );
+    }
+
+    fn quota_code(&self) -> u8 {
+        if self.v5 {
+            QUOTA_EXCEEDED
+        } else {
+            SUBACK_FAILURE
+        }
     }
 
     fn refusal_code(&self) -> u8 {
@@ -534,12 +572,9 @@ impl Session {
             }
         });
         let codes: Vec<u8> = (0..pending.total)
-            .map(|i| {
-                if pending.refused.contains(&i) {
-                    refusal
-                } else {
-                    given.next().unwrap_or(refusal)
-                }
+            .map(|i| match pending.refused.iter().find(|r| r.0 == i) {
+                Some(&(_, code)) => code,
+                None => given.next().unwrap_or(refusal),
             })
             .collect();
         let props: &[u8] = if self.v5 { a.props_raw } else { &[] };

@@ -54,6 +54,7 @@ fn rig_with_queue(name: &str, roles: &[Role], v5: bool, queue: usize) -> Rig {
             metrics,
             notices: tx,
         },
+        Default::default(),
     );
     let p = Principal {
         name: name.into(),

@@ -22,6 +22,18 @@ impl Graveyard {
         self.connections.remove(id)
     }
 
+    /// Whether a saved persistent session still has a request on filter `idx`.
+    pub fn holds_filter(&self, idx: usize) -> bool {
+        self.connections.values().any(|saved| {
+            saved.session_state.as_ref().is_some_and(|s| {
+                s.tracker
+                    .data_requests
+                    .iter()
+                    .any(|r| r.filter_idx == idx)
+            })
+        })
+    }
+
     /// Save connection tracker
     pub fn save_state(
         &mut self,

@@ -98,6 +98,11 @@ impl Outgoing {
         self.data_buffer.clone()
     }
 
+    /// Whether an unacked publish came from filter `idx` (its cursor is kept for retransmission).
+    pub fn holds_filter(&self, idx: FilterIdx) -> bool {
+        self.inflight_buffer.iter().any(|(_, i, _)| *i == idx)
+    }
+
     pub fn free_slots(&self) -> usize {
         MAX_INFLIGHT - self.inflight_buffer.len()
     }

@@ -17,6 +17,12 @@ use std::time::Instant;
 
 type PubWithProp = (Publish, Option<PublishProperties>);
 
+/// Most publish topics whose matching filters are cached. Every distinct topic that matches
+/// a filter gets an entry; without a bound, a broker seeing ever new topics (ids in topics)
+/// grows without end. When full, the cache starts over: a miss only costs one scan of the
+/// filters.
+pub(crate) const MAX_CACHED_TOPICS: usize = 10_000;
+
 #[derive(Clone)]
 pub struct PublishData {
     pub publish: Publish,
@@ -106,15 +112,18 @@ impl DataLog {
         id: ConnectionId,
         filter: &Filter,
     ) -> Option<DataRequest> {
-        let data = self
-            .native
-            .get_mut(*self.filter_indexes.get(filter)?)
-            .unwrap();
+        // A shared subscription `$share/<group>/<f>` waits on the log of `<f>`; a connection
+        // may wait on one log for both, so the request's own filter is matched too.
+        let log = filter
+            .strip_prefix("$share/")
+            .and_then(|s| s.split_once('/'))
+            .map_or(filter.as_str(), |(_, f)| f);
+        let data = self.native.get_mut(*self.filter_indexes.get(log)?)?;
         let waiters = data.waiters.get_mut();
 
         waiters
             .iter()
-            .position(|&(conn_id, _)| conn_id == id)
+            .position(|(conn_id, request)| *conn_id == id && request.filter == *filter)
             .and_then(|index| {
                 waiters
                     .swap_remove_back(index)
@@ -136,6 +145,9 @@ impl DataLog {
                     .collect();
 
                 if !v.is_empty() {
+                    if self.publish_filters.len() >= MAX_CACHED_TOPICS {
+                        self.publish_filters.clear();
+                    }
                     self.publish_filters.insert(topic.to_owned(), v.clone());
                 }
 
@@ -170,6 +182,45 @@ impl DataLog {
         };
 
         (filter_idx, data.log.next_offset())
+    }
+
+    /// Index of `filter`'s log, if it has one.
+    pub fn filter_idx(&self, filter: &str) -> Option<FilterIdx> {
+        self.filter_indexes.get(filter).copied()
+    }
+
+    /// Number of filters with a log.
+    pub fn filter_count(&self) -> usize {
+        self.filter_indexes.len()
+    }
+
+    /// Number of publish topics whose matching filters are cached.
+    pub fn cached_topic_count(&self) -> usize {
+        self.publish_filters.len()
+    }
+
+    /// Drops `filter`'s log, its waiters and its entries in the topic cache. The caller makes
+    /// sure no request refers to its index any more (the slab reuses it). Filters created from
+    /// `initialized_filters` and filters with waiters are kept. Returns whether it was freed.
+    pub fn remove_filter(&mut self, filter: &str) -> bool {
+        let Some(&idx) = self.filter_indexes.get(filter) else {
+            return false;
+        };
+        let warm = self
+            .config
+            .initialized_filters
+            .as_ref()
+            .is_some_and(|warm| warm.iter().any(|f| f == filter));
+        if warm || !self.native[idx].waiters.waiters().is_empty() {
+            return false;
+        }
+        self.filter_indexes.remove(filter);
+        self.native.remove(idx);
+        self.publish_filters.retain(|_, idxs| {
+            idxs.retain(|i| *i != idx);
+            !idxs.is_empty()
+        });
+        true
     }
 
     pub fn native_readv(

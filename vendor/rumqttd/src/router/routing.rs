@@ -475,9 +475,14 @@ impl Router {
         });
 
         // Remove this connection from subscriptions
+        let mut unsubscribed = Vec::new();
         for filter in connection.subscriptions.iter() {
             if let Some(connections) = self.subscription_map.get_mut(filter) {
                 connections.remove(&id);
+                if connections.is_empty() {
+                    self.subscription_map.remove(filter);
+                    unsubscribed.push(filter.clone());
+                }
             }
         }
 
@@ -528,6 +533,39 @@ impl Router {
             self.graveyard.save_metrics(id, connection.events);
         }
         self.router_meters.total_connections -= 1;
+
+        // After the graveyard: a persistent session saved there keeps its filters.
+        for filter in unsubscribed {
+            self.free_filter_if_unused(&filter);
+        }
+    }
+
+    /// Frees the log of `subscription`'s filter once nothing refers to its index: no
+    /// subscription on it and no request for it in a tracker, a waiter, a pending
+    /// notification, a saved persistent session or a persistent connection's inflight
+    /// publishes. Without this, every filter ever subscribed keeps its log forever.
+    fn free_filter_if_unused(&mut self, subscription: &str) {
+        let filter = extract_group(subscription).map_or_else(|| subscription.to_owned(), |g| g.1);
+        if self.subscription_map.contains_key(&filter) {
+            return;
+        }
+        let Some(idx) = self.datalog.filter_idx(&filter) else {
+            return;
+        };
+        let requested = |r: &DataRequest| r.filter_idx == idx;
+        let referenced = self
+            .scheduler
+            .trackers
+            .iter()
+            .any(|(_, t)| t.data_requests.iter().any(requested))
+            || self.notifications.iter().any(|(_, r)| requested(r))
+            || self.graveyard.holds_filter(idx)
+            || self.connections.iter().any(|(cid, c)| {
+                !c.clean && self.obufs.get(cid).is_some_and(|o| o.holds_filter(idx))
+            });
+        if !referenced && self.datalog.remove_filter(&filter) {
+            debug!(filter, "Freed filter without subscribers");
+        }
     }
 
     /// Handles new incoming data on a topic
@@ -710,6 +748,7 @@ impl Router {
                 Packet::Unsubscribe(unsubscribe, _) => {
                     let connection = self.connections.get_mut(id).unwrap();
                     let pkid = unsubscribe.pkid;
+                    let mut unsubscribed = Vec::new();
                     for filter in &unsubscribe.filters {
                         let span = tracing::info_span!("unsubscribe", topic = filter, pkid);
                         let _guard = span.enter();
@@ -719,6 +758,10 @@ impl Router {
                             let removed = connection_ids.remove(&id);
                             if !removed {
                                 continue;
+                            }
+                            if connection_ids.is_empty() {
+                                self.subscription_map.remove(filter);
+                                unsubscribed.push(filter.clone());
                             }
 
                             let meter = &mut self.ibufs.get_mut(id).unwrap().meter;
@@ -756,8 +799,14 @@ impl Router {
                             ackslog.unsuback(unsuback);
                             self.scheduler.untrack(id, filter);
                             self.datalog.remove_waiters_for_id(id, filter);
+                            // A publish earlier in this batch may have woken this request.
+                            self.notifications
+                                .retain(|(cid, r)| *cid != id || r.filter != *filter);
                             force_ack = true;
                         }
+                    }
+                    for filter in unsubscribed {
+                        self.free_filter_if_unused(&filter);
                     }
                 }
                 Packet::PubAck(puback, _) => {
@@ -1756,6 +1805,10 @@ fn extract_group(filter: &str) -> Option<(String, String)> {
             .map(|(group, path)| (group.to_string(), path.to_string()))
     })
 }
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod filter_cleanup_tests;
+
 // #[cfg(test)]
 // #[allow(non_snake_case)]
 // mod test {
