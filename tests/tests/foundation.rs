@@ -122,6 +122,31 @@ async fn correlation_data_is_echoed_to_mqtt5_clients() {
     b.stop().await;
 }
 
+/// An oversized command is not parsed, but the `correlation_id` in its first
+/// `mqtt.max_payload` bytes is still echoed; one further in cannot be.
+#[tokio::test]
+async fn oversized_commands_keep_a_correlation_id_found_early() {
+    let b = TestBroker::start().await;
+    let big = "x".repeat(300 * 1024);
+    for proto in PROTOS {
+        let p = BusClient::connect(&b, proto, "platform", "platform")
+            .await
+            .unwrap();
+        let early = format!(
+            r#"{{"attrs": {{"correlation_id": "nested"}}, "correlation_id": "big-1", "data": "{big}"}}"#
+        );
+        let r = p.command_raw("tasks/submit", early.into_bytes()).await;
+        assert_eq!(r["error"]["code"], "payload_too_large", "{proto:?}: {r}");
+        assert_eq!(r["correlation_id"], "big-1", "{proto:?}: {r}");
+
+        let late = format!(r#"{{"data": "{big}", "correlation_id": "big-2"}}"#);
+        let r = p.command_raw("tasks/submit", late.into_bytes()).await;
+        assert_eq!(r["error"]["code"], "payload_too_large", "{proto:?}: {r}");
+        assert!(r["correlation_id"].is_null(), "{proto:?}: {r}");
+    }
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn every_command_gets_exactly_one_reply() {
     let b = TestBroker::start().await;
