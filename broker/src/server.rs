@@ -96,8 +96,11 @@ pub fn ensure_principals(cfg: &Config, p: &Principals) -> Result<()> {
 }
 
 fn open_store(dir: &Path) -> Result<sled::Db> {
-    sled::Config::new()
-        .path(dir.join("store"))
+    let store = dir.join("store");
+    crate::datadir::create_private(&store)
+        .with_context(|| format!("creating the store dir {}", store.display()))?;
+    let db = sled::Config::new()
+        .path(&store)
         .cache_capacity(64 * 1024 * 1024)
         .flush_every_ms(None)
         .open()
@@ -106,7 +109,12 @@ fn open_store(dir: &Path) -> Result<sled::Db> {
                 "opening the store in {} (is another extbus using this data dir?)",
                 dir.display()
             )
-        })
+        })?;
+    // sled creates its files with the process umask; the dir is private, the files too.
+    if let Err(e) = crate::datadir::restrict_tree(&store) {
+        tracing::warn!(store = %store.display(), error = %e, "cannot make the store files private");
+    }
+    Ok(db)
 }
 
 /// Runs the broker on the given listeners until `shutdown` resolves, then stops accepting,
@@ -123,8 +131,11 @@ pub async fn run(
         .declared
         .extend(crate::exec::declared_services(&cfg.exec));
     let exec = crate::exec::entries(&cfg.exec);
-    std::fs::create_dir_all(&cfg.data_dir)
+    crate::datadir::create_private(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    if let Some(why) = crate::datadir::exposure(&cfg.data_dir) {
+        tracing::warn!(data_dir = %cfg.data_dir.display(), "the data dir is not private: {why}");
+    }
     let principals = Arc::new(Principals::open(&cfg.data_dir)?);
     ensure_principals(&cfg, &principals)?;
     for name in principals.reserve(cfg.exec.iter().map(|e| e.name.clone())) {

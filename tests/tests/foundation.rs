@@ -193,6 +193,29 @@ async fn first_start_without_dev_creates_admin_with_a_private_secret_file() {
     assert!(BusClient::connect(&b, Proto::V5, "admin", &secret)
         .await
         .is_ok());
+    #[cfg(unix)]
+    {
+        // The store holds every payload: nobody but the owner may enter the data dir or
+        // read a file of the store.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&b.data_dir()), 0o700);
+        let mut dirs = vec![b.data_dir().join("store")];
+        let mut files = 0;
+        while let Some(d) = dirs.pop() {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    files += 1;
+                    assert_eq!(mode(&p), 0o600, "{}", p.display());
+                }
+            }
+        }
+        assert!(files > 0, "sled wrote no files?");
+    }
     assert!(BusClient::connect(&b, Proto::V5, "operator", "operator")
         .await
         .is_err());
