@@ -35,6 +35,11 @@ pub struct MqttConfig {
     pub max_payload: usize,
     /// Optional MQTT over TLS listener.
     pub tls: Option<TlsConfig>,
+    // Connection limits (with the `http` ones).
+    /// Listen queue of the MQTT listeners; the kernel caps it at `net.core.somaxconn`.
+    pub backlog: u32,
+    /// A new connection that has not sent its CONNECT after this long is closed.
+    pub connect_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +56,21 @@ pub struct TlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    // Connection limits (with the `mqtt` ones).
+    /// Listen queue of the HTTP listener; the kernel caps it at `net.core.somaxconn`.
+    pub backlog: u32,
+    /// A request's headers must arrive within this time of its first byte, and its body
+    /// within this time of the headers.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request under way is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; more are answered 503 `overloaded` and closed.
+    pub max_connections: usize,
+    /// Open connections from one IP address at most; more are answered 503 `overloaded`.
+    pub max_connections_per_address: usize,
+    /// On shutdown, service calls still waiting after this long are answered 503 and every
+    /// connection is closed.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +163,8 @@ impl Default for MqttConfig {
             listen: "127.0.0.1:1883".parse().unwrap(),
             max_payload: 256 * 1024,
             tls: None,
+            backlog: 1024,
+            connect_timeout_ms: 10_000,
         }
     }
 }
@@ -151,6 +173,12 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
+            backlog: 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 512,
+            max_connections_per_address: 64,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -281,6 +309,7 @@ impl Config {
         if self.tasks.max_batch == 0 {
             return Err(invalid("tasks.max_batch", "must be at least 1"));
         }
+        self.validate_limits()?;
         self.validate_declared_services()?;
         if self.services.default_timeout_ms == 0 {
             return Err(invalid("services.default_timeout_ms", "must be at least 1"));
@@ -354,6 +383,44 @@ impl Config {
         Ok(())
     }
 
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("mqtt.backlog", self.mqtt.backlog as u64),
+            ("mqtt.connect_timeout_ms", self.mqtt.connect_timeout_ms),
+            ("http.backlog", self.http.backlog as u64),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.idle_timeout_ms", self.http.idle_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+            (
+                "http.max_connections_per_address",
+                self.http.max_connections_per_address as u64,
+            ),
+            ("http.shutdown_grace_ms", self.http.shutdown_grace_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, v) in [
+            ("mqtt.backlog", self.mqtt.backlog),
+            ("http.backlog", self.http.backlog),
+        ] {
+            if v > 65_535 {
+                return Err(invalid(field, "must be at most 65535"));
+            }
+        }
+        if self.http.max_connections_per_address > self.http.max_connections {
+            return Err(invalid(
+                "http.max_connections_per_address",
+                "must not exceed http.max_connections",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_declared_services(&self) -> Result<(), ConfigError> {
         for (i, d) in self.services.declared.iter().enumerate() {
             let field = |f: &str| format!("services.declared[{i}].{f}");
@@ -409,6 +476,8 @@ mod tests {
         assert_eq!(c.mqtt.max_payload, 262_144);
         assert_eq!(c.tasks.renotify_ms, 30_000);
         assert_eq!(c.services.default_timeout_ms, 10_000);
+        assert_eq!((c.mqtt.backlog, c.http.backlog), (1024, 1024));
+        assert_eq!(c.http.shutdown_grace_ms, 10_000);
     }
 
     #[test]
@@ -472,6 +541,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("exec[0].services[0].timeout_ms"), "{e}");
+
+        for (bad, field) in [
+            ("[http]\nidle_timeout_ms = 0\n", "http.idle_timeout_ms"),
+            ("[mqtt]\nbacklog = 70000\n", "mqtt.backlog"),
+            (
+                "[http]\nmax_connections = 4\nmax_connections_per_address = 5\n",
+                "http.max_connections_per_address",
+            ),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = Config::load(Some(&path), json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{e}");
+        }
 
         std::fs::write(&path, "typo = 1\n").unwrap();
         assert!(Config::load(Some(&path), json!({})).is_err());

@@ -12,9 +12,10 @@ use crate::registry::Registry;
 use anyhow::{Context, Result};
 use extbus_schema::Role;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 
 /// The sockets the broker serves on, bound by the caller.
@@ -26,15 +27,13 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(cfg: &Config) -> Result<Self> {
-        let mqtt = TcpListener::bind(cfg.mqtt.listen)
-            .await
+        let mqtt = bind(cfg.mqtt.listen, cfg.mqtt.backlog)
             .with_context(|| format!("binding MQTT listener {} (mqtt.listen)", cfg.mqtt.listen))?;
-        let http = TcpListener::bind(cfg.http.listen)
-            .await
+        let http = bind(cfg.http.listen, cfg.http.backlog)
             .with_context(|| format!("binding HTTP listener {} (http.listen)", cfg.http.listen))?;
         let mqtt_tls =
             match &cfg.mqtt.tls {
-                Some(t) => Some(TcpListener::bind(t.listen).await.with_context(|| {
+                Some(t) => Some(bind(t.listen, cfg.mqtt.backlog).with_context(|| {
                     format!("binding TLS listener {} (mqtt.tls.listen)", t.listen)
                 })?),
                 None => None,
@@ -45,6 +44,20 @@ impl Listeners {
             mqtt_tls,
         })
     }
+}
+
+/// Binds `addr` with a listen queue of `backlog` (tokio's own `bind` uses 128, which a burst
+/// of connections overflows). The kernel silently caps it at `net.core.somaxconn`.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// `extbus serve`: bind, run until SIGINT/SIGTERM.
@@ -151,6 +164,7 @@ pub async fn run(
     let settings = MqttSettings {
         max_payload: cfg.mqtt.max_payload,
         gate: true,
+        connect_timeout: std::time::Duration::from_millis(cfg.mqtt.connect_timeout_ms),
     };
     let tls = match (listeners.mqtt_tls, &cfg.mqtt.tls) {
         (Some(l), Some(t)) => Some((
@@ -218,4 +232,30 @@ pub async fn run(
     drop(db);
     tracing::info!("extbus stopped; store flushed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// How many of `n` simultaneous connects to a listener that accepts nothing complete
+    /// within a second: the rest wait in vain for room in the listen queue.
+    async fn queued(backlog: u32, n: usize) -> usize {
+        let l = bind("127.0.0.1:0".parse().unwrap(), backlog).unwrap();
+        let addr = l.local_addr().unwrap();
+        let tries = (0..n).map(|_| {
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+        });
+        let done = futures::future::join_all(tries).await;
+        drop(l);
+        done.into_iter().filter(|r| matches!(r, Ok(Ok(_)))).count()
+    }
+
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_burst_of_connects() {
+        assert_eq!(queued(1024, 400).await, 400);
+        // The queue is what holds them: a short one drops the rest of the burst.
+        assert!(queued(16, 400).await < 100);
+    }
 }

@@ -29,6 +29,8 @@ pub struct MqttSettings {
     /// `false` is for throughput comparisons only: clients are relayed byte for byte,
     /// without authentication or any check.
     pub gate: bool,
+    /// A new connection that has not sent its CONNECT after this long is closed.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl Default for MqttSettings {
@@ -36,6 +38,7 @@ impl Default for MqttSettings {
         MqttSettings {
             max_payload: 256 * 1024,
             gate: true,
+            connect_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -127,6 +130,7 @@ pub async fn start(
     let gate = Gate::new(
         cfg.gate,
         cfg.max_payload,
+        cfg.connect_timeout,
         embedded.internal,
         principals,
         registry,

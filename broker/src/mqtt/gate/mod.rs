@@ -48,6 +48,8 @@ pub(crate) struct Gate {
     pub max_payload: usize,
     /// Frames with a larger remaining length are not read at all; the connection is closed.
     pub hard_cap: usize,
+    /// How long a new connection may take to send its CONNECT.
+    pub connect_timeout: Duration,
     pub internal: Internal,
     pub principals: Arc<Principals>,
     pub registry: Arc<Registry>,
@@ -76,6 +78,7 @@ impl Gate {
     pub fn new(
         check: bool,
         max_payload: usize,
+        connect_timeout: Duration,
         internal: Internal,
         principals: Arc<Principals>,
         registry: Arc<Registry>,
@@ -87,6 +90,7 @@ impl Gate {
             check,
             max_payload,
             hard_cap: hard_cap(max_payload),
+            connect_timeout,
             internal,
             principals,
             registry,

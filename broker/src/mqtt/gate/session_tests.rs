@@ -35,6 +35,7 @@ fn rig(name: &str, roles: &[Role], v5: bool) -> Rig {
     let gate = Gate::new(
         true,
         1024,
+        std::time::Duration::from_secs(10),
         internal,
         Arc::new(Principals::open(dir.path()).unwrap()),
         registry,
