@@ -215,18 +215,22 @@ pub async fn run(
         cfg.mqtt.max_payload,
     );
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http = tokio::spawn(crate::http::serve(
         listeners.http,
         http_state,
-        stopped(stop_rx),
+        crate::http::Limits::from(&cfg.http),
+        stopped(http_stop_rx),
     ));
     tracing::info!(mqtt = %mqtt_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");
 
     shutdown.await;
+    // HTTP first, while the bus still carries service responses; bounded by its grace period.
+    let _ = http_stop_tx.send(true);
+    let _ = http.await;
     mqtt_handle.stop().await;
     let _ = stop_tx.send(true);
     let coord_result = coord.await.context("coordinator task")?;
-    let _ = http.await;
     coord_result.context("coordinator")?;
     db.flush_async().await.context("final store flush")?;
     drop(db);
