@@ -49,7 +49,18 @@ async fn burst(port: u16, n: usize) -> (usize, Duration, Duration) {
                 .await;
                 match r {
                     Ok(Ok((s, [0x20, 2, _, 0]))) => Some((s, t.elapsed())),
-                    _ => None,
+                    Ok(Ok((_, ack))) => {
+                        eprintln!("refused: {ack:?}");
+                        None
+                    }
+                    Ok(Err(e)) => {
+                        eprintln!("failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        eprintln!("no CONNACK within 30 s");
+                        None
+                    }
                 }
             })
         })
