@@ -38,6 +38,11 @@ pub struct MqttConfig {
     pub tls: Option<TlsConfig>,
     /// Caps on subscriptions (`[mqtt.subscriptions]`).
     pub subscriptions: SubscriptionLimits,
+    // Connection limits (with the `http` ones).
+    /// Listen queue of the MQTT listeners; the kernel caps it at `net.core.somaxconn`.
+    pub backlog: u32,
+    /// A new connection that has not sent its CONNECT after this long is closed.
+    pub connect_timeout_ms: u64,
 }
 
 /// How many distinct filters a client may hold; a SUBSCRIBE over a cap gets SUBACK 0x97
@@ -94,6 +99,21 @@ pub struct TlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    // Connection limits (with the `mqtt` ones).
+    /// Listen queue of the HTTP listener; the kernel caps it at `net.core.somaxconn`.
+    pub backlog: u32,
+    /// A request's headers must arrive within this time of its first byte, and its body
+    /// within this time of the headers.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request under way is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; more are answered 503 `overloaded` and closed.
+    pub max_connections: usize,
+    /// Open connections from one IP address at most; more are answered 503 `overloaded`.
+    pub max_connections_per_address: usize,
+    /// On shutdown, service calls still waiting after this long are answered 503 and every
+    /// connection is closed.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +244,8 @@ impl Default for MqttConfig {
             max_payload: 256 * 1024,
             tls: None,
             subscriptions: SubscriptionLimits::default(),
+            backlog: 1024,
+            connect_timeout_ms: 10_000,
         }
     }
 }
@@ -232,6 +254,12 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
+            backlog: 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 512,
+            max_connections_per_address: 64,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -363,6 +391,7 @@ impl Config {
         if self.tasks.max_batch == 0 {
             return Err(invalid("tasks.max_batch", "must be at least 1"));
         }
+        self.validate_limits()?;
         self.validate_declared_services()?;
         self.validate_auth()?;
         if self.services.default_timeout_ms == 0 {
@@ -460,6 +489,44 @@ impl Config {
         Ok(())
     }
 
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("mqtt.backlog", self.mqtt.backlog as u64),
+            ("mqtt.connect_timeout_ms", self.mqtt.connect_timeout_ms),
+            ("http.backlog", self.http.backlog as u64),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.idle_timeout_ms", self.http.idle_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+            (
+                "http.max_connections_per_address",
+                self.http.max_connections_per_address as u64,
+            ),
+            ("http.shutdown_grace_ms", self.http.shutdown_grace_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, v) in [
+            ("mqtt.backlog", self.mqtt.backlog),
+            ("http.backlog", self.http.backlog),
+        ] {
+            if v > 65_535 {
+                return Err(invalid(field, "must be at most 65535"));
+            }
+        }
+        if self.http.max_connections_per_address > self.http.max_connections {
+            return Err(invalid(
+                "http.max_connections_per_address",
+                "must not exceed http.max_connections",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_declared_services(&self) -> Result<(), ConfigError> {
         for (i, d) in self.services.declared.iter().enumerate() {
             let field = |f: &str| format!("services.declared[{i}].{f}");
@@ -517,6 +584,8 @@ mod tests {
         assert_eq!(c.services.default_timeout_ms, 10_000);
         assert_eq!(c.mqtt.subscriptions.max_per_connection, 100);
         assert_eq!(c.mqtt.subscriptions.max_per_principal, 1000);
+        assert_eq!((c.mqtt.backlog, c.http.backlog), (1024, 1024));
+        assert_eq!(c.http.shutdown_grace_ms, 10_000);
     }
 
     #[test]
@@ -602,6 +671,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mqtt.subscriptions.max_per_principal"), "{e}");
+        for (bad, field) in [
+            ("[http]\nidle_timeout_ms = 0\n", "http.idle_timeout_ms"),
+            ("[mqtt]\nbacklog = 70000\n", "mqtt.backlog"),
+            (
+                "[http]\nmax_connections = 4\nmax_connections_per_address = 5\n",
+                "http.max_connections_per_address",
+            ),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = Config::load(Some(&path), json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{e}");
+        }
 
         std::fs::write(&path, "typo = 1\n").unwrap();
         assert!(Config::load(Some(&path), json!({})).is_err());

@@ -1,6 +1,8 @@
 //! The durable audit-event log: gap-free `seq` numbers, idempotent re-sends by (source, id),
 //! range reads for replay, and retention by age and count in small chunks.
 //! Writes are staged per coordinator batch and applied before the batch's single flush.
+//! The highest seq ever written is kept apart from the events, so numbering never restarts
+//! after retention has emptied the log.
 
 use bytes::Bytes;
 use extbus_schema::events::CloudEvent;
@@ -8,6 +10,9 @@ use std::collections::HashMap;
 
 const EVENTS_TREE: &str = "events";
 const IDS_TREE: &str = "event-ids";
+const META_TREE: &str = "event-meta";
+/// The highest seq written, big-endian; never lowered.
+const HIGH_WATER: &[u8] = b"high_water";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -20,6 +25,7 @@ pub enum LogError {
 pub struct EventLog {
     events: sled::Tree,
     ids: sled::Tree,
+    meta: sled::Tree,
     next_seq: u64,
 }
 
@@ -68,14 +74,14 @@ impl EventLog {
     pub fn open(db: &sled::Db) -> Result<Self, LogError> {
         let events = db.open_tree(EVENTS_TREE)?;
         let ids = db.open_tree(IDS_TREE)?;
-        let next_seq = match events.last()? {
-            Some((k, _)) => seq_of(&k) + 1,
-            None => 1,
-        };
+        let meta = db.open_tree(META_TREE)?;
+        let last = events.last()?.map_or(0, |(k, _)| seq_of(&k));
+        let high_water = meta.get(HIGH_WATER)?.map_or(0, |v| seq_of(&v));
         Ok(EventLog {
             events,
             ids,
-            next_seq,
+            meta,
+            next_seq: last.max(high_water) + 1,
         })
     }
 
@@ -136,6 +142,11 @@ impl EventLog {
             staged.encoded.push(json);
         }
         self.events.apply_batch(evb)?;
+        // In the same flush as the events, after them: sled recovers a prefix of its log, so
+        // the mark is never durable without the events it covers.
+        if let Some(last) = staged.events.last() {
+            self.meta.insert(HIGH_WATER, &last.seq.to_be_bytes())?;
+        }
         // An empty sled batch still takes the store's write lock and a log reservation.
         if !staged.ids.is_empty() {
             let mut idb = sled::Batch::default();
@@ -258,4 +269,54 @@ impl EventLog {
 
 fn seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(k.try_into().unwrap_or([0; 8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, time: u64) -> CloudEvent {
+        serde_json::from_value(serde_json::json!({
+            "specversion": "1.0", "id": id, "source": "urn:test", "type": "vm.create",
+            "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json",
+            "seq": 0, "org": "acme"
+        }))
+        .map(|mut e: CloudEvent| {
+            e.time = time;
+            e
+        })
+        .unwrap()
+    }
+
+    fn append(log: &mut EventLog, ids: &[&str], time: u64) -> Vec<u64> {
+        let mut staged = Staged::default();
+        let seqs = ids
+            .iter()
+            .map(|id| log.stage(&mut staged, event(id, time), true).unwrap().0.seq)
+            .collect();
+        log.write(&mut staged).unwrap();
+        seqs
+    }
+
+    #[test]
+    fn numbering_continues_after_retention_empties_the_log_and_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut log = EventLog::open(&db).unwrap();
+        assert_eq!(append(&mut log, &["a", "b", "c"], 1_000), [1, 2, 3]);
+        // Everything is older than the age limit: the log empties.
+        assert_eq!(log.enforce_retention(10_000, 5_000, 0, 100).unwrap(), 3);
+        assert_eq!((log.first_seq().unwrap(), log.count().unwrap()), (None, 0));
+        db.flush().unwrap();
+        drop(log);
+
+        let mut log = EventLog::open(&db).unwrap();
+        assert_eq!(log.next_seq(), 4);
+        // The expired ids are free again, but they get new seqs.
+        assert_eq!(append(&mut log, &["a", "d"], 20_000), [4, 5]);
+        assert_eq!(log.count().unwrap(), 2);
+        drop(log);
+        let log = EventLog::open(&db).unwrap();
+        assert_eq!(log.next_seq(), 6);
+    }
 }

@@ -23,5 +23,7 @@ pub enum GateNotice {
         limit: usize,
         /// MQTT 5 Correlation Data of the refused publish, if any.
         correlation_data: Option<Vec<u8>>,
+        /// The payload's top-level `correlation_id`, if found in its first `limit` bytes.
+        correlation_id: Option<serde_json::Value>,
     },
 }

@@ -443,7 +443,7 @@ impl Principals {
             why,
         };
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            crate::datadir::create_private(dir).map_err(|e| err(e.to_string()))?;
         }
         let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(records).map_err(|e| err(e.to_string()))?;

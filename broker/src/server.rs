@@ -12,9 +12,10 @@ use crate::registry::Registry;
 use anyhow::{Context, Result};
 use extbus_schema::Role;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 
 /// The sockets the broker serves on, bound by the caller.
@@ -26,15 +27,13 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(cfg: &Config) -> Result<Self> {
-        let mqtt = TcpListener::bind(cfg.mqtt.listen)
-            .await
+        let mqtt = bind(cfg.mqtt.listen, cfg.mqtt.backlog)
             .with_context(|| format!("binding MQTT listener {} (mqtt.listen)", cfg.mqtt.listen))?;
-        let http = TcpListener::bind(cfg.http.listen)
-            .await
+        let http = bind(cfg.http.listen, cfg.http.backlog)
             .with_context(|| format!("binding HTTP listener {} (http.listen)", cfg.http.listen))?;
         let mqtt_tls =
             match &cfg.mqtt.tls {
-                Some(t) => Some(TcpListener::bind(t.listen).await.with_context(|| {
+                Some(t) => Some(bind(t.listen, cfg.mqtt.backlog).with_context(|| {
                     format!("binding TLS listener {} (mqtt.tls.listen)", t.listen)
                 })?),
                 None => None,
@@ -45,6 +44,20 @@ impl Listeners {
             mqtt_tls,
         })
     }
+}
+
+/// Binds `addr` with a listen queue of `backlog` (tokio's own `bind` uses 128, which a burst
+/// of connections overflows). The kernel silently caps it at `net.core.somaxconn`.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// `extbus serve`: bind, run until SIGINT/SIGTERM.
@@ -96,8 +109,11 @@ pub fn ensure_principals(cfg: &Config, p: &Principals) -> Result<()> {
 }
 
 fn open_store(dir: &Path) -> Result<sled::Db> {
-    sled::Config::new()
-        .path(dir.join("store"))
+    let store = dir.join("store");
+    crate::datadir::create_private(&store)
+        .with_context(|| format!("creating the store dir {}", store.display()))?;
+    let db = sled::Config::new()
+        .path(&store)
         .cache_capacity(64 * 1024 * 1024)
         .flush_every_ms(None)
         .open()
@@ -106,7 +122,12 @@ fn open_store(dir: &Path) -> Result<sled::Db> {
                 "opening the store in {} (is another extbus using this data dir?)",
                 dir.display()
             )
-        })
+        })?;
+    // sled creates its files with the process umask; the dir is private, the files too.
+    if let Err(e) = crate::datadir::restrict_tree(&store) {
+        tracing::warn!(store = %store.display(), error = %e, "cannot make the store files private");
+    }
+    Ok(db)
 }
 
 /// Runs the broker on the given listeners until `shutdown` resolves, then stops accepting,
@@ -123,8 +144,11 @@ pub async fn run(
         .declared
         .extend(crate::exec::declared_services(&cfg.exec));
     let exec = crate::exec::entries(&cfg.exec);
-    std::fs::create_dir_all(&cfg.data_dir)
+    crate::datadir::create_private(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    if let Some(why) = crate::datadir::exposure(&cfg.data_dir) {
+        tracing::warn!(data_dir = %cfg.data_dir.display(), "the data dir is not private: {why}");
+    }
     let principals = Arc::new(Principals::open(&cfg.data_dir)?);
     ensure_principals(&cfg, &principals)?;
     for name in principals.reserve(cfg.exec.iter().map(|e| e.name.clone())) {
@@ -141,6 +165,7 @@ pub async fn run(
         max_payload: cfg.mqtt.max_payload,
         gate: true,
         subscriptions: cfg.mqtt.subscriptions,
+        connect_timeout: std::time::Duration::from_millis(cfg.mqtt.connect_timeout_ms),
     };
     let tls = match (listeners.mqtt_tls, &cfg.mqtt.tls) {
         (Some(l), Some(t)) => Some((
@@ -193,21 +218,51 @@ pub async fn run(
     let http_state =
         crate::http::HttpState::new(metrics.clone(), verifier, services, cfg.mqtt.max_payload);
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http = tokio::spawn(crate::http::serve(
         listeners.http,
         http_state,
-        stopped(stop_rx),
+        crate::http::Limits::from(&cfg.http),
+        stopped(http_stop_rx),
     ));
     tracing::info!(mqtt = %mqtt_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");
 
     shutdown.await;
+    // HTTP first, while the bus still carries service responses; bounded by its grace period.
+    let _ = http_stop_tx.send(true);
+    let _ = http.await;
     mqtt_handle.stop().await;
     let _ = stop_tx.send(true);
     let coord_result = coord.await.context("coordinator task")?;
-    let _ = http.await;
     coord_result.context("coordinator")?;
     db.flush_async().await.context("final store flush")?;
     drop(db);
     tracing::info!("extbus stopped; store flushed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// How many of `n` simultaneous connects to a listener that accepts nothing complete
+    /// within a second: the rest wait in vain for room in the listen queue.
+    async fn queued(backlog: u32, n: usize) -> usize {
+        let l = bind("127.0.0.1:0".parse().unwrap(), backlog).unwrap();
+        let addr = l.local_addr().unwrap();
+        let tries = (0..n).map(|_| {
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+        });
+        let done = futures::future::join_all(tries).await;
+        drop(l);
+        done.into_iter().filter(|r| matches!(r, Ok(Ok(_)))).count()
+    }
+
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_burst_of_connects() {
+        assert_eq!(queued(1024, 400).await, 400);
+        // The queue is what holds them: a short one drops the rest of the burst.
+        assert!(queued(16, 400).await < 100);
+    }
 }

@@ -18,6 +18,7 @@
 
 pub mod asyncapi;
 pub mod commands;
+pub mod correlation_scan;
 pub mod decode;
 pub mod errors;
 pub mod events;

@@ -58,11 +58,42 @@ pub struct Http {
 
 impl Http {
     pub async fn connect(addr: SocketAddr) -> std::io::Result<Http> {
-        let s = TcpStream::connect(addr).await?;
+        Self::from_stream(TcpStream::connect(addr).await?)
+    }
+
+    /// Connects from the local address `from` (any 127.x.y.z works on Linux loopback).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> std::io::Result<Http> {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::new(from, 0))?;
+        Self::from_stream(sock.connect(addr).await?)
+    }
+
+    fn from_stream(s: TcpStream) -> std::io::Result<Http> {
         s.set_nodelay(true)?;
         Ok(Http {
             stream: BufReader::new(s),
         })
+    }
+
+    /// Writes raw bytes (a partial request, say) without reading anything.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.get_mut().write_all(bytes).await
+    }
+
+    /// Waits up to `within` for the server to close the connection; true if it did.
+    /// Anything it sends first is discarded.
+    pub async fn closed_within(&mut self, within: std::time::Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        tokio::time::timeout(within, async {
+            loop {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// Sends one request and reads its response.

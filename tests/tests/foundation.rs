@@ -122,6 +122,31 @@ async fn correlation_data_is_echoed_to_mqtt5_clients() {
     b.stop().await;
 }
 
+/// An oversized command is not parsed, but the `correlation_id` in its first
+/// `mqtt.max_payload` bytes is still echoed; one further in cannot be.
+#[tokio::test]
+async fn oversized_commands_keep_a_correlation_id_found_early() {
+    let b = TestBroker::start().await;
+    let big = "x".repeat(300 * 1024);
+    for proto in PROTOS {
+        let p = BusClient::connect(&b, proto, "platform", "platform")
+            .await
+            .unwrap();
+        let early = format!(
+            r#"{{"attrs": {{"correlation_id": "nested"}}, "correlation_id": "big-1", "data": "{big}"}}"#
+        );
+        let r = p.command_raw("tasks/submit", early.into_bytes()).await;
+        assert_eq!(r["error"]["code"], "payload_too_large", "{proto:?}: {r}");
+        assert_eq!(r["correlation_id"], "big-1", "{proto:?}: {r}");
+
+        let late = format!(r#"{{"data": "{big}", "correlation_id": "big-2"}}"#);
+        let r = p.command_raw("tasks/submit", late.into_bytes()).await;
+        assert_eq!(r["error"]["code"], "payload_too_large", "{proto:?}: {r}");
+        assert!(r["correlation_id"].is_null(), "{proto:?}: {r}");
+    }
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn every_command_gets_exactly_one_reply() {
     let b = TestBroker::start().await;
@@ -168,6 +193,29 @@ async fn first_start_without_dev_creates_admin_with_a_private_secret_file() {
     assert!(BusClient::connect(&b, Proto::V5, "admin", &secret)
         .await
         .is_ok());
+    #[cfg(unix)]
+    {
+        // The store holds every payload: nobody but the owner may enter the data dir or
+        // read a file of the store.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&b.data_dir()), 0o700);
+        let mut dirs = vec![b.data_dir().join("store")];
+        let mut files = 0;
+        while let Some(d) = dirs.pop() {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    files += 1;
+                    assert_eq!(mode(&p), 0o600, "{}", p.display());
+                }
+            }
+        }
+        assert!(files > 0, "sled wrote no files?");
+    }
     assert!(BusClient::connect(&b, Proto::V5, "operator", "operator")
         .await
         .is_err());

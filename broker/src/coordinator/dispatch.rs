@@ -193,6 +193,7 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
             size,
             limit,
             correlation_data,
+            correlation_id,
         } => {
             let Some(p) = co.principals.get(&principal) else {
                 return;
@@ -200,7 +201,7 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
             let ctx = Ctx {
                 principal: p,
                 suffix,
-                correlation_id: None,
+                correlation_id,
                 correlation_data: correlation_data.map(Bytes::from),
             };
             let e = CommandError::new(

@@ -221,13 +221,14 @@ async fn serve(st: &HttpState, req: Request<Body>) -> Response {
         orgs,
         deadline: st.services.deadline(&route),
     };
-    forward(&st.services, &route, req).await
+    forward(&st.services, &route, req, st.closing.clone()).await
 }
 
 async fn forward(
     services: &Arc<Services>,
     route: &crate::services::router::Route,
     req: ServiceRequest,
+    mut closing: tokio::sync::watch::Receiver<bool>,
 ) -> Response {
     let rx = match services.send(route, &req) {
         Ok(rx) => rx,
@@ -244,7 +245,13 @@ async fn forward(
         id: req.id.clone(),
         armed: true,
     };
-    let outcome = services.wait(&req.id, rx, req.deadline).await;
+    let outcome = tokio::select! {
+        o = services.wait(&req.id, rx, req.deadline) => o,
+        // Dropping the guard abandons the request.
+        Ok(_) = closing.wait_for(|c| *c) => {
+            return error(503, ErrorCode::Overloaded, "the broker is shutting down");
+        }
+    };
     guard.armed = false;
     if let Some((status, code, message)) = failure(outcome.as_ref(), route.spec.timeout_ms) {
         return error(status, code, &message);

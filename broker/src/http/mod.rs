@@ -1,11 +1,14 @@
 //! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text), and everything else
 //! through the extension services gateway (`gateway`, callers authenticated by `auth`).
-//! Shuts down gracefully with the broker.
+//! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s.
 
 pub mod auth;
+mod conn;
 mod gateway;
 
 use crate::auth::Verifier;
+pub use conn::Limits;
+
 use crate::metrics::Metrics;
 use crate::services::Services;
 use axum::extract::State;
@@ -16,6 +19,7 @@ use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -25,6 +29,8 @@ pub struct HttpState {
     pub auth: auth::Authenticator,
     /// Largest request body the gateway accepts (`mqtt.max_payload`).
     pub max_payload: usize,
+    /// Becomes true when the shutdown grace period is over: waiting calls answer 503.
+    pub closing: watch::Receiver<bool>,
 }
 
 impl HttpState {
@@ -39,6 +45,7 @@ impl HttpState {
             services,
             auth: auth::Authenticator::new(verifier),
             max_payload,
+            closing: watch::channel(false).1,
         }
     }
 }
@@ -62,14 +69,16 @@ async fn metrics_text(State(st): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+/// Serves until `shutdown`, then closes within `limits.grace` (and a moment to flush).
 pub async fn serve(
     listener: TcpListener,
-    state: HttpState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // The peer address feeds the per-address login throttle.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    mut state: HttpState,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (closing, rx) = watch::channel(false);
+    state.closing = rx;
+    let metrics = state.metrics.clone();
+    conn::describe(&metrics);
+    conn::serve(listener, router(state), limits, metrics, closing, shutdown).await
 }

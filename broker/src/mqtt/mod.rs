@@ -32,6 +32,8 @@ pub struct MqttSettings {
     pub gate: bool,
     /// Caps on the filters a connection and a principal may hold.
     pub subscriptions: SubscriptionLimits,
+    /// A new connection that has not sent its CONNECT after this long is closed.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl Default for MqttSettings {
@@ -40,6 +42,7 @@ impl Default for MqttSettings {
             max_payload: 256 * 1024,
             gate: true,
             subscriptions: SubscriptionLimits::default(),
+            connect_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -138,6 +141,7 @@ pub async fn start(
     let gate = Gate::new(
         cfg.gate,
         cfg.max_payload,
+        cfg.connect_timeout,
         embedded.internal,
         commands,
         auth,

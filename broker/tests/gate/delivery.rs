@@ -274,6 +274,7 @@ async fn oversized_commands_get_a_notice_not_a_delivery() {
                 size: big.len(),
                 limit: 256 * 1024,
                 correlation_data: Some(b"c-9".to_vec()),
+                correlation_id: None,
             },
             GateNotice::Oversized {
                 principal: "plat".into(),
@@ -281,6 +282,7 @@ async fn oversized_commands_get_a_notice_not_a_delivery() {
                 size: big.len(),
                 limit: 256 * 1024,
                 correlation_data: None,
+                correlation_id: None,
             },
         ]
     );

@@ -41,6 +41,50 @@ async fn bad_frames_close_only_their_connection() {
     assert_eq!(watcher.publish().await.payload, "still here".as_bytes());
 }
 
+/// Sockets that never finish a CONNECT (silent, or half a frame) are closed after
+/// `connect_timeout`, counted as `connect_timeout` refusals; a prompt client still gets in.
+#[tokio::test]
+async fn connections_without_a_connect_are_closed_after_the_timeout() {
+    let limit = Duration::from_millis(300);
+    let b = start(
+        MqttSettings {
+            connect_timeout: limit,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let silent = TcpStream::connect(b.addr).await.unwrap();
+    let mut half = TcpStream::connect(b.addr).await.unwrap();
+    let frame = connect_frame(4, b"MQTT", "plat", SECRET);
+    half.write_all(&frame[..frame.len() / 2]).await.unwrap();
+    for mut s in [silent, half] {
+        let mut buf = [0u8; 16];
+        let n = timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("still open long after the CONNECT timeout")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+    }
+    assert!(started.elapsed() >= limit, "{:?}", started.elapsed());
+    assert_eq!(
+        b.metrics.get(
+            "extbus_connect_refused_total",
+            &[("reason", "connect_timeout")]
+        ),
+        2
+    );
+    let mut prompt = TcpStream::connect(b.addr).await.unwrap();
+    prompt.write_all(&frame).await.unwrap();
+    let mut ack = [0u8; 4];
+    timeout(WAIT, prompt.read_exact(&mut ack))
+        .await
+        .expect("CONNACK")
+        .unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+}
+
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
 MIIBmDCCAT+gAwIBAgIUf2yfLu9mJyK1FFhyIHmwsDnMu6cwCgYIKoZIzj0EAwIw
 GTEXMBUGA1UEAwwOZXh0YnVzIHRlc3QgQ0EwIBcNMjYxMTIyMDQxMjE2WhgPMjEy

@@ -18,8 +18,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-/// How long a new connection may take to send its CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a refusal may take to reach the client.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -46,7 +44,7 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
     let mut stop = gate.stopping();
     let mut buf = BytesMut::with_capacity(4096);
     let first = tokio::select! {
-        r = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut client, &mut buf, gate.hard_cap)) => r,
+        r = tokio::time::timeout(gate.connect_timeout, read_frame(&mut client, &mut buf, gate.hard_cap)) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
     let (header, total) = match first {

@@ -53,6 +53,8 @@ pub(crate) struct Gate {
     pub max_payload: usize,
     /// Frames with a larger remaining length are not read at all; the connection is closed.
     pub hard_cap: usize,
+    /// How long a new connection may take to send its CONNECT.
+    pub connect_timeout: Duration,
     pub internal: Internal,
     /// Commands (`extbus/in/...`) go straight to the coordinator, never through rumqttd.
     pub commands: mpsc::Sender<InboundPublish>,
@@ -84,6 +86,7 @@ impl Gate {
     pub fn new(
         check: bool,
         max_payload: usize,
+        connect_timeout: Duration,
         internal: Internal,
         commands: mpsc::Sender<InboundPublish>,
         auth: Arc<Verifier>,
@@ -96,6 +99,7 @@ impl Gate {
             check,
             max_payload,
             hard_cap: hard_cap(max_payload),
+            connect_timeout,
             internal,
             commands,
             auth,

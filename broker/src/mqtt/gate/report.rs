@@ -114,14 +114,20 @@ impl Reporter {
         size: usize,
         limit: usize,
         correlation_data: Option<&[u8]>,
+        payload: &[u8],
     ) {
         self.metrics.inc("extbus_gate_oversized_total", &[]);
+        // The JSON is not parsed: its `correlation_id` is looked for within the first `limit` bytes.
+        let correlation_id = extbus_schema::correlation_scan::correlation_id_in_prefix(
+            &payload[..payload.len().min(limit)],
+        );
         let _ = self.notices.try_send(GateNotice::Oversized {
             principal: principal.to_string(),
             suffix: suffix.to_string(),
             size,
             limit,
             correlation_data: correlation_data.map(<[u8]>::to_vec),
+            correlation_id,
         });
     }
 

@@ -284,6 +284,7 @@ impl Session {
                     p.payload.len(),
                     self.gate.max_payload,
                     p.correlation_data,
+                    p.payload,
                 );
                 // The broker never saw this alias being set: forget it here too.
                 if let Some(a) = new_alias {

@@ -42,6 +42,7 @@ fn rig_with_queue(name: &str, roles: &[Role], v5: bool, queue: usize) -> Rig {
     let gate = Gate::new(
         true,
         1024,
+        std::time::Duration::from_secs(10),
         internal,
         commands_tx,
         crate::auth::Verifier::with_defaults(
