@@ -217,12 +217,12 @@ async fn outcomes_notices_and_events_stay_in_their_org() {
 }
 
 #[tokio::test]
-#[ignore = "known gap: the gate relays extbus/tasks/# to org-limited operators and extensions \
-            without looking at the task's org; the filter belongs in the gate's delivery path"]
-async fn an_org_limited_operator_hears_no_notice_of_another_org() {
+async fn org_limited_operators_and_extensions_hear_no_task_of_another_org() {
     let w = world().await;
+    let blocked = "extbus/tasks/blocked/vm/create";
+    // globex's task was announced first; only acme's reaches the acme operator.
     let heard: Vec<Value> =
-        w.op.collect(QUIET, |m| m.topic == "extbus/tasks/blocked/vm/create")
+        w.op.collect(QUIET, |m| m.topic == blocked)
             .await
             .iter()
             .map(|m| m.json()["id"].clone())
@@ -231,6 +231,44 @@ async fn an_org_limited_operator_hears_no_notice_of_another_org() {
         heard,
         vec![w.ours["id"].clone()],
         "notices to the acme operator"
+    );
+    // An acme extension answering vm.create (for acme) hears nothing of globex's next task.
+    w.b.add_principal("ext-acme", &[Role::Extension], &["acme"]);
+    let ext = w.b.client("ext-acme").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "orgs": ["acme"]}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(ext.subscribe("extbus/tasks/blocked/#").await, vec![1]);
+    let g2 = submit(&w.globex, "g-2", "globex").await;
+    let a2 = submit(&w.plat, "a-2", "acme").await;
+    let n = ext.expect_on(blocked).await.json();
+    assert_eq!(n["id"], a2["result"]["id"], "first notice is acme's: {n}");
+    let leaked = ext
+        .collect(QUIET, |m| m.json()["id"] == g2["result"]["id"])
+        .await;
+    assert!(leaked.is_empty(), "globex notice reached ext-acme");
+    // Resolutions too: the operator hears acme's, not globex's.
+    for (t, action) in [(&w.theirs, "abort"), (&w.ours, "cancel")] {
+        let r = w
+            .admin
+            .command(&format!("tasks/{}/{action}", id(t)), json!({}))
+            .await;
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let resolved: Vec<Value> =
+        w.op.collect(QUIET, |m| m.topic == "extbus/tasks/resolved/vm/create")
+            .await
+            .iter()
+            .map(|m| m.json()["id"].clone())
+            .collect();
+    assert_eq!(
+        resolved,
+        vec![w.ours["id"].clone()],
+        "resolutions to the acme operator"
     );
     w.b.stop().await;
 }
