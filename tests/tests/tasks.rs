@@ -504,3 +504,40 @@ async fn query_filters_and_pages() {
     );
     w.b.stop().await;
 }
+
+#[tokio::test]
+async fn a_query_page_stops_near_one_mebibyte_and_continues_after_it() {
+    let w = world(json!({"operation": "vm.create"})).await;
+    // Five tasks of ~240 KB each: four fit in a 1 MiB page, the fifth starts the next one.
+    let blob = "x".repeat(240 * 1024);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = w
+            .platform
+            .command(
+                "tasks/submit",
+                json!({"request_id": format!("big-{i}"), "operation": "vm.create",
+                       "org": "acme", "data": {"blob": blob}}),
+            )
+            .await;
+        assert_eq!(r["result"]["state"], "blocked", "{}", r["error"]);
+        ids.push(id(&r["result"]));
+    }
+    let p1 = w.operator.command("tasks/query", json!({})).await["result"].clone();
+    let first: Vec<String> = p1["tasks"].as_array().unwrap().iter().map(id).collect();
+    assert_eq!(first.len(), 4, "a page holds what fits in 1 MiB");
+    assert_eq!(p1["next"].as_str(), Some(first[3].as_str()), "cut by size");
+    let p2 = w
+        .operator
+        .command("tasks/query", json!({"after": p1["next"]}))
+        .await["result"]
+        .clone();
+    let second: Vec<String> = p2["tasks"].as_array().unwrap().iter().map(id).collect();
+    assert_eq!(second.len(), 1);
+    assert_eq!(p2["next"], Value::Null, "the last page");
+    let mut all: Vec<String> = first.into_iter().chain(second).collect();
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids);
+    w.b.stop().await;
+}
