@@ -1,5 +1,6 @@
 //! Engine entry points and edges that the scenario and model tests do not reach: committed
-//! reads through the engine, submitter names, extend exactly to the max, `Effects::extend`.
+//! reads through the engine, submitter names, extend exactly to the max, `Effects::extend`,
+//! task ids carrying their submit time.
 
 mod common;
 
@@ -103,4 +104,28 @@ fn effects_extend_appends_in_order() {
     r.extend(a.clone());
     assert_eq!(r.resolved.len(), a.resolved.len());
     assert_eq!(r.blocked.len(), 2);
+}
+
+#[test]
+fn task_ids_are_uuid_v7_of_the_submit_time() {
+    let fx = Fx::new(vec![rule(
+        "vm.create",
+        "ext",
+        50,
+        10_000,
+        60_000,
+        DefaultAction::Abort,
+    )]);
+    for (i, now) in [T0 + 123, T0 + 98_765].into_iter().enumerate() {
+        let (t, _) = fx.submit(&format!("r-{i}"), "vm.create", now);
+        // UUID v7: the first 48 bits are the Unix time in milliseconds, then version 7.
+        let hex: String = t.id.chars().filter(|c| *c != '-').collect();
+        assert_eq!(
+            u64::from_str_radix(&hex[..12], 16).unwrap(),
+            now,
+            "{}",
+            t.id
+        );
+        assert_eq!(&hex[12..13], "7", "{}", t.id);
+    }
 }
