@@ -169,9 +169,10 @@ pub fn filters_blocked_tasks(p: &Principal) -> bool {
     p.roles.contains(&Role::Extension) && !p.has(Role::Operator)
 }
 
-/// Does `p` receive only its own orgs' tasks on `extbus/tasks/` (limited to some orgs)?
+/// Does `p` receive only its own orgs' tasks on `extbus/tasks/`? (An operator or extension
+/// limited to some orgs; no other role may read there.)
 pub fn filters_task_orgs(p: &Principal) -> bool {
-    !p.is_admin() && !p.all_orgs()
+    !p.is_admin() && !p.all_orgs() && (p.has(Role::Operator) || p.has(Role::Extension))
 }
 
 /// May `p` receive this publish, as far as orgs go? Under `extbus/tasks/` the payload names the
@@ -392,6 +393,9 @@ mod tests {
         let globex = br#"{"id":"2","org":"globex"}"#;
         assert!(filters_task_orgs(&limited));
         assert!(!filters_task_orgs(&all) && !filters_task_orgs(&admin));
+        let ext = principal("ext", &[Role::Extension], &["acme"]);
+        let obs = principal("obs", &[Role::Observer], &["acme"]);
+        assert!(filters_task_orgs(&ext) && !filters_task_orgs(&obs));
         assert!(task_org_allowed(&limited, t, acme));
         assert!(!task_org_allowed(&limited, t, globex));
         assert!(!task_org_allowed(
