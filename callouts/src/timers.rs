@@ -145,6 +145,11 @@ mod tests {
 
     /// Three blocked tasks whose deadlines are T0+60000, +60001 and +60002.
     fn three_blocked() -> (tempfile::TempDir, Store, Engine, Vec<String>) {
+        three_blocked_every(0)
+    }
+
+    /// The same, announced again every `renotify_ms` (from T0+i + renotify_ms).
+    fn three_blocked_every(renotify_ms: u64) -> (tempfile::TempDir, Store, Engine, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let rule = RuleSpec {
@@ -158,7 +163,7 @@ mod tests {
         };
         let engine = Engine::new(
             Rules::load(&store, vec![rule]).unwrap(),
-            EngineConfig { renotify_ms: 0 },
+            EngineConfig { renotify_ms },
         );
         let mut txn = store.txn();
         let mut ids = Vec::new();
@@ -218,6 +223,26 @@ mod tests {
             TaskState::Blocked,
             "its real deadline has not come"
         );
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn renotify_takes_exactly_its_limit_and_skips_stale_entries() {
+        let (_dir, store, engine, ids) = three_blocked_every(1_000);
+        // A stale n/ entry for the last task, first in time order.
+        store
+            .tree()
+            .insert(keys::renotify(T0, &ids[2]), &[])
+            .unwrap();
+        let mut txn = store.txn();
+        let got = engine.renotify_due(&mut txn, T0 + 5_000, 2).unwrap();
+        let got: Vec<String> = got.into_iter().map(|t| t.id).collect();
+        assert_eq!(got, ids[..2]);
+        txn.commit().unwrap();
+        let mut txn = store.txn();
+        let got = engine.renotify_due(&mut txn, T0 + 5_000, 2).unwrap();
+        assert_eq!(got.into_iter().map(|t| t.id).collect::<Vec<_>>(), ids[2..]);
+        txn.commit().unwrap();
         assert_eq!(store.verify().unwrap(), Vec::<String>::new());
     }
 }
