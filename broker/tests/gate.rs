@@ -2,7 +2,8 @@
 //! MQTT 5 clients, argon2 principals. This file is the harness; scenarios live in `gate/`:
 //! `access` (auth, role table, spoofing, orgs, shared subs, aliases), `delivery` (QoS, retain,
 //! properties, wills, blocked tasks, oversized, unsubscribe), `transport` (bad frames, TLS,
-//! shutdown, unchecked relay), `caps` (subscription caps). Every wait is bounded.
+//! shutdown, unchecked relay), `caps` (subscription caps), `frames` (UNSUBACKs counted on a
+//! raw socket). Every wait is bounded.
 
 #[path = "gate/access.rs"]
 mod access;
@@ -12,6 +13,8 @@ mod caps;
 mod clients;
 #[path = "gate/delivery.rs"]
 mod delivery;
+#[path = "gate/frames.rs"]
+mod frames;
 #[path = "gate/transport.rs"]
 mod transport;
 

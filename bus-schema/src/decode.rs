@@ -259,6 +259,18 @@ mod tests {
     }
 
     #[test]
+    fn the_default_limit_is_spec_256_kib() {
+        // SPEC.md: 256 KiB. Counted in bytes here, not through the constant.
+        let body = |n: usize| {
+            let frame = br#"{"x":""}"#.len();
+            format!(r#"{{"x":"{}"}}"#, "a".repeat(n - frame)).into_bytes()
+        };
+        assert!(decode("tasks/query", &body(262_144), MAX).is_ok());
+        let f = decode("tasks/query", &body(262_145), MAX).expect_err("one byte over");
+        assert_eq!(f.error.code, ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
     fn every_spec_example_decodes() {
         for (suffix, body) in spec_examples() {
             let d = ok(suffix, with_corr(body.clone()));
@@ -446,14 +458,28 @@ mod tests {
             assert_eq!(f.correlation_id, Some(json!("c-1")));
         }
         let call = json!({"method": "GET", "path": "/x"});
-        for (suffix, word) in [
-            ("services/ACME/greeter/1.0.0", "vendor 'ACME'"),
-            ("services/acme/great_er/1.0.0", "service name 'great_er'"),
-            ("services/acme/greeter/1.0.0+b", "version '1.0.0+b'"),
+        for (suffix, word, rule) in [
+            (
+                "services/ACME/greeter/1.0.0",
+                "vendor 'ACME'",
+                "[a-z0-9-]{1,64}",
+            ),
+            (
+                "services/acme/great_er/1.0.0",
+                "service name 'great_er'",
+                "[a-z0-9-]{1,64}",
+            ),
+            (
+                "services/acme/greeter/1.0.0+b",
+                "version '1.0.0+b'",
+                "[a-z0-9.-]{1,64}",
+            ),
         ] {
             let f = fail_json(suffix, call.clone());
             assert_eq!(f.error.code, ErrorCode::InvalidName, "{suffix}");
             assert!(f.error.message.starts_with(word), "{}", f.error.message);
+            // Each names the rule its own kind of name must follow.
+            assert!(f.error.message.ends_with(rule), "{}", f.error.message);
         }
         // Query fields are optional: null is no filter at all.
         ok(

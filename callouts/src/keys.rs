@@ -126,5 +126,14 @@ mod tests {
         assert!(rule_owner(b"r/broken").is_err());
         assert_eq!(suffix(&task("abc")).unwrap(), "abc");
         assert!(rule(&"a".repeat(3), 1).starts_with(&rule_prefix("aaa")));
+        // A trailing 0xFF carries into the byte before it.
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![u8::MAX; 3]);
+    }
+
+    #[test]
+    fn the_shortest_timed_key_has_an_empty_id() {
+        assert_eq!(split_timed(&deadline(5, "")).unwrap(), (5, String::new()));
+        assert!(split_timed(&deadline(5, "")[..9]).is_err());
     }
 }

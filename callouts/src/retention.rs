@@ -45,3 +45,97 @@ impl Engine {
         Ok(purged)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Limits and stale `f/` entries, which need the key layout to set up.
+    use crate::{keys, Engine, EngineConfig, Rules, Store};
+    use extbus_schema::tasks::{DefaultAction, RuleSpec, SubmitRequest, TaskAction};
+
+    const T0: u64 = 1_795_341_600_000;
+
+    /// Three tasks that ended at T0+1, T0+2 and T0+3, in that order.
+    fn three_finished() -> (tempfile::TempDir, Store, Engine, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rule = RuleSpec {
+            operation: "vm.create".into(),
+            orgs: vec!["*".into()],
+            priority: 50,
+            timeout_ms: 60_000,
+            max_timeout_ms: 60_000,
+            default_action: DefaultAction::Abort,
+            extension: Some("ext".into()),
+        };
+        let engine = Engine::new(
+            Rules::load(&store, vec![rule]).unwrap(),
+            EngineConfig { renotify_ms: 0 },
+        );
+        let mut txn = store.txn();
+        let mut ids = Vec::new();
+        for i in 0..3u64 {
+            let req = SubmitRequest {
+                request_id: format!("r{i}"),
+                operation: "vm.create".into(),
+                org: "acme".into(),
+                subject: None,
+                data: serde_json::Value::Null,
+            };
+            let (t, _) = engine.submit(&mut txn, "plat", req, T0).unwrap();
+            engine
+                .resolve(
+                    &mut txn,
+                    "ext",
+                    false,
+                    &t.id,
+                    TaskAction::Resume,
+                    None,
+                    None,
+                    T0 + 1 + i,
+                )
+                .unwrap();
+            ids.push(t.id);
+        }
+        txn.commit().unwrap();
+        (dir, store, engine, ids)
+    }
+
+    #[test]
+    fn a_purge_removes_exactly_its_limit_oldest_first() {
+        let (_dir, store, engine, ids) = three_finished();
+        let mut txn = store.txn();
+        assert_eq!(
+            engine.purge_finished(&mut txn, T0 + 10, 2).unwrap(),
+            ids[..2]
+        );
+        txn.commit().unwrap();
+        let mut txn = store.txn();
+        assert_eq!(
+            engine.purge_finished(&mut txn, T0 + 10, 2).unwrap(),
+            ids[2..]
+        );
+        txn.commit().unwrap();
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stale_finished_entry_is_dropped_without_removing_its_task_or_counting() {
+        let (_dir, store, engine, ids) = three_finished();
+        // An f/ entry for the last task at a time it did not end: first in time order.
+        store
+            .tree()
+            .insert(keys::finished(T0, &ids[2]), &[])
+            .unwrap();
+        let mut txn = store.txn();
+        assert_eq!(
+            engine.purge_finished(&mut txn, T0 + 10, 2).unwrap(),
+            ids[..2]
+        );
+        txn.commit().unwrap();
+        assert!(
+            store.get(&ids[2]).unwrap().is_some(),
+            "the stale entry's task is kept"
+        );
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
+}

@@ -134,3 +134,115 @@ impl Engine {
         Ok(fx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Limits and stale `d/` entries, which need the key layout to set up.
+    use crate::{keys, Engine, EngineConfig, Rules, Store};
+    use extbus_schema::tasks::{DefaultAction, RuleSpec, SubmitRequest, TaskState};
+
+    const T0: u64 = 1_795_341_600_000;
+
+    /// Three blocked tasks whose deadlines are T0+60000, +60001 and +60002.
+    fn three_blocked() -> (tempfile::TempDir, Store, Engine, Vec<String>) {
+        three_blocked_every(0)
+    }
+
+    /// The same, announced again every `renotify_ms` (from T0+i + renotify_ms).
+    fn three_blocked_every(renotify_ms: u64) -> (tempfile::TempDir, Store, Engine, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rule = RuleSpec {
+            operation: "vm.create".into(),
+            orgs: vec!["*".into()],
+            priority: 50,
+            timeout_ms: 60_000,
+            max_timeout_ms: 60_000,
+            default_action: DefaultAction::Abort,
+            extension: Some("ext".into()),
+        };
+        let engine = Engine::new(
+            Rules::load(&store, vec![rule]).unwrap(),
+            EngineConfig { renotify_ms },
+        );
+        let mut txn = store.txn();
+        let mut ids = Vec::new();
+        for i in 0..3u64 {
+            let req = SubmitRequest {
+                request_id: format!("r{i}"),
+                operation: "vm.create".into(),
+                org: "acme".into(),
+                subject: None,
+                data: serde_json::Value::Null,
+            };
+            ids.push(engine.submit(&mut txn, "plat", req, T0 + i).unwrap().0.id);
+        }
+        txn.commit().unwrap();
+        (dir, store, engine, ids)
+    }
+
+    fn timed_out(fx: Vec<crate::Effects>) -> Vec<String> {
+        fx.iter().map(|e| e.resolved[0].id.clone()).collect()
+    }
+
+    #[test]
+    fn due_applies_exactly_its_limit_earliest_first() {
+        let (_dir, store, engine, ids) = three_blocked();
+        let mut txn = store.txn();
+        assert_eq!(
+            timed_out(engine.due(&mut txn, T0 + 70_000, 2).unwrap()),
+            ids[..2]
+        );
+        txn.commit().unwrap();
+        let mut txn = store.txn();
+        assert_eq!(
+            timed_out(engine.due(&mut txn, T0 + 70_000, 2).unwrap()),
+            ids[2..]
+        );
+        txn.commit().unwrap();
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stale_deadline_entry_is_dropped_without_timing_its_task_out() {
+        let (_dir, store, engine, ids) = three_blocked();
+        // A d/ entry for the last task at a time that is not its deadline: first in time order.
+        store
+            .tree()
+            .insert(keys::deadline(T0, &ids[2]), &[])
+            .unwrap();
+        let mut txn = store.txn();
+        assert_eq!(
+            timed_out(engine.due(&mut txn, T0 + 60_001, 2).unwrap()),
+            ids[..2]
+        );
+        txn.commit().unwrap();
+        let last = store.get(&ids[2]).unwrap().unwrap();
+        assert_eq!(
+            last.state,
+            TaskState::Blocked,
+            "its real deadline has not come"
+        );
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn renotify_takes_exactly_its_limit_and_skips_stale_entries() {
+        let (_dir, store, engine, ids) = three_blocked_every(1_000);
+        // A stale n/ entry for the last task, first in time order.
+        store
+            .tree()
+            .insert(keys::renotify(T0, &ids[2]), &[])
+            .unwrap();
+        let mut txn = store.txn();
+        let got = engine.renotify_due(&mut txn, T0 + 5_000, 2).unwrap();
+        let got: Vec<String> = got.into_iter().map(|t| t.id).collect();
+        assert_eq!(got, ids[..2]);
+        txn.commit().unwrap();
+        let mut txn = store.txn();
+        let got = engine.renotify_due(&mut txn, T0 + 5_000, 2).unwrap();
+        assert_eq!(got.into_iter().map(|t| t.id).collect::<Vec<_>>(), ids[2..]);
+        txn.commit().unwrap();
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
+}

@@ -113,3 +113,200 @@ pub(crate) fn verify(tree: &sled::Tree) -> Result<Vec<String>, CalloutError> {
     }
     Ok(problems)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker must catch each kind of damage: every index is corrupted once here.
+    use crate::{Engine, EngineConfig, Rules, Store};
+    use extbus_schema::tasks::{DefaultAction, RuleSpec, SubmitRequest, TaskAction};
+
+    const T0: u64 = 1_795_341_600_000;
+
+    struct Fx {
+        _dir: tempfile::TempDir,
+        store: Store,
+        blocked: String,
+        done: String,
+    }
+
+    /// One blocked task and one resumed task, consistent.
+    fn fx() -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rule = RuleSpec {
+            operation: "vm.create".into(),
+            orgs: vec!["*".into()],
+            priority: 50,
+            timeout_ms: 60_000,
+            max_timeout_ms: 60_000,
+            default_action: DefaultAction::Abort,
+            extension: Some("ext".into()),
+        };
+        let engine = Engine::new(
+            Rules::load(&store, vec![rule]).unwrap(),
+            EngineConfig {
+                renotify_ms: 30_000,
+            },
+        );
+        let req = |r: &str| SubmitRequest {
+            request_id: r.into(),
+            operation: "vm.create".into(),
+            org: "acme".into(),
+            subject: None,
+            data: serde_json::Value::Null,
+        };
+        let mut txn = store.txn();
+        let (blocked, _) = engine.submit(&mut txn, "plat", req("a"), T0).unwrap();
+        let (done, _) = engine.submit(&mut txn, "plat", req("b"), T0).unwrap();
+        engine
+            .resolve(
+                &mut txn,
+                "ext",
+                false,
+                &done.id,
+                TaskAction::Resume,
+                None,
+                None,
+                T0 + 1,
+            )
+            .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+        Fx {
+            _dir: dir,
+            store,
+            blocked: blocked.id,
+            done: done.id,
+        }
+    }
+
+    fn keys_under(s: &Store, prefix: &[u8]) -> Vec<Vec<u8>> {
+        s.tree()
+            .scan_prefix(prefix)
+            .map(|kv| kv.unwrap().0.to_vec())
+            .collect()
+    }
+
+    /// Runs the checker and asserts exactly one problem mentioning `id` and `want`.
+    fn reports(s: &Store, id: &str, want: &str) {
+        let problems = s.verify().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].contains(id) && problems[0].contains(want),
+            "expected '{want}' about {id}: {problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_stray_deadline_is_reported() {
+        let f = fx();
+        let k = keys_under(&f.store, super::keys::DEADLINE);
+        assert_eq!(k.len(), 1);
+        f.store.tree().remove(&k[0]).unwrap();
+        reports(&f.store, &f.blocked, "deadline");
+        f.store
+            .tree()
+            .insert(super::keys::deadline(T0, "ghost"), &[])
+            .unwrap();
+        let problems = f.store.verify().unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("d/") && p.contains("ghost")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_stray_renotify_entry_is_reported() {
+        let f = fx();
+        let k = keys_under(&f.store, super::keys::RENOTIFY);
+        assert_eq!(k.len(), 1);
+        f.store.tree().remove(&k[0]).unwrap();
+        reports(&f.store, &f.blocked, "renotify");
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::renotify(T0, &f.done), &[])
+            .unwrap();
+        reports(&f.store, &f.done, "still indexed");
+    }
+
+    #[test]
+    fn a_missing_or_stray_blocked_entry_is_reported() {
+        let f = fx();
+        f.store
+            .tree()
+            .remove(super::keys::blocked(&f.blocked))
+            .unwrap();
+        reports(&f.store, &f.blocked, "no b/ entry");
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::blocked("ghost"), &[])
+            .unwrap();
+        reports(&f.store, "ghost", "b/ for missing task");
+    }
+
+    #[test]
+    fn a_missing_or_stray_finished_entry_is_reported() {
+        let f = fx();
+        let k = keys_under(&f.store, super::keys::FINISHED);
+        assert_eq!(k.len(), 1);
+        f.store.tree().remove(&k[0]).unwrap();
+        reports(&f.store, &f.done, "finished_at");
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::finished(T0, "ghost"), &[])
+            .unwrap();
+        reports(&f.store, "ghost", "f/");
+    }
+
+    #[test]
+    fn a_wrong_or_orphan_request_key_is_reported() {
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::request("plat", "a"), f.done.as_bytes())
+            .unwrap();
+        reports(&f.store, &f.blocked, "request key points to");
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::request("plat", "zzz"), &b"ghost"[..])
+            .unwrap();
+        reports(&f.store, "ghost", "a missing task");
+    }
+
+    #[test]
+    fn an_undecodable_or_misfiled_task_record_is_reported() {
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::task(&f.done), &b"not a record"[..])
+            .unwrap();
+        let problems = f.store.verify().unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("task {}:", f.done))),
+            "{problems:#?}"
+        );
+        let f = fx();
+        let v = f
+            .store
+            .tree()
+            .get(super::keys::task(&f.done))
+            .unwrap()
+            .unwrap();
+        f.store.tree().insert(super::keys::task("copy"), v).unwrap();
+        let problems = f.store.verify().unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("stored under another id")),
+            "{problems:#?}"
+        );
+    }
+}

@@ -349,6 +349,19 @@ impl BusClient {
         }
     }
 
+    /// Like `expect`, but `None` after `within` instead of a panic (for helpers that may idle).
+    pub async fn next_within(&self, within: Duration, pred: impl Fn(&Msg) -> bool) -> Option<Msg> {
+        let mut rx = self.rx.lock().await;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(Event::Msg(m))) if pred(&m) => return Some(m),
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
     /// Waits for a message on exactly `topic`.
     pub async fn expect_on(&self, topic: &str) -> Msg {
         self.expect(|m| m.topic == topic).await

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// Longest wait for one response.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// One HTTP response.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
@@ -96,8 +99,25 @@ impl Http {
         .is_ok()
     }
 
-    /// Sends one request and reads its response.
+    /// Sends one request and reads its response; `TimedOut` if no whole response comes within
+    /// `WAIT` (a test never hangs on a broker or helper that stopped answering).
     pub async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
+        match tokio::time::timeout(WAIT, self.send_unbounded(method, target, headers, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no response to {method} {target} within {WAIT:?}"),
+            )),
+        }
+    }
+
+    async fn send_unbounded(
         &mut self,
         method: &str,
         target: &str,

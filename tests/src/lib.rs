@@ -181,3 +181,43 @@ pub fn write_script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
     p
 }
+
+/// Waits up to `within` for process `pid` to be gone (no such process, or a zombie nobody
+/// reaped: it no longer runs). Linux `/proc`.
+pub async fn process_gone(pid: u32, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                // The state follows the parenthesised command name, which may hold spaces.
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+            });
+        match state.as_deref() {
+            None | Some("Z") | Some("X") => return true,
+            _ if std::time::Instant::now() >= deadline => return false,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Shell lines that start a grandchild (`sleep`) in the background, write its pid and the
+/// script's own to `pids`, then wait: a script that hangs with a descendant of its own.
+pub fn hang_with_grandchild(pids: &std::path::Path) -> String {
+    format!(
+        "sleep 30 &\necho \"$$ $!\" > {p}.tmp && mv {p}.tmp {p}\nwait",
+        p = pids.display()
+    )
+}
+
+/// The two pids `hang_with_grandchild` wrote (script, grandchild).
+pub fn running_pids(pids: &std::path::Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(pids).expect("the hanging script wrote its pids");
+    let out: Vec<u32> = text
+        .split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect();
+    assert_eq!(out.len(), 2, "script and grandchild: {text}");
+    out
+}

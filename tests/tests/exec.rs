@@ -88,7 +88,15 @@ async fn scripts_resolve_tasks_by_their_answers_and_failures_by_default_action()
         "echo '{\"status\":\"error\",\"message\":\"too large\"}'",
     );
     let garbage = script(d, "garbage", "echo 'hello there'");
-    let hang = script(d, "hang", "sleep 30\necho '{\"status\":\"success\"}'");
+    let pids = d.join("hang.pids");
+    let hang = script(
+        d,
+        "hang",
+        &format!(
+            "{}\necho '{{\"status\":\"success\"}}'",
+            extbus_tests::hang_with_grandchild(&pids)
+        ),
+    );
     let exit = script(
         d,
         "exit",
@@ -136,6 +144,15 @@ async fn scripts_resolve_tasks_by_their_answers_and_failures_by_default_action()
     assert_eq!(o["state"], "resumed", "{o}");
     assert!(last_message(&t).contains("killed"), "{t}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The whole process group went at the timeout, the grandchild included (the check itself
+    // tells a live process: this test's own).
+    assert!(!extbus_tests::process_gone(std::process::id(), std::time::Duration::ZERO).await);
+    for pid in extbus_tests::running_pids(&pids) {
+        assert!(
+            extbus_tests::process_gone(pid, std::time::Duration::from_secs(5)).await,
+            "process {pid} of the hung script still runs"
+        );
+    }
 
     let (o, t) = run_case(&b, &p, "exit").await;
     assert_eq!(o["state"], "aborted", "{o}");

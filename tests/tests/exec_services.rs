@@ -83,7 +83,8 @@ printf '{{"status":"success","result":{{"status":201,"headers":{{"x-by":"echo"}}
     );
     let garbage = script(d, "garbage", "echo 'hello there'");
     let exit = script(d, "exit", "echo 'secret detail' >&2\nexit 3");
-    let hang = script(d, "hang", "sleep 30");
+    let pids = d.join("hang.pids");
+    let hang = script(d, "hang", &extbus_tests::hang_with_grandchild(&pids));
     let scaffolded = extbus::cli::ext::scaffold("scaffolded", d, false).unwrap();
     let entries = vec![
         entry("echo", &echo, 10_000),
@@ -141,6 +142,13 @@ printf '{{"status":"success","result":{{"status":201,"headers":{{"x-by":"echo"}}
     assert_eq!(r.status, 504, "{r:?}");
     assert_eq!(r.json()["error"]["code"], "overloaded");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The whole process group went at the timeout, the grandchild included.
+    for pid in extbus_tests::running_pids(&pids) {
+        assert!(
+            extbus_tests::process_gone(pid, std::time::Duration::from_secs(5)).await,
+            "process {pid} of the hung script still runs"
+        );
+    }
 
     let r = post(&b, "/x/scaffolded/a", "").await;
     assert_eq!(r.status, 200, "{r:?}");

@@ -53,6 +53,14 @@ async fn assert_error(c: &BusClient, suffix: &str, payload: Vec<u8>, code: &str)
 #[tokio::test]
 async fn bad_commands_get_documented_errors_and_change_nothing() {
     let b = TestBroker::start().await;
+    // A rule for the operation the bad submits name: had one been accepted, a task would be
+    // stored and the query below would show it.
+    let ext = b.client("extension").await;
+    let r = ext
+        .command("register", json!({"rules": [{"operation": "vapp.create"}]}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let op = b.client("operator").await;
     for proto in PROTOS {
         let p = BusClient::connect(&b, proto, "platform", "platform")
             .await
@@ -97,7 +105,25 @@ async fn bad_commands_get_documented_errors_and_change_nothing() {
         let q = p.command("tasks/query", json!({})).await;
         assert_eq!(q["ok"], true, "{q}");
         assert_eq!(q["result"]["tasks"], json!([]));
+        let ev = op
+            .command(
+                "events/replay",
+                json!({"from_seq": 0, "filter": "extbus/events/acme/#"}),
+            )
+            .await;
+        assert_eq!(ev["result"]["events"], json!([]), "{ev}");
     }
+    // The same submit, well formed, is accepted and stored: the checks above could fail.
+    let p = b.client("platform").await;
+    let r = p
+        .command(
+            "tasks/submit",
+            json!({"request_id": "r", "operation": "vapp.create", "org": "acme"}),
+        )
+        .await;
+    assert_eq!(r["result"]["state"], "blocked", "{r}");
+    let q = p.command("tasks/query", json!({})).await;
+    assert_eq!(q["result"]["tasks"].as_array().map(Vec::len), Some(1));
     b.stop().await;
 }
 

@@ -3,8 +3,10 @@
 //! `vm.create` and aborts a large one with the limit in the message.
 //!
 //! The interpreter is `python3` if it can import paho-mqtt >= 2, else a venv under the target
-//! dir into which paho-mqtt is installed. Only if `python3` is missing does the test skip (with
-//! a message on stderr).
+//! dir into which paho-mqtt is installed. Without `python3` the test fails, naming the install
+//! command; it never passes silently. Where python3 cannot be had, build with
+//! `EXTBUS_SKIP_PYTHON=1` (honoured outside CI only, see `tests/build.rs`): the test is then
+//! listed as ignored, with that reason, in the runner's summary.
 
 use extbus_schema::Role;
 use extbus_tests::TestBroker;
@@ -37,11 +39,17 @@ async fn has_paho(python: &str) -> bool {
     run(&mut c, Duration::from_secs(30)).await.unwrap_or(false)
 }
 
+const NO_PYTHON: &str = "python3 not found: install it (`apt-get install python3 python3-venv`), \
+     or outside CI set EXTBUS_SKIP_PYTHON=1 to list this test as ignored";
+
 /// A python that can import paho-mqtt >= 2, or `None` if there is no `python3` at all.
 async fn python() -> Option<String> {
     let mut version = Command::new("python3");
     version.arg("--version").stdout(Stdio::null());
-    if run(&mut version, Duration::from_secs(30)).await.is_err() {
+    if !run(&mut version, Duration::from_secs(30))
+        .await
+        .unwrap_or(false)
+    {
         return None;
     }
     if has_paho("python3").await {
@@ -53,7 +61,11 @@ async fn python() -> Option<String> {
         let long = Duration::from_secs(300);
         let mut mk = Command::new("python3");
         mk.args(["-m", "venv", "--clear"]).arg(&venv);
-        assert!(run(&mut mk, long).await.unwrap(), "python3 -m venv failed");
+        assert!(
+            run(&mut mk, long).await.unwrap_or(false),
+            "python3 -m venv failed: install python3-venv, or paho-mqtt >= 2 for python3 \
+             (`pip install 'paho-mqtt>=2,<3'`)"
+        );
         let mut pip = Command::new(&py);
         pip.args([
             "-m",
@@ -64,7 +76,11 @@ async fn python() -> Option<String> {
             "30",
             "paho-mqtt>=2,<3",
         ]);
-        assert!(run(&mut pip, long).await.unwrap(), "pip install failed");
+        assert!(
+            run(&mut pip, long).await.unwrap_or(false),
+            "pip install paho-mqtt failed (offline?): install it for python3 \
+             (`pip install 'paho-mqtt>=2,<3'`)"
+        );
         assert!(
             has_paho(&py).await,
             "paho-mqtt not importable in {}",
@@ -154,11 +170,12 @@ fn vm_create(request_id: &str, data: Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    extbus_skip_python,
+    ignore = "built with EXTBUS_SKIP_PYTHON=1: the Python sample was not tested"
+)]
 async fn python_approver_resumes_small_and_aborts_large_requests() {
-    let Some(python) = python().await else {
-        eprintln!("SKIPPED: python3 not found; install it to run the Python sample's test");
-        return;
-    };
+    let python = python().await.expect(NO_PYTHON);
     let b = TestBroker::start().await;
     b.add_principal(USER, &[Role::Extension], &["*"]);
     let p = b.client("platform").await;

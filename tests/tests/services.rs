@@ -7,7 +7,7 @@ use extbus_schema::Role;
 use extbus_tests::http::{basic, request, Http, HttpResponse};
 use extbus_tests::{BusClient, TestBroker};
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -47,17 +47,85 @@ fn echo_response(req: &Value, replica: &str) -> Value {
     }
 }
 
-/// Answers every request `ext` receives until aborted.
-fn echo(ext: Arc<BusClient>, replica: &'static str) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let req = ext.expect_on(REQUESTS).await.json();
-            let r = ext
-                .command("services/responses", echo_response(&req, replica))
-                .await;
-            assert_eq!(r["ok"], true, "response refused: {r}");
+/// An echo extension running in its own task. A failure of the helper (a refused response, or
+/// a panic) is kept and raised by `stop`, or by drop, so it is never lost with the task.
+struct Echo {
+    task: JoinHandle<()>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Records a panic of the helper's task as its failure while it unwinds.
+struct PanicNote(Arc<Mutex<Option<String>>>);
+
+impl Drop for PanicNote {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            f.get_or_insert_with(|| "the echo helper panicked (message above)".into());
         }
-    })
+    }
+}
+
+impl Echo {
+    fn failed(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops the helper; panics with its failure if it had one.
+    async fn stop(mut self) {
+        self.task.abort();
+        if let Err(e) = (&mut self.task).await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        if let Some(f) = self.failed() {
+            panic!("echo helper failed: {f}");
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(f) = self.failed() {
+            if std::thread::panicking() {
+                eprintln!("echo helper failed: {f}");
+            } else {
+                panic!("echo helper failed: {f}");
+            }
+        }
+    }
+}
+
+/// Answers every request `ext` receives until stopped.
+fn echo(ext: Arc<BusClient>, replica: &'static str) -> Echo {
+    let failure = Arc::new(Mutex::new(None));
+    let note = PanicNote(failure.clone());
+    let task = tokio::spawn(async move {
+        let note = note;
+        loop {
+            // Idle is normal: wait again rather than fail.
+            let Some(m) = ext
+                .next_within(Duration::from_secs(5), |m| m.topic == REQUESTS)
+                .await
+            else {
+                continue;
+            };
+            let r = ext
+                .command("services/responses", echo_response(&m.json(), replica))
+                .await;
+            if r["ok"] != true {
+                let mut f = note.0.lock().unwrap_or_else(|e| e.into_inner());
+                *f = Some(format!("response refused: {r}"));
+                return;
+            }
+        }
+    });
+    Echo { task, failure }
 }
 
 fn auth(name: &str) -> String {
@@ -144,7 +212,7 @@ async fn json_and_binary_bodies_round_trip() {
         "{text}"
     );
     assert!(text.contains("extbus_service_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
-    server.abort();
+    server.stop().await;
     b.stop().await;
 }
 
@@ -189,7 +257,7 @@ async fn callers_must_authenticate_and_bearer_forms_work() {
         assert_eq!(r.status, 201, "{bearer}");
         assert_eq!(r.json()["principal"], "operator");
     }
-    server.abort();
+    server.stop().await;
     b.stop().await;
 }
 
@@ -225,7 +293,7 @@ async fn unmatched_paths_are_404_and_big_bodies_413() {
     )
     .await;
     assert_eq!(r.status, 201);
-    server.abort();
+    server.stop().await;
     b.stop().await;
 }
 
@@ -399,7 +467,7 @@ async fn replicas_share_the_load_through_a_shared_subscription() {
     assert!(counts.get("one").copied().unwrap_or(0) > 0, "{counts:?}");
     assert!(counts.get("two").copied().unwrap_or(0) > 0, "{counts:?}");
     for s in servers {
-        s.abort();
+        s.stop().await;
     }
     b.stop().await;
 }
@@ -455,7 +523,7 @@ async fn mqtt_native_calls_are_answered_as_replies() {
         )
         .await;
     assert_eq!(r["error"]["code"], "schema_violation", "{r}");
-    server.abort();
+    server.stop().await;
 
     // A silent service: the reply mirrors the HTTP 504.
     let c = caller.clone();
@@ -489,7 +557,7 @@ async fn services_survive_a_restart() {
     let r = get(&b, "/ext/acme/greeter/json", "admin").await;
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-replica"), Some("again"));
-    server.abort();
+    server.stop().await;
     b.stop().await;
 }
 
@@ -523,6 +591,6 @@ async fn services_declared_in_the_config_are_routed_without_a_manifest() {
         get(&b, "/ext/acme/greeter/y/json", "observer").await.status,
         201
     );
-    server.abort();
+    server.stop().await;
     b.stop().await;
 }

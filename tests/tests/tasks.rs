@@ -377,11 +377,37 @@ async fn timeouts_apply_each_default_action() {
 async fn waiting_tasks_are_announced_again_every_renotify_interval() {
     let w = world(json!({"operation": "vm.create", "timeout_ms": 600000})).await;
     let t = submit(&w.platform, "r", "vm.create").await;
-    let first = w.operator.expect_on("extbus/tasks/blocked/vm/create").await;
+    let topic = "extbus/tasks/blocked/vm/create";
+    let first = w.operator.expect_on(topic).await;
     assert_eq!(first.json()["id"], t["id"]);
-    w.b.clock.advance(w.b.config.tasks.renotify_ms);
-    let again = w.operator.expect_on("extbus/tasks/blocked/vm/create").await;
-    assert_eq!(again.json()["id"], t["id"]);
+    let every = w.b.config.tasks.renotify_ms;
+    let quiet = Duration::from_millis(300);
+    for round in 1..=2 {
+        // Not a millisecond early...
+        w.b.clock.advance(every - 1);
+        let early = w.operator.collect(quiet, |m| m.topic == topic).await;
+        assert!(
+            early.is_empty(),
+            "round {round}: notice before the interval"
+        );
+        // ...then exactly one notice, not two.
+        w.b.clock.advance(1);
+        let again = w.operator.expect_on(topic).await;
+        assert_eq!(again.json()["id"], t["id"]);
+        let extra = w.operator.collect(quiet, |m| m.topic == topic).await;
+        assert!(
+            extra.is_empty(),
+            "round {round}: {} extra notices",
+            extra.len()
+        );
+    }
+    // A resolved task is not announced again.
+    w.ext
+        .command(&format!("tasks/{}/resume", id(&t)), json!({}))
+        .await;
+    w.b.clock.advance(every * 2);
+    let after = w.operator.collect(quiet, |m| m.topic == topic).await;
+    assert!(after.is_empty(), "renotified after it was resolved");
     w.b.stop().await;
 }
 
@@ -464,6 +490,54 @@ async fn query_filters_and_pages() {
     seen.sort();
     ids.sort();
     assert_eq!(seen, ids);
-    assert!(p1["states"].as_array().unwrap().len() >= 6);
+    // SPEC.md's state table, row for row.
+    assert_eq!(
+        p1["states"],
+        json!([
+            {"from": null, "to": "blocked", "by": "submit, a rule matched"},
+            {"from": null, "to": "resumed", "by": "submit, no rule matched"},
+            {"from": "blocked", "to": "blocked", "by": "resume of a stage that is not the last; extend"},
+            {"from": "blocked", "to": "resumed", "by": "resume of the last stage; timeout with default resume"},
+            {"from": "blocked", "to": "cancelled", "by": "cancel; timeout with default cancel"},
+            {"from": "blocked", "to": "aborted", "by": "abort; timeout with default abort"}
+        ])
+    );
+    w.b.stop().await;
+}
+
+#[tokio::test]
+async fn a_query_page_stops_near_one_mebibyte_and_continues_after_it() {
+    let w = world(json!({"operation": "vm.create"})).await;
+    // Five tasks of ~240 KB each: four fit in a 1 MiB page, the fifth starts the next one.
+    let blob = "x".repeat(240 * 1024);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = w
+            .platform
+            .command(
+                "tasks/submit",
+                json!({"request_id": format!("big-{i}"), "operation": "vm.create",
+                       "org": "acme", "data": {"blob": blob}}),
+            )
+            .await;
+        assert_eq!(r["result"]["state"], "blocked", "{}", r["error"]);
+        ids.push(id(&r["result"]));
+    }
+    let p1 = w.operator.command("tasks/query", json!({})).await["result"].clone();
+    let first: Vec<String> = p1["tasks"].as_array().unwrap().iter().map(id).collect();
+    assert_eq!(first.len(), 4, "a page holds what fits in 1 MiB");
+    assert_eq!(p1["next"].as_str(), Some(first[3].as_str()), "cut by size");
+    let p2 = w
+        .operator
+        .command("tasks/query", json!({"after": p1["next"]}))
+        .await["result"]
+        .clone();
+    let second: Vec<String> = p2["tasks"].as_array().unwrap().iter().map(id).collect();
+    assert_eq!(second.len(), 1);
+    assert_eq!(p2["next"], Value::Null, "the last page");
+    let mut all: Vec<String> = first.into_iter().chain(second).collect();
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids);
     w.b.stop().await;
 }

@@ -63,6 +63,13 @@ pub(crate) fn resolve(
     action: TaskAction,
     d: &Decoded,
 ) -> Result<Task, CommandError> {
+    // Another org's task does not exist for an org-limited principal, even an operator.
+    match b.txn.task(id)? {
+        Some(t) if !visible(ctx, &t) => {
+            return Err(CommandError::not_found(format!("no task '{id}'")))
+        }
+        _ => {}
+    }
     let privileged = ctx.principal.has(Role::Operator);
     let (message, result) = match action {
         TaskAction::Extend => {

@@ -142,18 +142,24 @@ mod tests {
     #[test]
     fn highest_priority_wins_and_ties_go_to_the_first() {
         let r = Router::new();
-        r.set_owner("a", &[spec("low", "^/ext/", 10)]);
-        r.set_owner("b", &[spec("high", "^/ext/acme/", 90)]);
-        r.set_owner("c", &[spec("tie", "^/ext/acme/", 90)]);
-        assert_eq!(r.for_path("/ext/acme/x").unwrap().spec.name, "high");
+        r.set_owner("m", &[spec("low", "^/ext/", 10)]);
+        // The first of two equals sorts last by owner and by name: only registration order
+        // can make it win.
+        r.set_owner("z", &[spec("zz-first", "^/ext/acme/", 90)]);
+        r.set_owner("a", &[spec("aa-second", "^/ext/acme/", 90)]);
+        assert_eq!(r.for_path("/ext/acme/x").unwrap().spec.name, "zz-first");
         assert_eq!(r.for_path("/ext/other").unwrap().spec.name, "low");
         assert!(r.for_path("/nothing").is_none());
         // Re-registering keeps the place among equals.
-        r.set_owner("b", &[spec("high", "^/ext/acme/", 90)]);
-        assert_eq!(r.for_path("/ext/acme/x").unwrap().owner, "b");
+        r.set_owner("z", &[spec("zz-first", "^/ext/acme/", 90)]);
+        assert_eq!(r.for_path("/ext/acme/x").unwrap().owner, "z");
+        // A higher priority beats an earlier registration.
+        r.set_owner("a", &[spec("aa-second", "^/ext/acme/", 91)]);
+        assert_eq!(r.for_path("/ext/acme/x").unwrap().owner, "a");
+        r.set_owner("a", &[spec("aa-second", "^/ext/acme/", 90)]);
         // Replacing an owner's manifest removes what it no longer declares.
-        r.set_owner("b", &[]);
-        assert_eq!(r.for_path("/ext/acme/x").unwrap().spec.name, "tie");
+        r.set_owner("z", &[]);
+        assert_eq!(r.for_path("/ext/acme/x").unwrap().spec.name, "aa-second");
         assert_eq!(r.len(), 2);
     }
 

@@ -170,6 +170,11 @@ async fn wills_fire_through_the_gate_and_are_checked() {
     assert_eq!(b.denied().len(), 2);
 }
 
+/// A task notice of org acme, told apart by `tag`.
+fn task(tag: &str) -> String {
+    format!(r#"{{"id":"{tag}","org":"acme"}}"#)
+}
+
 #[tokio::test]
 async fn extensions_receive_only_their_blocked_tasks() {
     let b = bus().await;
@@ -192,14 +197,17 @@ async fn extensions_receive_only_their_blocked_tasks() {
     const N: usize = 300;
     for i in 0..N {
         let op = if i % 2 == 0 { "instantiate" } else { "delete" };
-        b.publish(&format!("extbus/tasks/blocked/vapp/{op}"), &i.to_string());
+        b.publish(
+            &format!("extbus/tasks/blocked/vapp/{op}"),
+            &task(&i.to_string()),
+        );
     }
     b.publish("extbus/tasks/blocked/vapp", "malformed");
-    b.publish("extbus/tasks/blocked/vapp/instantiate", "end");
+    b.publish("extbus/tasks/blocked/vapp/instantiate", &task("end"));
     let expected: Vec<String> = (0..N)
         .step_by(2)
-        .map(|i| i.to_string())
-        .chain(["end".into()])
+        .map(|i| task(&i.to_string()))
+        .chain([task("end")])
         .collect();
     let mut got4 = Vec::new();
     while got4.len() < expected.len() {
@@ -219,17 +227,25 @@ async fn extensions_receive_only_their_blocked_tasks() {
         all += 1;
     }
     // Still connected and acking in order: another notice arrives.
-    b.publish("extbus/tasks/blocked/vapp/instantiate", "after");
-    assert_eq!(ext4.publish().await.payload, "after".as_bytes());
-    assert_eq!(ext5.publish().await.payload, "after".as_bytes());
+    b.publish("extbus/tasks/blocked/vapp/instantiate", &task("after"));
+    assert_eq!(ext4.publish().await.payload, task("after").as_bytes());
+    assert_eq!(ext5.publish().await.payload, task("after").as_bytes());
+    // `ext` is limited to acme: another org's notice is dropped (and acked), the next passes.
+    b.publish(
+        "extbus/tasks/blocked/vapp/instantiate",
+        r#"{"id":"g","org":"globex"}"#,
+    );
+    b.publish("extbus/tasks/blocked/vapp/instantiate", &task("acme again"));
+    assert_eq!(ext4.publish().await.payload, task("acme again").as_bytes());
+    assert_eq!(ext5.publish().await.payload, task("acme again").as_bytes());
     // A registration takes effect at once, on open connections.
     b.registry.add_operation("ext", "vapp.delete");
-    b.publish("extbus/tasks/blocked/vapp/delete", "now mine");
+    b.publish("extbus/tasks/blocked/vapp/delete", &task("now mine"));
     assert_eq!(
         topic4(&ext4.publish().await),
         "extbus/tasks/blocked/vapp/delete"
     );
-    assert_eq!(ext5.publish().await.payload, "now mine".as_bytes());
+    assert_eq!(ext5.publish().await.payload, task("now mine").as_bytes());
 }
 
 #[tokio::test]

@@ -169,6 +169,28 @@ pub fn filters_blocked_tasks(p: &Principal) -> bool {
     p.roles.contains(&Role::Extension) && !p.has(Role::Operator)
 }
 
+/// Does `p` receive only its own orgs' tasks on `extbus/tasks/`? (An operator or extension
+/// limited to some orgs; no other role may read there.)
+pub fn filters_task_orgs(p: &Principal) -> bool {
+    !p.is_admin() && !p.all_orgs() && (p.has(Role::Operator) || p.has(Role::Extension))
+}
+
+/// May `p` receive this publish, as far as orgs go? Under `extbus/tasks/` the payload names the
+/// task's org; one that names none is not delivered to an org-limited principal.
+pub fn task_org_allowed(p: &Principal, topic: &str, payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Org {
+        org: Option<String>,
+    }
+    if !filters_task_orgs(p) || !topic.starts_with("extbus/tasks/") {
+        return true;
+    }
+    serde_json::from_slice::<Org>(payload)
+        .ok()
+        .and_then(|o| o.org)
+        .is_some_and(|org| p.in_org(&org))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +381,34 @@ mod tests {
         assert!(subs(&limited, "extbus/tasks/#"));
         assert!(subs(&limited, "extbus/events/acme/#"));
         assert!(!subs(&limited, "extbus/events/#"));
+    }
+
+    #[test]
+    fn task_publishes_reach_only_principals_of_their_org() {
+        let limited = principal("op", &[Role::Operator], &["acme"]);
+        let all = principal("op2", &[Role::Operator], &["*"]);
+        let admin = principal("root", &[Role::Admin], &["acme"]);
+        let t = "extbus/tasks/blocked/vm/create";
+        let acme = br#"{"id":"1","org":"acme"}"#;
+        let globex = br#"{"id":"2","org":"globex"}"#;
+        assert!(filters_task_orgs(&limited));
+        assert!(!filters_task_orgs(&all) && !filters_task_orgs(&admin));
+        let ext = principal("ext", &[Role::Extension], &["acme"]);
+        let obs = principal("obs", &[Role::Observer], &["acme"]);
+        assert!(filters_task_orgs(&ext) && !filters_task_orgs(&obs));
+        assert!(task_org_allowed(&limited, t, acme));
+        assert!(!task_org_allowed(&limited, t, globex));
+        assert!(!task_org_allowed(
+            &limited,
+            "extbus/tasks/resolved/vm/create",
+            globex
+        ));
+        // A task payload without an org, or not JSON, is not guessed at.
+        assert!(!task_org_allowed(&limited, t, br#"{"id":"3"}"#));
+        assert!(!task_org_allowed(&limited, t, b"not json"));
+        // Other topics, and principals of every org, are not filtered.
+        assert!(task_org_allowed(&limited, "extbus/out/op/replies", globex));
+        assert!(task_org_allowed(&all, t, globex) && task_org_allowed(&admin, t, b"x"));
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl Session {
         v5: bool,
         reasons: bool,
     ) -> Self {
-        let order = acl::filters_blocked_tasks(&principal).then(AckOrder::default);
+        let order = (acl::filters_blocked_tasks(&principal) || acl::filters_task_orgs(&principal))
+            .then(AckOrder::default);
         let slots = Slots::new(gate.subcaps.clone(), &principal.name);
         Session {
             inbox: format!("extbus/in/{}/", principal.name),
@@ -517,16 +518,14 @@ impl Session {
                 let Ok(p) = codec::parse_publish(f, header, true) else {
                     return self.deliver(f, header, to_c);
                 };
-                let deliver = match std::str::from_utf8(p.topic)
-                    .ok()
-                    .and_then(acl::blocked_operation)
-                {
-                    Some(op) => self
+                let topic = std::str::from_utf8(p.topic).unwrap_or_default();
+                let deliver = match acl::blocked_operation(topic) {
+                    Some(op) if acl::filters_blocked_tasks(&self.principal) => self
                         .gate
                         .registry
                         .answers_operation(&self.principal.name, &op),
-                    None => true,
-                };
+                    _ => true,
+                } && acl::task_org_allowed(&self.principal, topic, p.payload);
                 if !deliver {
                     if p.qos > 0 {
                         order.dropped(p.pkid, p.qos, to_b);
