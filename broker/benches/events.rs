@@ -1,151 +1,168 @@
-//! Audit-event ingest benchmark (figures printed, nothing asserted): sustained events/s from
-//! one and from four platform publishers to four subscribers, durable, 300-byte payloads,
-//! through extbus (validated, sequenced, logged before fan-out) and, side by side, through a
-//! plain MQTT broker relaying the same messages straight to an events topic.
-//! The plain broker is `mosquitto` from PATH (started here on a free port) or the URL in
-//! BENCH_PLAIN_MQTT_URL (mqtt://host:port). Run: `cargo bench -p extbus --bench events`.
+//! Audit-event ingest beside Mosquitto in the same run (figures printed, nothing asserted):
+//! 1 and 4 publishers -> 4 subscribers, QoS 1, ~300-byte drafts, counted at the subscribers,
+//! which must each receive every event. On extbus the `platform` publishes drafts to its
+//! inbox and the events (validated, stamped with `seq`, persisted before fan-out) reach four
+//! observers on `extbus/events/acme/#`; on Mosquitto the same drafts are plain QoS 1 fan-out.
+//! Clients at default socket options give the headline rows, NODELAY clients the second.
+//! Run: `cargo bench -p extbus --bench events` (BENCH_EVENTS, default 150,000; BENCH_WINDOW,
+//! how far publishers may run ahead of the slowest subscriber, default 10,000).
 
 mod common;
 
-use common::{client, free_port, Broker};
+use common::{client, env_usize, recv_within, Broker, Figure, Mosquitto, Sock, Table};
 use rumqttc::QoS;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 const SUBSCRIBERS: usize = 4;
-const EVENTS: usize = 40_000;
+const FILTER: &str = "extbus/events/acme/#";
+/// Longest silence at a subscriber before the run is declared stalled.
+const STALL_SECS: u64 = 30;
 
-/// A draft of about 300 bytes.
+/// A draft of about 300 bytes, carrying its index as `bench_n`.
 fn draft(i: usize) -> Vec<u8> {
     let pad = "x".repeat(150);
-    format!(r#"{{"type":"vm.create","org":"acme","subject":"urn:acme:vm:{i}","outcome":"succeeded","data":{{"n":{i},"pad":"{pad}"}}}}"#).into_bytes()
+    format!(r#"{{"type":"vm.create","org":"acme","subject":"urn:acme:vm:{i}","outcome":"succeeded","data":{{"bench_n":{i},"pad":"{pad}"}}}}"#).into_bytes()
 }
 
-/// Publishes `EVENTS` messages from `publishers` clients and waits until every subscriber
-/// received all of them; returns events/s.
-async fn run(
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The index a received message carries.
+fn bench_n(p: &[u8]) -> usize {
+    let at = find(p, b"\"bench_n\":").expect("a message without bench_n") + 10;
+    let digits = p[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&p[at..at + digits])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Where a run publishes and whom it connects as.
+struct Target {
     port: u16,
-    user: &str,
-    publish_topic: &str,
-    sub_filter: &str,
-    publishers: usize,
-) -> Option<f64> {
+    publisher: &'static str,
+    subscriber: &'static str,
+    topic: &'static str,
+    /// Events must carry the broker's sequence number.
+    stamped: bool,
+}
+
+/// Publishes `total` drafts from `publishers` clients; returns events/s once every
+/// subscriber holds every event.
+async fn run(t: &Target, sock: Sock, publishers: usize, total: usize, window: usize) -> f64 {
     let mut subs = Vec::new();
     for _ in 0..SUBSCRIBERS {
-        subs.push(client(port, user_for_sub(user), &[sub_filter]).await);
+        subs.push(client(t.port, t.subscriber, &[FILTER], sock).await);
     }
     let mut pubs = Vec::new();
     for _ in 0..publishers {
-        pubs.push(client(port, user, &[]).await);
+        pubs.push(client(t.port, t.publisher, &[], sock).await);
     }
+    let pace = Arc::new(common::Window::new(SUBSCRIBERS, window));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let per = total / publishers;
+    let total = per * publishers;
     let start = Instant::now();
-    let per = EVENTS / publishers;
     let mut senders = Vec::new();
     for (k, p) in pubs.iter().enumerate() {
-        let c = p.client.clone();
-        let topic = publish_topic.to_string();
+        let (c, topic) = (p.client.clone(), t.topic);
+        let (pace, sent) = (pace.clone(), sent.clone());
         senders.push(tokio::spawn(async move {
-            for i in 0..per {
-                c.publish(topic.clone(), QoS::AtLeastOnce, false, draft(k * per + i))
+            for i in k * per..(k + 1) * per {
+                pace.wait(sent.fetch_add(1, Ordering::Relaxed)).await;
+                c.publish(topic, QoS::AtLeastOnce, false, draft(i))
                     .await
                     .unwrap();
             }
         }));
     }
-    let total = per * publishers;
     let mut waiters = Vec::new();
-    for mut s in subs {
+    for (r, mut s) in subs.into_iter().enumerate() {
+        let (pace, stamped) = (pace.clone(), t.stamped);
         waiters.push(tokio::spawn(async move {
-            let mut n = 0;
-            while n < total {
-                match tokio::time::timeout(Duration::from_secs(30), s.rx.recv()).await {
-                    Ok(Some(_)) => n += 1,
-                    _ => return n,
+            let mut seen = vec![false; total];
+            let mut got = 0;
+            while got < total {
+                let what = format!("subscriber {r} (holding {got} of {total})");
+                let (_, p) = recv_within(&mut s.rx, STALL_SECS, &what).await;
+                assert!(
+                    !stamped || find(&p, b"\"seq\":").is_some(),
+                    "an event without seq"
+                );
+                let i = bench_n(&p);
+                assert!(i < total, "event {i} was never published");
+                // A QoS 1 duplicate is not a second event.
+                if !std::mem::replace(&mut seen[i], true) {
+                    got += 1;
+                    pace.received(r);
                 }
             }
-            n
+            let _ = s.client.disconnect().await;
         }));
     }
-    let mut ok = true;
     for w in waiters {
-        let got = w.await.unwrap();
-        if got < total {
-            println!("  a subscriber received {got} of {total}");
-            ok = false;
-        }
+        w.await.expect("a subscriber failed");
     }
     let secs = start.elapsed().as_secs_f64();
-    ok.then_some(total as f64 / secs)
-}
-
-/// extbus subscribers are observers; a plain broker takes any name.
-fn user_for_sub(user: &str) -> &str {
-    if user == "platform" {
-        "observer"
-    } else {
-        user
+    for s in senders {
+        s.await.unwrap();
     }
-}
-
-fn plain_broker() -> Option<(u16, Option<std::process::Child>)> {
-    if let Ok(url) = std::env::var("BENCH_PLAIN_MQTT_URL") {
-        let port = url.rsplit(':').next()?.parse().ok()?;
-        return Some((port, None));
+    for p in pubs {
+        let _ = p.client.disconnect().await;
     }
-    let port = free_port();
-    let dir = tempfile::tempdir().ok()?;
-    let conf = dir.path().join("m.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"),
-    )
-    .ok()?;
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::mem::forget(dir);
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if t.elapsed() > Duration::from_secs(5) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Some((port, Some(child)))
+    total as f64 / secs
 }
 
 fn main() {
+    let events = env_usize("BENCH_EVENTS", 150_000);
+    let window = env_usize("BENCH_WINDOW", 10_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let config = "[events]\nretention_max_count = 1000000\n";
-        for publishers in [1, 4] {
-            let b = Broker::start(&dir.path().join(format!("e{publishers}")), config);
-            let r = run(b.mqtt, "platform", "extbus/in/platform/events", "extbus/events/acme/#", publishers).await;
-            match r {
-                Some(r) => println!("extbus: {EVENTS} events, {publishers} publisher(s) -> {SUBSCRIBERS} subscribers, 300 B, durable: {r:.0} events/s"),
-                None => println!("extbus: {publishers} publisher(s): incomplete"),
-            }
-            b.stop();
-        }
-        match plain_broker() {
-            Some((port, child)) => {
-                for publishers in [1, 4] {
-                    let r = run(port, "bench", "extbus/events/acme/vm/create", "extbus/events/acme/#", publishers).await;
-                    match r {
-                        Some(r) => println!("plain MQTT broker: {EVENTS} events, {publishers} publisher(s) -> {SUBSCRIBERS} subscribers, 300 B: {r:.0} events/s"),
-                        None => println!("plain MQTT broker: {publishers} publisher(s): incomplete"),
+        let config = format!("[events]\nretention_max_count = {}\n", events * 2);
+        let mosquitto = Mosquitto::start();
+        let mut table = Table::default();
+        let mut run_no = 0;
+        for sock in Sock::BOTH {
+            for publishers in [1, 4] {
+                // A fresh broker per run: each starts with an empty log.
+                run_no += 1;
+                let b = Broker::start(&dir.path().join(format!("e{run_no}")), &config);
+                let t = Target {
+                    port: b.mqtt,
+                    publisher: "platform",
+                    subscriber: "observer",
+                    topic: "extbus/in/platform/events",
+                    stamped: true,
+                };
+                let e = run(&t, sock, publishers, events, window).await;
+                drop(b);
+                let m = match &mosquitto {
+                    Some(m) => {
+                        let t = Target {
+                            port: m.port,
+                            publisher: "bench-pub",
+                            subscriber: "bench-sub",
+                            topic: "extbus/events/acme/vm/create",
+                            stamped: false,
+                        };
+                        Some(run(&t, sock, publishers, events, window).await)
                     }
-                }
-                if let Some(mut c) = child {
-                    let _ = c.kill();
-                }
+                    None => None,
+                };
+                table.add(
+                    format!("{publishers} -> {SUBSCRIBERS}, {}", sock.label()),
+                    Figure::Rate(e),
+                    m.map(Figure::Rate),
+                );
             }
-            None => println!("plain MQTT broker: skipped (no mosquitto on PATH and no BENCH_PLAIN_MQTT_URL)"),
         }
+        table.print(&format!(
+            "events/s, {events} x ~300 B drafts, QoS 1, counted at {SUBSCRIBERS} subscribers \
+             (each receives all), publisher window {window}; extbus durable"
+        ));
     });
 }

@@ -1,305 +1,182 @@
-//! Gate throughput: QoS 1, one publisher, one subscriber, 200-byte payloads, through the
-//! gate and through the unchecked relay (`gate: false`), for 3.1.1 and MQTT 5 clients.
-//! Prints messages per second and the gate/unchecked ratio. Run with
-//! `cargo bench -p extbus --bench gate_throughput` (`GATE_BENCH_N` overrides the count,
-//! `GATE_BENCH_VERBOSE=1` prints every round, `GATE_BENCH_LOG=<filter>` logs).
+//! Plain MQTT through the gate, beside Mosquitto in the same run (figures printed, nothing
+//! asserted): request/response (a requester publishes QoS 1 on `bench/rr/req` with 64 in
+//! flight, a responder echoes each on `bench/rr/resp`; req/s, p50, p99) and a one-way QoS 1
+//! stream (1 publisher -> 1 subscriber, msg/s), 200-byte payloads. On extbus both clients
+//! are the `admin` principal on ordinary topics, which the gate checks and relays to rumqttd.
+//! Clients at default socket options give the headline rows, NODELAY clients the second.
+//! Run: `cargo bench -p extbus --bench gate_throughput` (GATE_BENCH_REQUESTS, default 20,000;
+//! GATE_BENCH_N stream messages, default 50,000; BENCH_WINDOW, default 10,000).
 
-use extbus::metrics::Metrics;
-use extbus::mqtt::{self, MqttSettings};
-use extbus::principals::Principals;
-use extbus::registry::Registry;
-use extbus_schema::Role;
-use rumqttc::v5 as m5;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::{client, env_usize, pct, recv_within, Broker, Figure, Mosquitto, Sock, Table};
+use rumqttc::QoS;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use std::time::Instant;
 
 const PAYLOAD: usize = 200;
-const ROUNDS: usize = 7;
-const SECRET: &str = "bench-secret-0123456789";
-const TOPIC: &str = "extbus/in/bench-pub/events";
-const FILTER: &str = "extbus/in/bench-pub/#";
+const IN_FLIGHT: usize = 64;
+/// Longest silence before a transfer is declared stalled.
+const STALL_SECS: u64 = 30;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Version {
-    V4,
-    V5,
+/// A 200-byte payload that starts with its index.
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = vec![0x5a; PAYLOAD];
+    p[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    p
 }
 
-/// Starts a gate (checked or not) and returns its address; it runs until the process ends.
-async fn start(principals: Arc<Principals>, gate: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (notices, mut drain) = mpsc::channel(16);
-    tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let settings = MqttSettings {
-        gate,
-        ..Default::default()
-    };
-    let registry = Arc::new(Registry::new());
-    let metrics = Arc::new(Metrics::new());
-    let (handle, _tx, _rx) = mqtt::start(
-        settings,
-        listener,
-        None,
-        extbus::auth::Verifier::with_defaults(principals, metrics.clone()),
-        registry,
-        metrics,
-        notices,
-    )
-    .await
-    .expect("start the bus");
-    std::mem::forget(handle);
-    addr
+fn index(p: &[u8]) -> usize {
+    assert!(
+        p.len() == PAYLOAD,
+        "a payload of {} bytes came back",
+        p.len()
+    );
+    u64::from_be_bytes(p[..8].try_into().unwrap()) as usize
 }
 
-/// Runs one publisher -> subscriber transfer of `n` messages; returns messages per second.
-async fn run(addr: SocketAddr, label: &str, v: Version, n: usize, round: usize) -> f64 {
-    let id = |who: &str| format!("{who}-{round}-{}", if v == Version::V4 { 4 } else { 5 });
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let got = Arc::new(Pace::default());
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let payload = vec![0x5a; PAYLOAD];
-    let mut tasks = Vec::new();
-    match v {
-        Version::V4 => {
-            let opts = |who: &str| {
-                let mut o = rumqttc::MqttOptions::new(id(who), "127.0.0.1", addr.port());
-                o.set_credentials(who, SECRET)
-                    .set_keep_alive(Duration::from_secs(60))
-                    .set_inflight(100);
-                o
-            };
-            let (sub, mut el) = rumqttc::AsyncClient::new(opts("bench-sub"), 1024);
-            sub.subscribe(FILTER, rumqttc::QoS::AtLeastOnce)
+struct RoundTrips {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `n` requests, `IN_FLIGHT` at a time; every one must be answered exactly once.
+async fn request_response(port: u16, sock: Sock, n: usize) -> RoundTrips {
+    let mut responder = client(port, "admin", &["bench/rr/req"], sock).await;
+    let echo = responder.client.clone();
+    let responder_client = responder.client.clone();
+    let echoing = tokio::spawn(async move {
+        while let Some((_, p)) = responder.rx.recv().await {
+            if echo
+                .publish("bench/rr/resp", QoS::AtLeastOnce, false, p)
                 .await
-                .unwrap();
-            let seen = got.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut ready = Some(ready_tx);
-                let mut done = Some(done_tx);
-                loop {
-                    let e = match el.poll().await {
-                        Ok(e) => e,
-                        Err(e) => {
-                            if seen.got.load(Ordering::Relaxed) < n {
-                                eprintln!("gate_throughput: subscriber: {e}");
-                            }
-                            break;
-                        }
-                    };
-                    match e {
-                        rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
-                            ready.take().map(|r| r.send(()));
-                        }
-                        rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) => {
-                            let got = seen.received();
-                            if got == n {
-                                done.take().map(|d| d.send(Instant::now()));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }));
-            ready_rx.await.unwrap();
-            let (publ, mut el) = rumqttc::AsyncClient::new(opts("bench-pub"), 1024);
-            tasks.push(tokio::spawn(
-                async move { while el.poll().await.is_ok() {} },
-            ));
-            let start = Instant::now();
-            let p2 = publ.clone();
-            let pace = got.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..n {
-                    pace.wait(i).await;
-                    let p = payload.clone();
-                    p2.publish(TOPIC, rumqttc::QoS::AtLeastOnce, false, p)
-                        .await
-                        .unwrap();
-                }
-            }));
-            let end = wait(done_rx, &got, n, label).await;
-            let _ = (publ.disconnect().await, sub.disconnect().await);
-            finish(tasks).await;
-            n as f64 / (end - start).as_secs_f64()
-        }
-        Version::V5 => {
-            let opts = |who: &str| {
-                let mut o = m5::MqttOptions::new(id(who), "127.0.0.1", addr.port());
-                o.set_credentials(who, SECRET)
-                    .set_keep_alive(Duration::from_secs(60));
-                o
-            };
-            let (sub, mut el) = m5::AsyncClient::new(opts("bench-sub"), 1024);
-            sub.subscribe(FILTER, m5::mqttbytes::QoS::AtLeastOnce)
-                .await
-                .unwrap();
-            let seen = got.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut ready = Some(ready_tx);
-                let mut done = Some(done_tx);
-                loop {
-                    use m5::mqttbytes::v5::Packet;
-                    let e = match el.poll().await {
-                        Ok(e) => e,
-                        Err(e) => {
-                            if seen.got.load(Ordering::Relaxed) < n {
-                                eprintln!("gate_throughput: subscriber: {e}");
-                            }
-                            break;
-                        }
-                    };
-                    match e {
-                        m5::Event::Incoming(Packet::SubAck(_)) => {
-                            ready.take().map(|r| r.send(()));
-                        }
-                        m5::Event::Incoming(Packet::Publish(_)) => {
-                            let got = seen.received();
-                            if got == n {
-                                done.take().map(|d| d.send(Instant::now()));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }));
-            ready_rx.await.unwrap();
-            let (publ, mut el) = m5::AsyncClient::new(opts("bench-pub"), 1024);
-            tasks.push(tokio::spawn(
-                async move { while el.poll().await.is_ok() {} },
-            ));
-            let start = Instant::now();
-            let p2 = publ.clone();
-            let pace = got.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..n {
-                    pace.wait(i).await;
-                    let p = payload.clone();
-                    let q = m5::mqttbytes::QoS::AtLeastOnce;
-                    p2.publish(TOPIC, q, false, p).await.unwrap();
-                }
-            }));
-            let end = wait(done_rx, &got, n, label).await;
-            let _ = (publ.disconnect().await, sub.disconnect().await);
-            finish(tasks).await;
-            n as f64 / (end - start).as_secs_f64()
-        }
-    }
-}
-
-/// Keeps the publisher at most `WINDOW` messages ahead of the subscriber: rumqttd does not
-/// slow a publisher down for a slow subscriber, it drops what falls out of its log.
-#[derive(Default)]
-struct Pace {
-    got: AtomicUsize,
-    more: tokio::sync::Notify,
-}
-
-const WINDOW: usize = 20_000;
-
-impl Pace {
-    /// Counts one received message; returns the count.
-    fn received(&self) -> usize {
-        let got = self.got.fetch_add(1, Ordering::Relaxed) + 1;
-        if got.is_multiple_of(1000) {
-            self.more.notify_waiters();
-        }
-        got
-    }
-
-    async fn wait(&self, sent: usize) {
-        loop {
-            let more = self.more.notified();
-            if sent < self.got.load(Ordering::Relaxed) + WINDOW {
+                .is_err()
+            {
                 return;
             }
-            more.await;
+        }
+    });
+    let mut req = client(port, "admin", &["bench/rr/resp"], sock).await;
+    let mut sent_at: Vec<Option<Instant>> = vec![None; n];
+    let mut answered = vec![false; n];
+    let mut samples = Vec::with_capacity(n);
+    let (mut sent, mut done) = (0, 0);
+    let start = Instant::now();
+    while done < n {
+        while sent < n && sent - done < IN_FLIGHT {
+            sent_at[sent] = Some(Instant::now());
+            req.client
+                .publish("bench/rr/req", QoS::AtLeastOnce, false, payload(sent))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        let (_, p) = recv_within(&mut req.rx, STALL_SECS, "request/response").await;
+        let i = index(&p);
+        assert!(i < sent, "an answer to request {i}, which was never sent");
+        // A QoS 1 duplicate is not a second answer.
+        if !std::mem::replace(&mut answered[i], true) {
+            samples.push(sent_at[i].unwrap().elapsed().as_micros() as u64);
+            done += 1;
         }
     }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = (
+        req.client.disconnect().await,
+        responder_client.disconnect().await,
+    );
+    echoing.abort();
+    samples.sort_unstable();
+    RoundTrips {
+        per_sec: n as f64 / secs,
+        p50_ms: pct(&samples, 50.0),
+        p99_ms: pct(&samples, 99.0),
+    }
 }
 
-/// Waits for the last message; a transfer that stalls ends the benchmark with a message.
-async fn wait(
-    done: tokio::sync::oneshot::Receiver<Instant>,
-    got: &Pace,
-    n: usize,
-    label: &str,
-) -> Instant {
-    match tokio::time::timeout(Duration::from_secs(120), done).await {
-        Ok(Ok(t)) => t,
-        _ => {
-            let got = got.got.load(Ordering::Relaxed);
-            eprintln!("gate_throughput: {label}: transfer stalled after {got} of {n} messages");
-            std::process::exit(1);
+/// `n` messages one way, the publisher at most `window` ahead; returns msg/s counted at the
+/// subscriber once it has every message.
+async fn stream(port: u16, sock: Sock, n: usize, window: usize) -> f64 {
+    let mut sub = client(port, "admin", &["bench/stream"], sock).await;
+    let publ = client(port, "admin", &[], sock).await;
+    let pace = Arc::new(common::Window::new(1, window));
+    let (p2, pace2) = (publ.client.clone(), pace.clone());
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            pace2.wait(i).await;
+            p2.publish("bench/stream", QoS::AtLeastOnce, false, payload(i))
+                .await
+                .unwrap();
+        }
+    });
+    let mut seen = vec![false; n];
+    let mut got = 0;
+    while got < n {
+        let (_, p) = recv_within(&mut sub.rx, STALL_SECS, "stream").await;
+        let i = index(&p);
+        assert!(i < n, "message {i} was never sent");
+        if !std::mem::replace(&mut seen[i], true) {
+            got += 1;
+            pace.received(0);
         }
     }
-}
-
-/// Gives the clients a moment to send their DISCONNECT, then ends their event loops.
-async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>) {
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for t in tasks {
-        t.abort();
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let secs = start.elapsed().as_secs_f64();
+    sender.await.unwrap();
+    let _ = (
+        publ.client.disconnect().await,
+        sub.client.disconnect().await,
+    );
+    n as f64 / secs
 }
 
 fn main() {
-    if let Ok(filter) = std::env::var("GATE_BENCH_LOG") {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
-    let n: usize = std::env::var("GATE_BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let requests = env_usize("GATE_BENCH_REQUESTS", 20_000);
+    let n = env_usize("GATE_BENCH_N", 50_000);
+    let window = env_usize("BENCH_WINDOW", 10_000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let principals = Arc::new(Principals::open(dir.path()).unwrap());
-        for (name, role) in [("bench-pub", Role::Platform), ("bench-sub", Role::Admin)] {
-            principals
-                .add(name, vec![role], vec![], Some(SECRET.into()))
-                .unwrap();
-        }
-        let gated = start(principals.clone(), true).await;
-        let unchecked = start(principals, false).await;
-        println!(
-            "gate_throughput: QoS 1, 1 publisher -> 1 subscriber, {PAYLOAD}-byte payloads, \
-             {n} messages, median of {ROUNDS} alternating rounds"
-        );
-        for v in [Version::V4, Version::V5] {
-            let (mut with, mut without) = (Vec::new(), Vec::new());
-            // One warm-up transfer each, not counted.
-            run(gated, "gate", v, n / 5, 100).await;
-            run(unchecked, "unchecked", v, n / 5, 100).await;
-            for round in 0..ROUNDS {
-                with.push(run(gated, "gate", v, n, round).await);
-                without.push(run(unchecked, "unchecked", v, n, round).await);
+        let broker = Broker::start(&dir.path().join("data"), "");
+        let mosquitto = Mosquitto::start();
+        let mut rr = Table::default();
+        let mut st = Table::default();
+        for sock in Sock::BOTH {
+            // A short warm-up on each broker, not counted.
+            request_response(broker.mqtt, sock, 500).await;
+            if let Some(m) = &mosquitto {
+                request_response(m.port, sock, 500).await;
             }
-            if std::env::var_os("GATE_BENCH_VERBOSE").is_some() {
-                println!("  rounds: gate {with:.0?}  unchecked {without:.0?}");
-            }
-            let (w, wo) = (median(with), median(without));
-            let name = if v == Version::V4 {
-                "MQTT 3.1.1"
-            } else {
-                "MQTT 5    "
+            let e = request_response(broker.mqtt, sock, requests).await;
+            let m = match &mosquitto {
+                Some(m) => Some(request_response(m.port, sock, requests).await),
+                None => None,
             };
-            println!(
-                "{name}  gate: {w:>9.0} msg/s   unchecked relay: {wo:>9.0} msg/s   ratio {:.2}",
-                w / wo
-            );
+            let l = sock.label();
+            rr.add(format!("req/s, {l}"), Figure::Rate(e.per_sec), m.as_ref().map(|m| Figure::Rate(m.per_sec)));
+            rr.add(format!("p50, {l}"), Figure::Millis(e.p50_ms), m.as_ref().map(|m| Figure::Millis(m.p50_ms)));
+            rr.add(format!("p99, {l}"), Figure::Millis(e.p99_ms), m.as_ref().map(|m| Figure::Millis(m.p99_ms)));
+
+            let e = stream(broker.mqtt, sock, n, window).await;
+            let m = match &mosquitto {
+                Some(m) => Some(stream(m.port, sock, n, window).await),
+                None => None,
+            };
+            st.add(format!("msg/s, {l}"), Figure::Rate(e), m.map(Figure::Rate));
         }
+        rr.print(&format!(
+            "request/response, QoS 1, {IN_FLIGHT} in flight, {PAYLOAD} B, {requests} requests (admin on bench/... topics on extbus)"
+        ));
+        st.print(&format!(
+            "stream, QoS 1, 1 publisher -> 1 subscriber, {PAYLOAD} B, {n} messages, publisher window {window}"
+        ));
+        println!(
+            "RSS after the run: extbus {:.1} MiB{}",
+            broker.rss_mib(),
+            mosquitto
+                .as_ref()
+                .map_or(String::new(), |m| format!(", Mosquitto {:.1} MiB", m.rss_mib()))
+        );
     });
 }
