@@ -8,7 +8,7 @@
 mod common;
 
 use common::Broker;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -45,16 +45,7 @@ enum Got {
 /// Connects with name = secret and default socket options; returns the client and what it
 /// receives.
 async fn connect(port: u16, name: &str) -> (AsyncClient, mpsc::UnboundedReceiver<Got>) {
-    let mut o = MqttOptions::new(
-        format!("{name}-soak-{}", rand::random::<u32>()),
-        "127.0.0.1",
-        port,
-    );
-    o.set_credentials(name, name)
-        .set_keep_alive(Duration::from_secs(30))
-        .set_inflight(1000)
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(o, 100_000);
+    let (client, mut el) = AsyncClient::new(common::options(port, name), 100_000);
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {

@@ -207,14 +207,9 @@ pub fn dir_size(p: &Path) -> u64 {
     total
 }
 
-pub struct Client {
-    pub client: AsyncClient,
-    pub rx: mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
-}
-
-/// Connects with name = secret (Mosquitto ignores it) and subscribes to `filters` at QoS 1,
-/// returning once subscribed. Up to 1,000 of its own QoS 1 publishes are in flight.
-pub async fn client(port: u16, name: &str, filters: &[&str], sock: Sock) -> Client {
+/// Options of every bench client: name = secret, a unique id, 1,000 QoS 1 publishes in
+/// flight, default socket options.
+pub fn options(port: u16, name: &str) -> MqttOptions {
     let mut o = MqttOptions::new(
         format!("{name}-{}", rand::random::<u32>()),
         "127.0.0.1",
@@ -224,6 +219,18 @@ pub async fn client(port: u16, name: &str, filters: &[&str], sock: Sock) -> Clie
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)
         .set_max_packet_size(1 << 20, 1 << 20);
+    o
+}
+
+pub struct Client {
+    pub client: AsyncClient,
+    pub rx: mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
+}
+
+/// Connects with name = secret (Mosquitto ignores it) and subscribes to `filters` at QoS 1,
+/// returning once subscribed. Up to 1,000 of its own QoS 1 publishes are in flight.
+pub async fn client(port: u16, name: &str, filters: &[&str], sock: Sock) -> Client {
+    let o = options(port, name);
     let (client, mut el) = AsyncClient::new(o, 100_000);
     if sock == Sock::NoDelay {
         let mut net = rumqttc::NetworkOptions::new();
