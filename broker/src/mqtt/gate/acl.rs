@@ -224,6 +224,34 @@ mod tests {
         may_subscribe(p, filter, &registry()).is_ok()
     }
 
+    /// The reason of a refused subscription, which the client and `security.denied` see.
+    fn refusal(p: &Principal, filter: &str) -> String {
+        may_subscribe(p, filter, &registry())
+            .expect_err("refused")
+            .reason
+    }
+
+    #[test]
+    fn refusals_say_which_rule_was_broken() {
+        let ext = principal("ext", &[Role::Extension], &["acme"]);
+        for filter in ["extbus/services/+/greeter/#", "extbus/services/acme/+/#"] {
+            let why = refusal(&ext, filter);
+            assert!(
+                why.contains("vendor and the service literally"),
+                "{filter}: {why}"
+            );
+        }
+        let why = refusal(&ext, "extbus/services/acme/billing/#");
+        assert!(
+            why.contains("has not registered the service acme/billing"),
+            "{why}"
+        );
+        let why = refusal(&ext, "extbus/events/globex/#");
+        assert!(why.contains("is not in org 'globex'"), "{why}");
+        let why = refusal(&ext, "extbus/events/+/#");
+        assert!(why.contains("name one at the org level"), "{why}");
+    }
+
     /// Filters nobody but an admin may use.
     const FOREIGN: &[&str] = &[
         "#",
