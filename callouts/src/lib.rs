@@ -34,6 +34,8 @@
 mod effects;
 mod engine;
 mod error;
+#[cfg(test)]
+mod fixture;
 mod keys;
 mod record;
 mod retention;

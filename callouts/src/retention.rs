@@ -49,38 +49,18 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     //! Limits and stale `f/` entries, which need the key layout to set up.
-    use crate::{keys, Engine, EngineConfig, Rules, Store};
-    use extbus_schema::tasks::{DefaultAction, RuleSpec, SubmitRequest, TaskAction};
+    use crate::{keys, Engine, Store};
+    use extbus_schema::tasks::TaskAction;
 
     const T0: u64 = 1_795_341_600_000;
 
     /// Three tasks that ended at T0+1, T0+2 and T0+3, in that order.
     fn three_finished() -> (tempfile::TempDir, Store, Engine, Vec<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let rule = RuleSpec {
-            operation: "vm.create".into(),
-            orgs: vec!["*".into()],
-            priority: 50,
-            timeout_ms: 60_000,
-            max_timeout_ms: 60_000,
-            default_action: DefaultAction::Abort,
-            extension: Some("ext".into()),
-        };
-        let engine = Engine::new(
-            Rules::load(&store, vec![rule]).unwrap(),
-            EngineConfig { renotify_ms: 0 },
-        );
+        let (dir, store, engine) = crate::fixture::engine(0);
         let mut txn = store.txn();
         let mut ids = Vec::new();
         for i in 0..3u64 {
-            let req = SubmitRequest {
-                request_id: format!("r{i}"),
-                operation: "vm.create".into(),
-                org: "acme".into(),
-                subject: None,
-                data: serde_json::Value::Null,
-            };
+            let req = crate::fixture::submit(&format!("r{i}"));
             let (t, _) = engine.submit(&mut txn, "plat", req, T0).unwrap();
             engine
                 .resolve(

@@ -138,8 +138,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     //! Limits and stale `d/` entries, which need the key layout to set up.
-    use crate::{keys, Engine, EngineConfig, Rules, Store};
-    use extbus_schema::tasks::{DefaultAction, RuleSpec, SubmitRequest, TaskState};
+    use crate::{keys, Engine, Store};
+    use extbus_schema::tasks::TaskState;
 
     const T0: u64 = 1_795_341_600_000;
 
@@ -150,31 +150,11 @@ mod tests {
 
     /// The same, announced again every `renotify_ms` (from T0+i + renotify_ms).
     fn three_blocked_every(renotify_ms: u64) -> (tempfile::TempDir, Store, Engine, Vec<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let rule = RuleSpec {
-            operation: "vm.create".into(),
-            orgs: vec!["*".into()],
-            priority: 50,
-            timeout_ms: 60_000,
-            max_timeout_ms: 60_000,
-            default_action: DefaultAction::Abort,
-            extension: Some("ext".into()),
-        };
-        let engine = Engine::new(
-            Rules::load(&store, vec![rule]).unwrap(),
-            EngineConfig { renotify_ms },
-        );
+        let (dir, store, engine) = crate::fixture::engine(renotify_ms);
         let mut txn = store.txn();
         let mut ids = Vec::new();
         for i in 0..3u64 {
-            let req = SubmitRequest {
-                request_id: format!("r{i}"),
-                operation: "vm.create".into(),
-                org: "acme".into(),
-                subject: None,
-                data: serde_json::Value::Null,
-            };
+            let req = crate::fixture::submit(&format!("r{i}"));
             ids.push(engine.submit(&mut txn, "plat", req, T0 + i).unwrap().0.id);
         }
         txn.commit().unwrap();

@@ -117,8 +117,8 @@ pub(crate) fn verify(tree: &sled::Tree) -> Result<Vec<String>, CalloutError> {
 #[cfg(test)]
 mod tests {
     //! The checker must catch each kind of damage: every index is corrupted once here.
-    use crate::{Engine, EngineConfig, Rules, Store};
-    use extbus_schema::tasks::{DefaultAction, RuleSpec, SubmitRequest, TaskAction};
+    use crate::Store;
+    use extbus_schema::tasks::TaskAction;
 
     const T0: u64 = 1_795_341_600_000;
 
@@ -131,30 +131,8 @@ mod tests {
 
     /// One blocked task and one resumed task, consistent.
     fn fx() -> Fx {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let rule = RuleSpec {
-            operation: "vm.create".into(),
-            orgs: vec!["*".into()],
-            priority: 50,
-            timeout_ms: 60_000,
-            max_timeout_ms: 60_000,
-            default_action: DefaultAction::Abort,
-            extension: Some("ext".into()),
-        };
-        let engine = Engine::new(
-            Rules::load(&store, vec![rule]).unwrap(),
-            EngineConfig {
-                renotify_ms: 30_000,
-            },
-        );
-        let req = |r: &str| SubmitRequest {
-            request_id: r.into(),
-            operation: "vm.create".into(),
-            org: "acme".into(),
-            subject: None,
-            data: serde_json::Value::Null,
-        };
+        let (dir, store, engine) = crate::fixture::engine(30_000);
+        let req = crate::fixture::submit;
         let mut txn = store.txn();
         let (blocked, _) = engine.submit(&mut txn, "plat", req("a"), T0).unwrap();
         let (done, _) = engine.submit(&mut txn, "plat", req("b"), T0).unwrap();
