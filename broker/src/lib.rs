@@ -13,7 +13,8 @@
 //! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
 //! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
-//! - `metrics`: counters for `/metrics`. `notices`: gate -> coordinator messages.
+//! - `metrics`: every `/metrics` family, typed, defined once. `notices`: gate -> coordinator
+//!   messages.
 
 pub mod auth;
 pub mod cli;

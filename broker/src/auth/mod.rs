@@ -56,11 +56,6 @@ pub struct Verifier {
     queue: SyncSender<Job>,
 }
 
-const CHECKS: &str = "extbus_auth_checks_total";
-const HASHES: &str = "extbus_auth_hashes_total";
-const QUEUED: &str = "extbus_auth_queue";
-const RUNNING: &str = "extbus_auth_running";
-
 impl Verifier {
     /// Starts `cfg.workers` worker threads; they end when the verifier is dropped.
     pub fn start(
@@ -69,13 +64,6 @@ impl Verifier {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Arc<Verifier> {
-        metrics.describe(
-            CHECKS,
-            "Credential checks by result (ok, bad, busy, throttled, abandoned, cached)",
-        );
-        metrics.describe(HASHES, "argon2 computations run for credential checks");
-        metrics.describe(QUEUED, "Credential checks waiting for a worker");
-        metrics.describe(RUNNING, "Credential checks a worker is running");
         let (tx, rx) = sync_channel::<Job>(cfg.queue);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..cfg.workers {
@@ -104,8 +92,9 @@ impl Verifier {
         &self.principals
     }
 
-    fn count(&self, result: &str) {
-        self.metrics.inc(CHECKS, &[("result", result)]);
+    fn count(&self, result: &'static str) {
+        let r = crate::metrics::CheckResult { result };
+        self.metrics.auth_checks.get_or_create(&r).inc();
     }
 
     /// Checks `creds` from `peer` (if known). Dropping the future abandons the check.
@@ -132,9 +121,9 @@ impl Verifier {
         }
         self.admit(&keys)?;
         let (reply, answer) = oneshot::channel();
-        self.metrics.gauge_add(QUEUED, &[], 1);
+        self.metrics.auth_queue.inc();
         if let Err(e) = self.queue.try_send(Job { creds, reply }) {
-            self.metrics.gauge_add(QUEUED, &[], -1);
+            self.metrics.auth_queue.dec();
             self.finish(&keys, None);
             let full = matches!(e, TrySendError::Full(_));
             self.count(if full { "busy" } else { "stopped" });
@@ -178,7 +167,7 @@ impl Verifier {
         let now = self.clock.now_ms();
         let throttled = self.throttle.lock().unwrap().done(keys, failed, now);
         if throttled {
-            self.metrics.inc("extbus_auth_throttled_total", &[]);
+            self.metrics.auth_throttled.inc();
             tracing::debug!(?keys, "credential failures: throttled");
         }
     }
@@ -204,19 +193,22 @@ fn work(rx: &Mutex<Receiver<Job>>, principals: &Principals, metrics: &Metrics) {
             Ok(j) => j,
             Err(_) => return,
         };
-        metrics.gauge_add(QUEUED, &[], -1);
+        metrics.auth_queue.dec();
         if job.reply.is_closed() {
-            metrics.inc(CHECKS, &[("result", "abandoned")]);
+            let r = crate::metrics::CheckResult {
+                result: "abandoned",
+            };
+            metrics.auth_checks.get_or_create(&r).inc();
             continue;
         }
         let before = hasher.runs;
-        metrics.gauge_add(RUNNING, &[], 1);
+        metrics.auth_running.inc();
         let verdict = match &job.creds {
             Creds::Named { name, secret } => principals.verify_with(name, secret, &mut hasher),
             Creds::Bearer { secret } => principals.verify_bearer_with(secret, &mut hasher),
         };
-        metrics.gauge_add(RUNNING, &[], -1);
-        metrics.add(HASHES, &[], hasher.runs - before);
+        metrics.auth_running.dec();
+        metrics.auth_hashes.inc_by(hasher.runs - before);
         let _ = job.reply.send(verdict);
     }
 }

@@ -53,10 +53,7 @@ impl Ctx {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
         };
-        metrics.inc(
-            "extbus_commands_total",
-            &[("command", family(&self.suffix)), ("result", outcome)],
-        );
+        metrics.command_replied(&self.suffix, outcome);
         let reply = match result {
             Ok(Output::Task(t)) => {
                 b.outbox.reply_ok_json(
@@ -73,20 +70,6 @@ impl Ctx {
         };
         b.outbox
             .reply(&self.principal.name, &reply, self.correlation_data.clone());
-    }
-}
-
-/// A low-cardinality label for a command suffix.
-fn family(suffix: &str) -> &'static str {
-    match suffix.split('/').next().unwrap_or("") {
-        "events" if suffix == "events" => "events",
-        "events" => "events/replay",
-        "tasks" if suffix == "tasks/submit" => "tasks/submit",
-        "tasks" if suffix == "tasks/query" => "tasks/query",
-        "tasks" => "tasks/id",
-        "register" => "register",
-        "services" => "services",
-        _ => "unknown",
     }
 }
 

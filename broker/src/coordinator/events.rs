@@ -79,7 +79,7 @@ pub(crate) fn publish(
     );
     let (ev, fresh) = stage(co, b, ev, dedupe)?;
     if !fresh {
-        co.metrics.inc("extbus_events_duplicate_total", &[]);
+        co.metrics.events_duplicate.inc();
     }
     Ok(serde_json::json!({"seq": ev.seq, "id": ev.id, "duplicate": !fresh}))
 }
@@ -165,7 +165,9 @@ pub(crate) fn retention(co: &mut Coordinator) {
         RETENTION_CHUNK,
     ) {
         Ok(0) => {}
-        Ok(n) => co.metrics.add("extbus_events_expired_total", &[], n as u64),
+        Ok(n) => {
+            co.metrics.events_expired.inc_by(n as u64);
+        }
         Err(e) => tracing::warn!(error = %e, "event retention failed"),
     }
 }

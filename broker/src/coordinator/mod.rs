@@ -236,15 +236,14 @@ impl Coordinator {
         if let Err(e) = self.commit(txn, &mut staged).await {
             // Nothing of this batch is acknowledged; its senders see no reply and may retry.
             self.log.rollback(&staged);
-            self.metrics.inc("extbus_store_errors_total", &[]);
+            self.metrics.store_errors.inc();
             tracing::error!(error = %e, "store write failed; batch dropped");
             return Ok(());
         }
-        self.metrics.inc("extbus_store_flushes_total", &[]);
-        self.metrics
-            .add("extbus_commands_batched_total", &[], commands as u64);
+        self.metrics.store_flushes.inc();
+        self.metrics.commands_batched.inc_by(commands as u64);
         let logged = staged.events().len() as u64;
-        self.metrics.add("extbus_events_logged_total", &[], logged);
+        self.metrics.events_logged.inc_by(logged);
         // Events go out as the bytes `commit` stored, not encoded a second time.
         events::announce(&mut outbox, staged.into_encoded());
         if let Some(tap) = &self.exec_tap {

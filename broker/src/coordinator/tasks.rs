@@ -192,8 +192,7 @@ fn purge(co: &mut Coordinator, b: &mut Batch) {
                 b.now
             };
             if !ids.is_empty() {
-                co.metrics
-                    .add("extbus_tasks_purged_total", &[], ids.len() as u64);
+                co.metrics.tasks_purged.inc_by(ids.len() as u64);
                 tracing::debug!(count = ids.len(), "finished tasks past retention removed");
             }
         }
@@ -230,15 +229,15 @@ fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
             payload,
             Default::default(),
         );
-        co.metrics.inc(
-            "extbus_tasks_resolved_total",
-            &[("state", t.state.as_str())],
-        );
+        let state = crate::metrics::State {
+            state: t.state.as_str(),
+        };
+        co.metrics.tasks_resolved.get_or_create(&state).inc();
         outcomes.push((t, Some(outcome)));
     }
     for (kind, t) in &fx.events {
         if kind == extbus_callouts::TASK_BLOCKED {
-            co.metrics.inc("extbus_tasks_blocked_total", &[]);
+            co.metrics.tasks_blocked.inc();
         }
         // Effects hold the same snapshot several times (notice, outcome, event): reuse its JSON.
         let known = if t.state.is_final() {

@@ -145,19 +145,15 @@ impl Entry {
     }
 
     /// Counts one run in `extbus_exec_runs_total{name,action,outcome}`.
-    pub fn count(&self, metrics: &Metrics, action: &str, outcome: &str) {
-        metrics.inc(
-            RUNS_TOTAL,
-            &[
-                ("name", self.config.name.as_str()),
-                ("action", action),
-                ("outcome", outcome),
-            ],
-        );
+    pub fn count(&self, metrics: &Metrics, action: &'static str, outcome: &'static str) {
+        let run = crate::metrics::ExecRun {
+            name: self.config.name.clone(),
+            action,
+            outcome,
+        };
+        metrics.exec_runs.get_or_create(&run).inc();
     }
 }
-
-pub const RUNS_TOTAL: &str = "extbus_exec_runs_total";
 
 fn invalid(field: String, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -256,10 +252,6 @@ pub fn start(
     if entries.is_empty() {
         return None;
     }
-    metrics.describe(
-        RUNS_TOTAL,
-        "runs of executable extensions, by action and outcome",
-    );
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (blocked_tx, blocked_rx) = mpsc::unbounded_channel();
     tokio::spawn(readiness::watch(

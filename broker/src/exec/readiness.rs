@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub const GAUGE: &str = "extbus_exec_ready";
-
 /// `Ok(())` when `path` can be run, else why not.
 pub fn check(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -31,7 +29,13 @@ pub fn check(path: &Path) -> Result<(), String> {
 pub fn report(e: &ExecConfig, metrics: &Metrics, last: Option<bool>) -> bool {
     let r = check(&e.path);
     let ready = r.is_ok();
-    metrics.set_gauge(GAUGE, &[("name", e.name.as_str())], u64::from(ready));
+    let name = crate::metrics::ExecName {
+        name: e.name.clone(),
+    };
+    metrics
+        .exec_ready
+        .get_or_create(&name)
+        .set(i64::from(ready));
     if last != Some(ready) {
         match r {
             Ok(()) => {
@@ -51,10 +55,6 @@ pub async fn watch(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    metrics.describe(
-        GAUGE,
-        "1 when the executable extension's file exists and is executable",
-    );
     let mut last: Vec<Option<bool>> = entries
         .iter()
         .map(|e| Some(report(e, &metrics, None)))
@@ -98,6 +98,6 @@ mod tests {
         let m = Metrics::new();
         let e = ExecConfig::new("x", &p);
         assert!(report(&e, &m, None));
-        assert_eq!(m.get(GAUGE, &[("name", "x")]), 1);
+        assert_eq!(m.get("extbus_exec_ready", &[("name", "x")]), 1);
     }
 }

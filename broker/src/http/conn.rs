@@ -5,7 +5,7 @@
 //! calls still waiting are answered 503 and whatever is left is closed.
 
 use crate::config::HttpConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Reason};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
@@ -52,18 +52,6 @@ const FLUSH: Duration = Duration::from_millis(500);
 /// Refusals written at once at most; beyond that a refused socket is just closed.
 const REFUSERS: usize = 64;
 
-pub(super) fn describe(metrics: &Metrics) {
-    metrics.describe("extbus_http_connections", "open HTTP connections");
-    metrics.describe(
-        "extbus_http_refused_total",
-        "HTTP connections refused by a connection limit, by reason",
-    );
-    metrics.describe(
-        "extbus_http_closed_total",
-        "HTTP connections closed by the broker, by reason",
-    );
-}
-
 /// Open connections, in all and per address.
 #[derive(Default)]
 struct Counts {
@@ -88,7 +76,7 @@ impl Drop for Slot {
                 c.per.remove(&self.ip);
             }
         }
-        self.metrics.gauge_add("extbus_http_connections", &[], -1);
+        self.metrics.http_connections.dec();
     }
 }
 
@@ -108,7 +96,7 @@ fn admit(
     }
     *mine += 1;
     c.total += 1;
-    metrics.gauge_add("extbus_http_connections", &[], 1);
+    metrics.http_connections.inc();
     Ok(Slot {
         counts: counts.clone(),
         ip,
@@ -164,7 +152,7 @@ pub(super) async fn serve(
                 });
             }
             Err(reason) => {
-                metrics.inc("extbus_http_refused_total", &[("reason", reason)]);
+                metrics.http_refused.get_or_create(&Reason { reason }).inc();
                 tracing::debug!(%peer, reason, "HTTP connection refused");
                 if let Ok(permit) = refusers.clone().try_acquire_owned() {
                     tokio::spawn(async move {
@@ -191,7 +179,8 @@ pub(super) async fn serve(
             tokio::time::timeout(FLUSH, async { while conns.join_next().await.is_some() {} }).await;
         let left = conns.len() as u64;
         if left > 0 {
-            metrics.add("extbus_http_closed_total", &[("reason", "shutdown")], left);
+            let shutdown = Reason { reason: "shutdown" };
+            metrics.http_closed.get_or_create(&shutdown).inc_by(left);
         }
         conns.shutdown().await;
     }
@@ -427,7 +416,7 @@ async fn serve_conn(
                 // Past its deadline still (a read may have moved it): close.
                 if let Some((at, why)) = activity.deadline(&limits) {
                     if at <= Instant::now() {
-                        metrics.inc("extbus_http_closed_total", &[("reason", why)]);
+                        metrics.http_closed.get_or_create(&Reason { reason: why }).inc();
                         tracing::debug!(reason = why, "HTTP connection closed");
                         return;
                     }

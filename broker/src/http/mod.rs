@@ -1,5 +1,6 @@
-//! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text), and everything else
-//! through the extension services gateway (`gateway`, callers authenticated by `auth`).
+//! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text, or OpenMetrics on
+//! request), and everything else through the extension services gateway (`gateway`, callers
+//! authenticated by `auth`).
 //! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s.
 
 pub mod auth;
@@ -9,10 +10,10 @@ mod gateway;
 use crate::auth::Verifier;
 pub use conn::Limits;
 
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::services::Services;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -62,9 +63,18 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-async fn metrics_text(State(st): State<HttpState>) -> impl IntoResponse {
+/// Prometheus text 0.0.4, or OpenMetrics when the `Accept` header names it (as Prometheus
+/// servers do).
+async fn metrics_text(State(st): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        return (
+            [(header::CONTENT_TYPE, metrics::OPENMETRICS)],
+            st.metrics.render_openmetrics(),
+        );
+    }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, metrics::PROMETHEUS_TEXT)],
         st.metrics.render(),
     )
 }
@@ -79,6 +89,5 @@ pub async fn serve(
     let (closing, rx) = watch::channel(false);
     state.closing = rx;
     let metrics = state.metrics.clone();
-    conn::describe(&metrics);
     conn::serve(listener, router(state), limits, metrics, closing, shutdown).await
 }

@@ -87,30 +87,6 @@ impl MqttHandle {
     }
 }
 
-fn describe(metrics: &Metrics) {
-    metrics.describe("extbus_connections", "open MQTT client connections");
-    metrics.describe(
-        "extbus_connections_total",
-        "MQTT client connections accepted",
-    );
-    metrics.describe(
-        "extbus_connect_refused_total",
-        "MQTT CONNECTs refused, by reason",
-    );
-    metrics.describe(
-        "extbus_gate_denied_total",
-        "publishes and subscriptions refused by the gate",
-    );
-    metrics.describe(
-        "extbus_gate_subscriptions_refused_total",
-        "filters refused because a subscription cap was reached, by cap (connection, principal)",
-    );
-    metrics.describe(
-        "extbus_gate_oversized_total",
-        "inbox publishes above the payload limit",
-    );
-}
-
 /// Starts the embedded broker and the gate on `listener` (and `tls`, if given). Returns the
 /// handle to stop the gate and the coordinator's link.
 pub async fn start(
@@ -130,7 +106,6 @@ pub async fn start(
     if !cfg.gate {
         tracing::warn!("MQTT gate disabled: clients are relayed without authentication or checks");
     }
-    describe(&metrics);
     let reporter = Reporter {
         metrics: metrics.clone(),
         notices,

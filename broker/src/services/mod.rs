@@ -22,11 +22,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-pub const REQUESTS_TOTAL: &str = "extbus_service_requests_total";
-pub const LATENCY: &str = "extbus_service_request_duration_seconds";
-pub const LATE_TOTAL: &str = "extbus_service_late_responses_total";
-pub const PENDING: &str = "extbus_service_requests_pending";
-
 /// Headers that never cross the gateway in either direction: hop-by-hop ones (RFC 9110
 /// section 7.6.1) and credentials meant for the broker. Names in lowercase.
 pub const STRIPPED_HEADERS: [&str; 11] = [
@@ -89,19 +84,6 @@ impl Services {
         metrics: Arc<Metrics>,
         exec: &[Arc<crate::exec::Entry>],
     ) -> Arc<Services> {
-        metrics.describe(
-            REQUESTS_TOTAL,
-            "extension service requests, by response status",
-        );
-        metrics.describe(
-            LATENCY,
-            "time from receiving a service request to answering it",
-        );
-        metrics.describe(
-            LATE_TOTAL,
-            "service responses dropped because their request had timed out",
-        );
-        metrics.describe(PENDING, "service requests waiting for a response");
         Arc::new(Services {
             router: Router::new(),
             hub: Hub::new(),
@@ -143,7 +125,7 @@ impl Services {
                     let _ = me.hub.complete(&req.id, |_| true, o);
                 }
             });
-            self.metrics.gauge_add(PENDING, &[], 1);
+            self.metrics.service_requests_pending.inc();
             return Ok(rx);
         }
         let payload = serde_json::to_vec(req).unwrap_or_default();
@@ -158,7 +140,7 @@ impl Services {
             self.hub.expire(&req.id);
             return Err(e);
         }
-        self.metrics.gauge_add(PENDING, &[], 1);
+        self.metrics.service_requests_pending.inc();
         Ok(rx)
     }
 
@@ -182,28 +164,28 @@ impl Services {
                 }
             }
         };
-        self.metrics.gauge_add(PENDING, &[], -1);
+        self.metrics.service_requests_pending.dec();
         got
     }
 
     /// A caller left before its answer: later responses are dropped as late.
     pub fn abandon(&self, id: &str) {
         if self.hub.expire(id) {
-            self.metrics.gauge_add(PENDING, &[], -1);
+            self.metrics.service_requests_pending.dec();
         }
     }
 
     /// Counts a request answered with `status`, `started` when it was received.
     pub fn record(&self, status: u16, started: Instant) {
-        let status = status.to_string();
-        self.metrics.inc(REQUESTS_TOTAL, &[("status", &status)]);
-        self.metrics
-            .observe(LATENCY, &[], started.elapsed().as_secs_f64());
+        let s = crate::metrics::Status { status };
+        self.metrics.service_requests.get_or_create(&s).inc();
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.service_request_duration.observe(elapsed);
     }
 
     /// Counts a response that came after its request timed out.
     pub fn count_late(&self) {
-        self.metrics.inc(LATE_TOTAL, &[]);
+        self.metrics.service_late_responses.inc();
     }
 
     /// Waits for an MQTT-native call's answer in the background and sends it as the caller's
@@ -223,10 +205,7 @@ impl Services {
             };
             let status = result["status"].as_u64().unwrap_or(0) as u16;
             me.record(status, call.started);
-            me.metrics.inc(
-                "extbus_commands_total",
-                &[("command", "services"), ("result", "ok")],
-            );
+            me.metrics.command_replied(&call.suffix, "ok");
             let reply = Reply::ok(call.suffix, call.correlation_id, result);
             let props = PublishProps {
                 correlation_data: call.correlation_data,

@@ -52,7 +52,7 @@ async fn credentials_are_checked_at_connect() {
     assert_eq!(refused("reserved_client_id"), 1);
     let _ok4 = c4(&b, "plat").await;
     let _ok5 = c5(&b, "plat").await;
-    assert_eq!(b.metrics.get("extbus_connections", &[]), 2);
+    assert_eq!(b.metrics.get("extbus_connections_open", &[]), 2);
     assert_eq!(b.metrics.get("extbus_connections_total", &[]), 2);
 }
 

@@ -15,7 +15,7 @@ fn filter(i: usize) -> String {
 /// Waits (bounded) until the gate counts `n` open connections.
 async fn connections(b: &Bus, n: u64) {
     timeout(WAIT, async {
-        while b.metrics.get("extbus_connections", &[]) != n {
+        while b.metrics.get("extbus_connections_open", &[]) != n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

@@ -191,7 +191,7 @@ async fn stop_closes_clients_and_the_listener() {
     );
     old.closed().await;
     assert!(TcpStream::connect(addr).await.is_err());
-    assert_eq!(metrics.get("extbus_connections", &[]), 0);
+    assert_eq!(metrics.get("extbus_connections_open", &[]), 0);
 }
 
 #[tokio::test]

@@ -147,12 +147,12 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
         connect.wants_reasons(),
     );
     drop(frame);
-    gate.metrics.inc("extbus_connections_total", &[]);
-    gate.metrics.gauge_add("extbus_connections", &[], 1);
+    gate.metrics.connections.inc();
+    gate.metrics.connections_open.inc();
     connection::relay(client, broker, session, buf, to_b)
         .instrument(span)
         .await;
-    gate.metrics.gauge_add("extbus_connections", &[], -1);
+    gate.metrics.connections_open.dec();
     drop(live);
 }
 
@@ -255,8 +255,8 @@ async fn relay_unchecked<S: Duplex>(
     let token = gate.internal.token.as_bytes();
     encode_connect(connect, user, token, connect.v5(), &mut first);
     first.extend_from_slice(&rest);
-    gate.metrics.inc("extbus_connections_total", &[]);
-    gate.metrics.gauge_add("extbus_connections", &[], 1);
+    gate.metrics.connections.inc();
+    gate.metrics.connections_open.inc();
     let mut stop = gate.stopping();
     if broker.write_all(&first).await.is_ok() {
         tokio::select! {
@@ -264,6 +264,6 @@ async fn relay_unchecked<S: Duplex>(
             _ = stop.wait_for(|s| *s) => {}
         }
     }
-    gate.metrics.gauge_add("extbus_connections", &[], -1);
+    gate.metrics.connections_open.dec();
     drop(live);
 }

@@ -67,8 +67,8 @@ impl Reporter {
         topic: &str,
         reason: &str,
     ) {
-        self.metrics
-            .inc("extbus_gate_denied_total", &[("action", action)]);
+        let a = crate::metrics::Action { action };
+        self.metrics.gate_denied.get_or_create(&a).inc();
         let _ = self.notices.try_send(GateNotice::Denied {
             principal: principal.to_string(),
             client_id: client_id.to_string(),
@@ -92,11 +92,14 @@ impl Reporter {
         principal: &str,
         client_id: &str,
         filter: &str,
-        cap: &str,
+        cap: &'static str,
         limit: usize,
     ) {
+        let c = crate::metrics::Cap { cap };
         self.metrics
-            .inc("extbus_gate_subscriptions_refused_total", &[("cap", cap)]);
+            .gate_subscriptions_refused
+            .get_or_create(&c)
+            .inc();
         let (write, skipped) = allow_line();
         if skipped > 0 {
             tracing::warn!(skipped, "gate refusals not logged in the last second");
@@ -123,7 +126,7 @@ impl Reporter {
         correlation_data: Option<&[u8]>,
         payload: &[u8],
     ) {
-        self.metrics.inc("extbus_gate_oversized_total", &[]);
+        self.metrics.gate_oversized.inc();
         // The JSON is not parsed: its `correlation_id` is looked for within the first `limit` bytes.
         let correlation_id = extbus_schema::correlation_scan::correlation_id_in_prefix(
             &payload[..payload.len().min(limit)],
@@ -140,8 +143,8 @@ impl Reporter {
 
     /// Records a refused CONNECT.
     pub fn connect_refused(&self, reason: &'static str) {
-        self.metrics
-            .inc("extbus_connect_refused_total", &[("reason", reason)]);
+        let r = crate::metrics::Reason { reason };
+        self.metrics.connect_refused.get_or_create(&r).inc();
     }
 }
 
