@@ -1,7 +1,8 @@
 //! 3.1.1 <-> 5 frame translation. rumqttd's 3.1.1 listener panics (and drops the connection)
 //! when it has to forward a publish that carries MQTT 5 properties, which every coordinator
 //! reply does; so every gated connection speaks MQTT 5 to the broker and the gate translates
-//! frames for 3.1.1 clients here. Pure byte work.
+//! frames for 3.1.1 clients here. Pure byte work; why not through rumqttd's own v4 / v5
+//! codecs is said in `codec`.
 
 use super::codec::{
     encode_ack, encode_suback, parse_publish, parse_suback, pkid, put_bin, put_varint, Malformed,
