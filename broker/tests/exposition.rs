@@ -164,7 +164,13 @@ fn promtool_present() {
     if root && Command::new("apt-get").arg("--version").output().is_ok() {
         let _ = Command::new("apt-get").args(["update", "-qq"]).status();
         let _ = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "prometheus"])
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "prometheus",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status();
     }
