@@ -91,3 +91,113 @@ async fn finished_tasks_are_removed_after_retention_and_blocked_ones_kept() {
     assert!(metrics.contains("extbus_tasks_purged_total 1"), "{metrics}");
     b.stop().await;
 }
+
+/// Registers a long-lived rule and returns the extension and platform clients.
+async fn blocking_world(
+    b: &TestBroker,
+) -> (
+    std::sync::Arc<extbus_tests::BusClient>,
+    std::sync::Arc<extbus_tests::BusClient>,
+) {
+    let ext = b.client("extension").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "timeout_ms": 3_600_000, "max_timeout_ms": 3_600_000}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    (ext, b.client("platform").await)
+}
+
+/// Submits `request_id` and resumes it at once; returns the task id.
+async fn finished(
+    ext: &extbus_tests::BusClient,
+    p: &extbus_tests::BusClient,
+    request_id: String,
+) -> String {
+    let r = p
+        .command(
+            "tasks/submit",
+            json!({"request_id": request_id, "operation": "vm.create", "org": "acme"}),
+        )
+        .await;
+    assert_eq!(r["result"]["state"], "blocked", "{r}");
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let r = ext.command(&format!("tasks/{id}/resume"), json!({})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    id
+}
+
+async fn purged_total(b: &TestBroker) -> u64 {
+    let m = request(b.http, "GET", "/metrics", &[], b"").await;
+    String::from_utf8_lossy(&m.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("extbus_tasks_purged_total ")?.parse().ok())
+        .expect("extbus_tasks_purged_total on /metrics")
+}
+
+#[tokio::test]
+async fn retention_waits_a_full_second_after_a_pass() {
+    let b = TestBroker::start_with(|c| c.tasks.retention_ms = KEEP_MS).await;
+    let (ext, p) = blocking_world(&b).await;
+    let first = finished(&ext, &p, "first".into()).await;
+    b.clock.advance(500);
+    let second = finished(&ext, &p, "second".into()).await;
+
+    // A pass at KEEP + 100 ms removes the first task (ended at 0), not the second (at 500).
+    b.clock.advance(KEEP_MS - 400);
+    wait_for(&b, &first, |r| r["ok"] == false).await;
+    assert_eq!(get(&b, &second).await["result"]["state"], "resumed");
+
+    // At KEEP + 600 ms the second is past its retention too, but the next pass is due only a
+    // second after the last one: several batches later it is still there.
+    b.clock.advance(500);
+    for _ in 0..3 {
+        assert_eq!(get(&b, &second).await["result"]["state"], "resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Exactly a second after the pass, it goes.
+    b.clock.advance(500);
+    let gone = wait_for(&b, &second, |r| r["ok"] == false).await;
+    assert_eq!(gone["error"]["code"], "not_found", "{gone}");
+    assert_eq!(purged_total(&b).await, 2);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_backlog_bigger_than_one_pass_is_removed_without_waiting_a_second() {
+    // One more than a pass removes (2,048): the rest goes in the next batch, not a second later.
+    const TASKS: usize = 2_049;
+    let b = TestBroker::start_with(|c| c.tasks.retention_ms = KEEP_MS).await;
+    let (ext, p) = blocking_world(&b).await;
+    let mut set = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        let (ext, p) = (ext.clone(), p.clone());
+        set.spawn(async move {
+            for i in (worker..TASKS).step_by(16) {
+                finished(&ext, &p, format!("r{i}")).await;
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("submit worker");
+    }
+    b.clock.advance(KEEP_MS);
+    // The clock stands still from here: only batches (these scrapes' commands) move retention.
+    let op = b.client("operator").await;
+    let mut total = 0;
+    for _ in 0..100 {
+        op.command("tasks/query", json!({"limit": 1})).await;
+        total = purged_total(&b).await;
+        if total == TASKS as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        total, TASKS as u64,
+        "all finished tasks removed at one instant"
+    );
+    b.stop().await;
+}
