@@ -9,7 +9,7 @@
 //! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
 //! - `eventlog`: durable, sequenced audit events. `clock`: injected time.
-//! - `datadir`: the data dir and store kept private (0700 / 0600).
+//! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
 //! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
 //! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
@@ -17,6 +17,7 @@
 //!   messages.
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -43,5 +43,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Task(args) => extbus::cli::task::run(args),
         Command::Events(args) => extbus::cli::events::run(args),
         Command::Ext(args) => extbus::cli::ext::run(args),
+        Command::Backup { dest, config } => admin::backup(&dest, &config),
     }
 }

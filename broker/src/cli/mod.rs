@@ -42,6 +42,14 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Executable extensions: write a skeleton script.
     Ext(ext::ExtArgs),
+    /// Copy the data dir (store, principals, secrets) into DEST, checked; the broker must be
+    /// stopped. Restore by serving DEST (`--data-dir DEST`) or copying it back.
+    Backup {
+        /// A new or empty directory outside the data dir.
+        dest: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
