@@ -225,4 +225,41 @@ mod tests {
         txn.commit().unwrap();
         assert_eq!(store.verify().unwrap(), Vec::<String>::new());
     }
+    #[test]
+    fn due_stops_at_its_limit_when_a_stale_entry_took_a_slot() {
+        let (_dir, store, engine, ids) = three_blocked();
+        store
+            .tree()
+            .insert(keys::deadline(T0, &ids[2]), &[])
+            .unwrap();
+        // All three are due: the stale entry costs a read, not a slot of the limit.
+        let mut txn = store.txn();
+        assert_eq!(
+            timed_out(engine.due(&mut txn, T0 + 70_000, 2).unwrap()),
+            ids[..2]
+        );
+        txn.commit().unwrap();
+        assert_eq!(
+            store.get(&ids[2]).unwrap().unwrap().state,
+            TaskState::Blocked
+        );
+    }
+
+    #[test]
+    fn a_zero_period_announces_once_and_never_again() {
+        let (_dir, store, engine, ids) = three_blocked_every(1_000);
+        let mut txn = store.txn();
+        let got = engine
+            .renotify_due_every(&mut txn, T0 + 5_000, 0, 10)
+            .unwrap();
+        assert_eq!(got.into_iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+        txn.commit().unwrap();
+        let mut txn = store.txn();
+        assert!(engine
+            .renotify_due_every(&mut txn, T0 + 5_000, 0, 10)
+            .unwrap()
+            .is_empty());
+        txn.commit().unwrap();
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+    }
 }

@@ -224,6 +224,13 @@ mod tests {
             .insert(super::keys::blocked("ghost"), &[])
             .unwrap();
         reports(&f.store, "ghost", "b/ for missing task");
+        // A finished task left in the blocked index (and nowhere else).
+        let f = fx();
+        f.store
+            .tree()
+            .insert(super::keys::blocked(&f.done), &[])
+            .unwrap();
+        reports(&f.store, &f.done, "still indexed");
     }
 
     #[test]
