@@ -262,8 +262,8 @@ mod tests {
     fn the_default_limit_is_spec_256_kib() {
         // SPEC.md: 256 KiB. Counted in bytes here, not through the constant.
         let body = |n: usize| {
-            let frame = br#"{"x":""}"#.len();
-            format!(r#"{{"x":"{}"}}"#, "a".repeat(n - frame)).into_bytes()
+            let frame = br#"{"after":""}"#.len();
+            format!(r#"{{"after":"{}"}}"#, "a".repeat(n - frame)).into_bytes()
         };
         assert!(decode("tasks/query", &body(262_144), MAX).is_ok());
         let f = decode("tasks/query", &body(262_145), MAX).expect_err("one byte over");
@@ -489,11 +489,39 @@ mod tests {
     }
 
     #[test]
-    fn extra_fields_are_allowed() {
+    fn unknown_fields_are_refused_by_name() {
         let mut v = example("tasks/submit");
         v["x-trace"] = json!({"span": 1});
-        let d = ok("tasks/submit", v.clone());
-        assert_eq!(d.body, v);
+        let f = fail_json("tasks/submit", v);
+        assert_eq!(f.error.code, ErrorCode::SchemaViolation);
+        assert!(
+            f.error.message.contains("unknown field `x-trace`"),
+            "{}",
+            f.error.message
+        );
+        // A common other name gets a suggestion; nested objects are closed too.
+        let f = fail_json("register", json!({"callouts": []}));
+        assert!(
+            f.error.message.contains("did you mean `rules`?"),
+            "{}",
+            f.error.message
+        );
+        let f = fail_json(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "timeout": 5}]}),
+        );
+        assert_eq!(f.error.details[0].path, "/rules/0");
+        assert!(
+            f.error.details[0]
+                .message
+                .contains("did you mean `timeout_ms`?"),
+            "{:?}",
+            f.error.details
+        );
+        // Free-form values stay free-form.
+        let mut v = example("tasks/submit");
+        v["data"] = json!({"anything": {"at": ["all"]}});
+        ok("tasks/submit", v);
     }
 
     #[test]

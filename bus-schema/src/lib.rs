@@ -31,6 +31,7 @@ pub mod task_json;
 pub mod tasks;
 pub mod time_fmt;
 pub mod topics;
+pub mod unknown_fields;
 pub mod validate;
 
 #[cfg(test)]

@@ -96,6 +96,9 @@ static COMPILED: LazyLock<HashMap<&'static str, Result<Compiled, String>>> =
 /// Describes one failure without echoing large client values back.
 fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value) -> String {
     use jsonschema::error::ValidationErrorKind;
+    if let ValidationErrorKind::AdditionalProperties { unexpected } = e.kind() {
+        return crate::unknown_fields::describe(unexpected, schema, e.schema_path().as_str());
+    }
     if let ValidationErrorKind::Not { .. } = e.kind() {
         let at = e.schema_path().as_str();
         let parent = at.strip_suffix("/not").unwrap_or(at);
@@ -219,7 +222,8 @@ mod tests {
                 "{}",
                 f.name
             );
-            assert!(v.get("additionalProperties").is_none(), "{}", f.name);
+            // Closed: an unknown field is refused by name.
+            assert_eq!(v["additionalProperties"], json!(false), "{}", f.name);
             let mut patterns = Vec::new();
             walk(&v, &mut patterns, "");
             for p in patterns {
