@@ -12,6 +12,15 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `extbus events tail | head -1`: a closed pipe ends a CLI command quietly, as it
+        // does other Unix tools, instead of a panic in println!. The broker keeps ignoring
+        // SIGPIPE: a peer closing its socket must never stop it.
+        // SAFETY: restoring a signal's default disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Err(e) = dispatch(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -44,5 +53,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Events(args) => extbus::cli::events::run(args),
         Command::Ext(args) => extbus::cli::ext::run(args),
         Command::Backup { dest, config } => admin::backup(&dest, &config),
+        Command::Completions { shell } => extbus::cli::docs::completions(shell),
+        Command::Man => extbus::cli::docs::man(),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod connect;
+pub mod docs;
 pub mod events;
 pub mod ext;
 pub mod table;
@@ -50,6 +51,13 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Print a shell completion script, e.g. `extbus completions bash > /etc/bash_completion.d/extbus`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `extbus man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
