@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - `config`: layered configuration. `logging`: the binary's tracing subscriber.
+//!   `log_limit`: per-second budgets for lines a flood could repeat.
 //! - `principals`: identities, roles, argon2 secrets. `registry`: what extensions registered.
 //! - `auth`: credential checks for MQTT and HTTP (cache, throttle, bounded argon2 workers).
 //! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
@@ -26,6 +27,7 @@ pub mod datadir;
 pub mod eventlog;
 pub mod exec;
 pub mod http;
+pub mod log_limit;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;

@@ -3,15 +3,49 @@
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-pub fn init(cfg: &LogConfig) {
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+/// Crates whose lines describe their own internals: at `warn` unless the filter names them.
+const DEPENDENCIES: &[&str] = &[
+    "sled",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tower",
+    "axum",
+    "rustls",
+    "tokio_rustls",
+    "mio",
+    "tokio",
+    "jsonschema",
+    "rumqttc",
+];
+
+/// The filter: the configured level (or `RUST_LOG`), with the embedded broker off and the
+/// dependencies at `warn`, except those the filter names itself.
+pub fn filter(level: &str) -> EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let mut filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    let named = |c: &str| {
+        spec.split(',').any(|d| {
+            d.split('=')
+                .next()
+                .is_some_and(|t| t.trim() == c || t.trim().starts_with(&format!("{c}::")))
+        })
+    };
     // rumqttd logs every client disconnect as an error; the gate reports what matters, so the
     // embedded broker stays quiet unless the filter names it (e.g. `info,rumqttd=warn`).
-    let filter = if cfg.level.contains("rumqttd") {
-        filter
-    } else {
-        filter.add_directive("rumqttd=off".parse().expect("static directive"))
-    };
+    if !named("rumqttd") {
+        filter = filter.add_directive("rumqttd=off".parse().expect("static directive"));
+    }
+    for c in DEPENDENCIES {
+        if !named(c) {
+            filter = filter.add_directive(format!("{c}=warn").parse().expect("crate directive"));
+        }
+    }
+    filter
+}
+
+pub fn init(cfg: &LogConfig) {
+    let filter = filter(&cfg.level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

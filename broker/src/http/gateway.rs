@@ -210,6 +210,7 @@ async fn serve(st: &HttpState, req: Request<Body>) -> Response {
         Err(resp) => return resp,
     };
     let Principal { name, orgs, .. } = principal;
+    let caller = super::access::Caller(name.clone());
     let req = ServiceRequest {
         id: uuid::Uuid::now_v7().to_string(),
         method: parts.method.to_string(),
@@ -221,7 +222,9 @@ async fn serve(st: &HttpState, req: Request<Body>) -> Response {
         orgs,
         deadline: st.services.deadline(&route),
     };
-    forward(&st.services, &route, req, st.closing.clone()).await
+    let mut resp = forward(&st.services, &route, req, st.closing.clone()).await;
+    resp.extensions_mut().insert(caller);
+    resp
 }
 
 async fn forward(

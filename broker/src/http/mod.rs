@@ -1,8 +1,10 @@
 //! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text, or OpenMetrics on
 //! request), and everything else through the extension services gateway (`gateway`, callers
 //! authenticated by `auth`).
-//! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s.
+//! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s; one access
+//! log line per request is `access`'s.
 
+mod access;
 pub mod auth;
 mod conn;
 mod gateway;
@@ -56,6 +58,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .fallback(gateway::handle)
+        .layer(axum::middleware::from_fn(access::log))
         .with_state(state)
 }
 

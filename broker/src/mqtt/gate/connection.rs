@@ -114,6 +114,8 @@ struct Flow {
     client_dirty: bool,
     stopping: bool,
     deadline: Option<Instant>,
+    /// Why the connection ended, when the socket said it first.
+    why: Option<&'static str>,
 }
 
 impl Flow {
@@ -123,6 +125,7 @@ impl Flow {
     }
     /// The client went away: deliver what it sent, then tell the broker.
     fn client_gone(&mut self, to_c: &mut Out) {
+        self.why.get_or_insert("the client closed the connection");
         self.read_client = false;
         self.write_client = false;
         to_c.clear();
@@ -131,6 +134,7 @@ impl Flow {
     }
     /// The broker closed this connection: give the client what is queued, then close.
     fn broker_gone(&mut self, to_b: &mut Out) {
+        self.why.get_or_insert("the broker ended the session");
         self.read_broker = false;
         self.write_broker = false;
         to_b.clear();
@@ -216,7 +220,7 @@ pub(crate) async fn relay<C: Duplex>(
     mut session: Session,
     mut cbuf: BytesMut,
     connect: Vec<u8>,
-) {
+) -> &'static str {
     let gate = session.gate().clone();
     let cap = gate.hard_cap;
     let mut stop = gate.stopping();
@@ -239,6 +243,7 @@ pub(crate) async fn relay<C: Duplex>(
         client_dirty: false,
         stopping: false,
         deadline: None,
+        why: None,
     };
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
@@ -365,4 +370,5 @@ pub(crate) async fn relay<C: Duplex>(
             else => break,
         }
     }
+    session.closed_why().or(flow.why).unwrap_or("closed")
 }

@@ -66,6 +66,11 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
                 &mut client,
                 false,
                 Refusal(0x01, 0x84, "unsupported_protocol"),
+                Some(&Who {
+                    peer,
+                    principal: None,
+                    client_id: "",
+                }),
             )
             .await;
             return;
@@ -76,21 +81,26 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
         }
     };
     let v5 = connect.v5();
+    let who = Who {
+        peer,
+        principal: connect.username,
+        client_id: connect.client_id,
+    };
     if !gate.check {
         return relay_unchecked(gate, client, &connect, buf, live).await;
     }
     if connect.client_id.starts_with(RESERVED_CLIENT_ID_PREFIX) {
-        return refuse(&gate, &mut client, v5, RESERVED_ID).await;
+        return refuse(&gate, &mut client, v5, RESERVED_ID, Some(&who)).await;
     }
     // rumqttd drops such ids without a CONNACK; refuse them properly.
     if connect.client_id.contains(['+', '#', '/', '$']) {
-        return refuse(&gate, &mut client, v5, INVALID_ID).await;
+        return refuse(&gate, &mut client, v5, INVALID_ID, Some(&who)).await;
     }
     let (Some(name), Some(secret)) = (connect.username, connect.password) else {
-        return refuse(&gate, &mut client, v5, NO_CREDENTIALS).await;
+        return refuse(&gate, &mut client, v5, NO_CREDENTIALS, Some(&who)).await;
     };
     let Ok(secret) = std::str::from_utf8(secret) else {
-        return refuse(&gate, &mut client, v5, BAD_CREDENTIALS).await;
+        return refuse(&gate, &mut client, v5, BAD_CREDENTIALS, Some(&who)).await;
     };
     let creds = Creds::Named {
         name: name.to_string(),
@@ -99,13 +109,12 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
     let principal = match verify(&gate, &mut client, &mut buf, peer, creds).await {
         Some(Ok(p)) => p,
         Some(Err(r)) => {
-            tracing::debug!(%peer, principal = name, refused = ?r, "MQTT credentials refused");
             let code = match r {
                 Refused::Bad => BAD_CREDENTIALS,
                 Refused::Busy => BUSY,
                 Refused::Throttled { .. } => THROTTLED,
             };
-            return refuse(&gate, &mut client, v5, code).await;
+            return refuse(&gate, &mut client, v5, code, Some(&who)).await;
         }
         None => return gate.reporter.connect_refused("abandoned"),
     };
@@ -118,16 +127,16 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
                 will.topic,
                 &d.reason,
             );
-            return refuse(&gate, &mut client, v5, WILL_DENIED).await;
+            return refuse(&gate, &mut client, v5, WILL_DENIED, Some(&who)).await;
         }
         if will.payload.len() > gate.max_payload
             && acl::inbox_suffix(&principal.name, will.topic).is_some()
         {
-            return refuse(&gate, &mut client, v5, WILL_TOO_LARGE).await;
+            return refuse(&gate, &mut client, v5, WILL_TOO_LARGE, Some(&who)).await;
         }
     }
     let Some(broker) = dial(&gate, true).await else {
-        return refuse(&gate, &mut client, v5, UNAVAILABLE).await;
+        return refuse(&gate, &mut client, v5, UNAVAILABLE, Some(&who)).await;
     };
     let mut to_b = Vec::with_capacity(frame.len() + 64);
     let token = gate.internal.token.as_bytes();
@@ -139,19 +148,23 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
         client_id = %connect.client_id
     );
     let client_id = connect.client_id.to_string();
+    let name = principal.name.clone();
     let session = Session::new(
         gate.clone(),
         principal,
-        client_id,
+        client_id.clone(),
         v5,
         connect.wants_reasons(),
     );
-    drop(frame);
     gate.metrics.connections.inc();
     gate.metrics.connections_open.inc();
-    connection::relay(client, broker, session, buf, to_b)
+    let since = std::time::Instant::now();
+    super::lifecycle::connected(peer, &name, &client_id, v5);
+    drop(frame);
+    let reason = connection::relay(client, broker, session, buf, to_b)
         .instrument(span)
         .await;
+    super::lifecycle::disconnected(peer, &name, &client_id, reason, since.elapsed());
     gate.metrics.connections_open.dec();
     drop(live);
 }
@@ -227,8 +240,24 @@ async fn dial(gate: &Gate, v5: bool) -> Option<TcpStream> {
     }
 }
 
-async fn refuse<S: AsyncWrite + Unpin>(gate: &Gate, client: &mut S, v5: bool, r: Refusal) {
+/// Who a refused CONNECT came from, for its log line.
+struct Who<'a> {
+    peer: SocketAddr,
+    principal: Option<&'a str>,
+    client_id: &'a str,
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(
+    gate: &Gate,
+    client: &mut S,
+    v5: bool,
+    r: Refusal,
+    who: Option<&Who<'_>>,
+) {
     gate.reporter.connect_refused(r.2);
+    if let Some(w) = who {
+        super::lifecycle::login_refused(w.peer, w.principal, w.client_id, v5, r.2);
+    }
     let ack = connack_refusal(v5, if v5 { r.1 } else { r.0 });
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         client.write_all(&ack).await?;
@@ -248,7 +277,7 @@ async fn relay_unchecked<S: Duplex>(
     live: Live,
 ) {
     let Some(mut broker) = dial(&gate, connect.v5()).await else {
-        return refuse(&gate, &mut client, connect.v5(), UNAVAILABLE).await;
+        return refuse(&gate, &mut client, connect.v5(), UNAVAILABLE, None).await;
     };
     let mut first = Vec::new();
     let user = connect.username.unwrap_or("unchecked");

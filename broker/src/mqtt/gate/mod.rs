@@ -11,6 +11,7 @@ pub(crate) mod codec;
 mod connect;
 mod connection;
 mod handshake;
+mod lifecycle;
 mod quickack;
 mod report;
 mod session;

@@ -2,53 +2,19 @@
 //! its queue is full, so a flood never blocks a connection) and a warning line, at most
 //! `LINES_PER_SECOND` per second for the whole process, then a count of the lines skipped.
 
+use crate::log_limit::LineLimit;
 use crate::metrics::Metrics;
 use crate::notices::GateNotice;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 const LINES_PER_SECOND: u32 = 10;
 
-struct Window {
-    start: Option<Instant>,
-    lines: u32,
-    skipped: u64,
-}
+/// The refusal lines of the whole process.
+static REFUSALS: LineLimit = LineLimit::new(LINES_PER_SECOND);
 
-static WINDOW: Mutex<Window> = Mutex::new(Window {
-    start: None,
-    lines: 0,
-    skipped: 0,
-});
-
-impl Window {
-    /// Whether a warning may be written at `now`; also returns how many were skipped in the
-    /// last window when a new one starts.
-    fn allow(&mut self, now: Instant) -> (bool, u64) {
-        let mut skipped = 0;
-        if self
-            .start
-            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
-        {
-            skipped = std::mem::take(&mut self.skipped);
-            self.start = Some(now);
-            self.lines = 0;
-        }
-        if self.lines < LINES_PER_SECOND {
-            self.lines += 1;
-            (true, skipped)
-        } else {
-            self.skipped += 1;
-            (false, skipped)
-        }
-    }
-}
-
-/// The process-wide window, now.
 fn allow_line() -> (bool, u64) {
-    let mut w = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
-    w.allow(Instant::now())
+    REFUSALS.allow()
 }
 
 /// Shared by all connections of a gate.
@@ -153,26 +119,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exactly_the_limit_is_logged_per_second_and_the_rest_counted() {
-        let mut w = Window {
-            start: None,
-            lines: 0,
-            skipped: 0,
-        };
-        let t0 = Instant::now();
-        let ms = |n| t0 + Duration::from_millis(n);
-        let first: Vec<(bool, u64)> = (0..100).map(|i| w.allow(ms(i * 9))).collect();
-        let allowed: Vec<usize> = (0..100).filter(|i| first[*i].0).collect();
-        assert_eq!(allowed, (0..LINES_PER_SECOND as usize).collect::<Vec<_>>());
-        assert!(first.iter().all(|(_, skipped)| *skipped == 0));
-        // Still inside the first second: refused.
-        assert_eq!(w.allow(ms(999)), (false, 0));
-        // The next window logs again and reports the 91 lines skipped in the last one.
-        assert_eq!(w.allow(ms(1000)), (true, 91));
-        let more = (1..20).filter(|i| w.allow(ms(1000 + i)).0).count();
-        assert_eq!(more, LINES_PER_SECOND as usize - 1);
-        assert_eq!(w.allow(ms(2000)), (true, 10));
-        // The process-wide limiter is the same window.
+    fn the_process_wide_limiter_holds_its_budget() {
         assert!((0..100).filter(|_| allow_line().0).count() <= LINES_PER_SECOND as usize);
     }
 

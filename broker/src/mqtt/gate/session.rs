@@ -94,6 +94,8 @@ pub(crate) struct Session {
     held: Option<Held>,
     /// The filters this connection holds, against the subscription caps.
     slots: Slots,
+    /// Why the gate or the client ended the connection, for its log line.
+    closed_why: std::cell::Cell<Option<&'static str>>,
 }
 
 impl Session {
@@ -120,6 +122,7 @@ impl Session {
             connack_seen: false,
             pings: VecDeque::new(),
             reasons,
+            closed_why: std::cell::Cell::new(None),
             held: None,
             slots,
         }
@@ -135,12 +138,20 @@ impl Session {
         to_c.extend_from_slice(&super::connect::connack_refusal(self.v5, code));
     }
 
+    /// Why the connection is ending, once the gate or the client said so.
+    pub fn closed_why(&self) -> Option<&'static str> {
+        self.closed_why.get()
+    }
+
     pub fn gate(&self) -> &Arc<Gate> {
         &self.gate
     }
 
     /// Queues an MQTT 5 DISCONNECT (nothing for 3.1.1, which has none) and says close.
     pub fn disconnect(&self, reason: u8, why: &'static str, to_c: &mut Vec<u8>) -> Step {
+        if self.closed_why.get().is_none() {
+            self.closed_why.set(Some(why));
+        }
         if self.v5 {
             codec::encode_disconnect_v5(reason, to_c);
         }
@@ -233,7 +244,10 @@ impl Session {
                 self.pings.push_back(Ping::Client);
                 self.forward(f, header, to_b, to_c)
             }
-            DISCONNECT => self.forward(f, header, to_b, to_c),
+            DISCONNECT => {
+                self.closed_why.set(Some("the client sent DISCONNECT"));
+                self.forward(f, header, to_b, to_c)
+            }
             // CONNECT again, server-only packets, and AUTH (the broker has no enhanced auth).
             _ => self.disconnect(PROTOCOL_ERROR, "unexpected packet type from a client", to_c),
         }
