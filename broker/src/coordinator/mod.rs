@@ -99,7 +99,7 @@ impl Coordinator {
             }
         }
         register::restore_services(
-            &parts.db,
+            &trees,
             &parts.config,
             &parts.registry,
             &parts.services.router,
