@@ -1,6 +1,7 @@
 //! The coordinator: the single writer. It takes commands from the bus (and notices from the
-//! gate), applies a batch of them to the store, flushes once (group commit), and only then
-//! publishes replies, task notices and events. Timers (deadlines, renotify, retention) run here.
+//! gate), applies a batch of them to the store as one transaction over its trees (tasks, events,
+//! services), flushes once (group commit), and only then publishes replies, task notices and
+//! events. Timers (deadlines, renotify, retention) run here.
 //!
 //! Files: `outbox` (pending publishes), `dispatch` (command -> family), `tasks`, `events`,
 //! `register`, `services` (one per command family).
