@@ -1,16 +1,14 @@
 //! The durable audit-event log: gap-free `seq` numbers, idempotent re-sends by (source, id),
 //! range reads for replay, and retention by age and count in small chunks.
-//! Writes are staged per coordinator batch and applied before the batch's single flush.
-//! The highest seq ever written is kept apart from the events, so numbering never restarts
-//! after retention has emptied the log.
+//! A batch's events and retention are written into the coordinator's batch `Txn`, committed
+//! with the batch's tasks in one sled transaction. The highest seq ever written is kept apart
+//! from the events, so numbering never restarts after retention has emptied the log.
 
 use bytes::Bytes;
+use extbus_callouts::{CalloutError, TreeId, Trees, Txn};
 use extbus_schema::events::CloudEvent;
 use std::collections::HashMap;
 
-const EVENTS_TREE: &str = "events";
-const IDS_TREE: &str = "event-ids";
-const META_TREE: &str = "event-meta";
 /// The highest seq written, big-endian; never lowered.
 const HIGH_WATER: &[u8] = b"high_water";
 
@@ -18,6 +16,8 @@ const HIGH_WATER: &[u8] = b"high_water";
 pub enum LogError {
     #[error("event store: {0}")]
     Store(#[from] sled::Error),
+    #[error("event store: {0}")]
+    Txn(#[from] CalloutError),
     #[error("event store holds an unreadable event at seq {seq}: {why}")]
     Corrupt { seq: u64, why: String },
 }
@@ -25,15 +25,16 @@ pub enum LogError {
 pub struct EventLog {
     events: sled::Tree,
     ids: sled::Tree,
-    meta: sled::Tree,
+    /// The seq the next committed event gets; advanced only by `committed`.
     next_seq: u64,
 }
 
-/// Events staged by one batch, not yet written.
-#[derive(Default)]
+/// Events staged by one batch, not yet committed (`EventLog::begin`).
 pub struct Staged {
     events: Vec<CloudEvent>,
     ids: HashMap<Vec<u8>, u64>,
+    /// The seq the next event of this batch gets.
+    next_seq: u64,
     /// Each event's JSON as `write` stored it, so that publishing reuses the same bytes.
     encoded: Vec<Bytes>,
 }
@@ -70,30 +71,42 @@ fn id_key(source: &str, id: &str) -> Vec<u8> {
     k
 }
 
+/// Past every 8-byte seq key: the end of a range over all events.
+const AFTER_ALL: [u8; 9] = [0xff; 9];
+
 impl EventLog {
-    pub fn open(db: &sled::Db) -> Result<Self, LogError> {
-        let events = db.open_tree(EVENTS_TREE)?;
-        let ids = db.open_tree(IDS_TREE)?;
-        let meta = db.open_tree(META_TREE)?;
+    pub fn open(trees: &Trees) -> Result<Self, LogError> {
+        let events = trees.tree(TreeId::Events).clone();
+        let ids = trees.tree(TreeId::EventIds).clone();
+        let meta = trees.tree(TreeId::EventMeta);
         let last = events.last()?.map_or(0, |(k, _)| seq_of(&k));
         let high_water = meta.get(HIGH_WATER)?.map_or(0, |v| seq_of(&v));
         Ok(EventLog {
             events,
             ids,
-            meta,
             next_seq: last.max(high_water) + 1,
         })
     }
 
-    /// The seq the next event will get.
+    /// The seq the next committed event will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
-    /// Stamps `ev` with the next seq and stages it; a re-send of an already logged
+    /// Starts a batch's events, numbered from the next committed seq.
+    pub fn begin(&self) -> Staged {
+        Staged {
+            events: Vec::new(),
+            ids: HashMap::new(),
+            next_seq: self.next_seq,
+            encoded: Vec::new(),
+        }
+    }
+
+    /// Stamps `ev` with the batch's next seq and stages it; a re-send of an already logged
     /// (source, id) returns the logged event instead and stages nothing.
     pub fn stage(
-        &mut self,
+        &self,
         staged: &mut Staged,
         mut ev: CloudEvent,
         dedupe: bool,
@@ -107,62 +120,50 @@ impl EventLog {
                 }
             }
             if let Some(seq) = self.ids.get(&key)? {
-                let seq = u64::from_be_bytes(seq.as_ref().try_into().unwrap_or([0; 8]));
-                if let Some(prior) = self.get(seq)? {
+                if let Some(prior) = self.get(seq_of(&seq))? {
                     return Ok((prior, false));
                 }
             }
-            staged.ids.insert(key, self.next_seq);
+            staged.ids.insert(key, staged.next_seq);
         }
-        ev.seq = self.next_seq;
-        self.next_seq += 1;
+        ev.seq = staged.next_seq;
+        staged.next_seq += 1;
         staged.events.push(ev.clone());
         Ok((ev, true))
     }
 
-    /// Stamps `ev` with the next seq and stages it, without de-duplication (the broker's own
-    /// events have fresh ids) and without handing a copy back.
-    pub fn stage_fresh(&mut self, staged: &mut Staged, mut ev: CloudEvent) {
-        ev.seq = self.next_seq;
-        self.next_seq += 1;
+    /// Stamps `ev` with the batch's next seq and stages it, without de-duplication (the
+    /// broker's own events have fresh ids) and without handing a copy back.
+    pub fn stage_fresh(&self, staged: &mut Staged, mut ev: CloudEvent) {
+        ev.seq = staged.next_seq;
+        staged.next_seq += 1;
         staged.events.push(ev);
     }
 
-    /// Writes a batch's staged events (the caller flushes the db once afterwards) and keeps
-    /// their JSON in `staged` for publishing.
-    pub fn write(&self, staged: &mut Staged) -> Result<(), LogError> {
-        if staged.events.is_empty() {
-            return Ok(());
-        }
-        let mut evb = sled::Batch::default();
+    /// Writes a batch's staged events into its `txn` and keeps their JSON in `staged` for
+    /// publishing. A seq must be new to the log: the commit fails rather than overwrite one.
+    pub fn write(&self, staged: &mut Staged, txn: &mut Txn) {
+        let Some(last) = staged.events.last() else {
+            return;
+        };
+        // In the same transaction as the events, so never durable without them.
+        txn.insert(TreeId::EventMeta, HIGH_WATER, last.seq.to_be_bytes());
         staged.encoded.clear();
         for ev in &staged.events {
             let json = Bytes::from(serde_json::to_vec(ev).unwrap_or_default());
-            evb.insert(&ev.seq.to_be_bytes(), json.as_ref());
+            txn.insert_new(TreeId::Events, ev.seq.to_be_bytes(), json.to_vec());
             staged.encoded.push(json);
         }
-        self.events.apply_batch(evb)?;
-        // In the same flush as the events, after them: sled recovers a prefix of its log, so
-        // the mark is never durable without the events it covers.
-        if let Some(last) = staged.events.last() {
-            self.meta.insert(HIGH_WATER, &last.seq.to_be_bytes())?;
+        for (k, seq) in &staged.ids {
+            txn.insert(TreeId::EventIds, k.as_slice(), seq.to_be_bytes());
         }
-        // An empty sled batch still takes the store's write lock and a log reservation.
-        if !staged.ids.is_empty() {
-            let mut idb = sled::Batch::default();
-            for (k, seq) in &staged.ids {
-                idb.insert(k.as_slice(), &seq.to_be_bytes());
-            }
-            self.ids.apply_batch(idb)?;
-        }
-        Ok(())
     }
 
-    /// Forgets staged seqs after a failed write, so numbering stays gap-free.
-    pub fn rollback(&mut self, staged: &Staged) {
-        if let Some(first) = staged.events.first() {
-            self.next_seq = first.seq;
-        }
+    /// Takes a batch's seqs as used, once its transaction has committed. A batch that failed
+    /// to commit is not passed here, so its seqs go to the next batch: numbering stays
+    /// gap-free.
+    pub fn committed(&mut self, staged: &Staged) {
+        self.next_seq = self.next_seq.max(staged.next_seq);
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<CloudEvent>, LogError> {
@@ -219,49 +220,57 @@ impl EventLog {
         Ok(self.first_seq()?.map_or(0, |first| self.next_seq - first))
     }
 
-    /// Deletes at most `chunk` events that are older than `max_age_ms` or beyond `max_count`
-    /// (0 disables either). Returns how many were removed; call again while it returns `chunk`.
+    /// Removes, in `txn`, at most `chunk` of the oldest events that are older than
+    /// `max_age_ms` or beyond `max_count` (0 disables either), counting the batch's `staged`
+    /// events as logged. Returns how many; call again next batch while it returns `chunk`.
     pub fn enforce_retention(
         &self,
+        txn: &mut Txn,
+        staged: &Staged,
         now_ms: u64,
         max_age_ms: u64,
         max_count: u64,
         chunk: usize,
     ) -> Result<usize, LogError> {
-        let len = self.count()?;
-        let over_count = if max_count > 0 {
-            len.saturating_sub(max_count)
-        } else {
-            0
-        };
         let cutoff = if max_age_ms > 0 {
             now_ms.saturating_sub(max_age_ms)
         } else {
             0
         };
-        let mut evb = sled::Batch::default();
-        let mut idb = sled::Batch::default();
-        let mut removed = 0usize;
-        for item in self.events.iter() {
-            if removed >= chunk {
+        let mut doomed = Vec::new();
+        let mut over_count = None;
+        for item in txn.iter_range(TreeId::Events, &[], &AFTER_ALL) {
+            if doomed.len() >= chunk {
                 break;
             }
             let (k, v) = item?;
+            // Seqs are gap-free from the first one held, so the count needs no scan.
+            let over = *over_count.get_or_insert_with(|| {
+                let held = staged.next_seq.saturating_sub(seq_of(&k));
+                if max_count > 0 {
+                    held.saturating_sub(max_count)
+                } else {
+                    0
+                }
+            });
             let ev: Option<CloudEvent> = serde_json::from_slice(&v).ok();
             let old = ev.as_ref().is_some_and(|e| e.time < cutoff);
-            if (removed as u64) < over_count || old || ev.is_none() {
-                evb.remove(k);
-                if let Some(ev) = ev {
-                    idb.remove(id_key(&ev.source, &ev.id));
-                }
-                removed += 1;
+            if (doomed.len() as u64) < over || old || ev.is_none() {
+                doomed.push((k, ev));
             } else {
                 break;
             }
         }
-        if removed > 0 {
-            self.events.apply_batch(evb)?;
-            self.ids.apply_batch(idb)?;
+        let removed = doomed.len();
+        for (k, ev) in doomed {
+            if let Some(ev) = ev {
+                let id = id_key(&ev.source, &ev.id);
+                // Only the mark of this very event: a later one may have taken the id over.
+                if txn.get(TreeId::EventIds, &id)?.as_deref() == Some(k.as_slice()) {
+                    txn.remove(TreeId::EventIds, id);
+                }
+            }
+            txn.remove(TreeId::Events, k);
         }
         Ok(removed)
     }
@@ -288,35 +297,102 @@ mod tests {
         .unwrap()
     }
 
-    fn append(log: &mut EventLog, ids: &[&str], time: u64) -> Vec<u64> {
-        let mut staged = Staged::default();
+    fn open(db: &sled::Db) -> (Trees, EventLog) {
+        let trees = Trees::open(db).unwrap();
+        let log = EventLog::open(&trees).unwrap();
+        (trees, log)
+    }
+
+    fn append(trees: &Trees, log: &mut EventLog, ids: &[&str], time: u64) -> Vec<u64> {
+        let mut staged = log.begin();
         let seqs = ids
             .iter()
             .map(|id| log.stage(&mut staged, event(id, time), true).unwrap().0.seq)
             .collect();
-        log.write(&mut staged).unwrap();
+        let mut txn = Txn::new(trees.clone());
+        log.write(&mut staged, &mut txn);
+        txn.commit().unwrap();
+        log.committed(&staged);
         seqs
+    }
+
+    fn retention(trees: &Trees, log: &EventLog, now: u64, age: u64, count: u64) -> usize {
+        let mut txn = Txn::new(trees.clone());
+        let n = log
+            .enforce_retention(&mut txn, &log.begin(), now, age, count, 100)
+            .unwrap();
+        txn.commit().unwrap();
+        n
     }
 
     #[test]
     fn numbering_continues_after_retention_empties_the_log_and_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut log = EventLog::open(&db).unwrap();
-        assert_eq!(append(&mut log, &["a", "b", "c"], 1_000), [1, 2, 3]);
+        let (trees, mut log) = open(&db);
+        assert_eq!(append(&trees, &mut log, &["a", "b", "c"], 1_000), [1, 2, 3]);
         // Everything is older than the age limit: the log empties.
-        assert_eq!(log.enforce_retention(10_000, 5_000, 0, 100).unwrap(), 3);
+        assert_eq!(retention(&trees, &log, 10_000, 5_000, 0), 3);
         assert_eq!((log.first_seq().unwrap(), log.count().unwrap()), (None, 0));
         db.flush().unwrap();
         drop(log);
 
-        let mut log = EventLog::open(&db).unwrap();
+        let (trees, mut log) = open(&db);
         assert_eq!(log.next_seq(), 4);
         // The expired ids are free again, but they get new seqs.
-        assert_eq!(append(&mut log, &["a", "d"], 20_000), [4, 5]);
+        assert_eq!(append(&trees, &mut log, &["a", "d"], 20_000), [4, 5]);
         assert_eq!(log.count().unwrap(), 2);
         drop(log);
-        let log = EventLog::open(&db).unwrap();
+        let (_, log) = open(&db);
         assert_eq!(log.next_seq(), 6);
+    }
+
+    #[test]
+    fn retention_by_count_counts_the_batch_and_frees_the_ids_it_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let (trees, mut log) = open(&db);
+        append(&trees, &mut log, &["a", "b"], 1_000);
+        // A batch that stages two more; with at most 3 kept, seq 1 goes in the same txn.
+        let mut staged = log.begin();
+        for id in ["c", "d"] {
+            log.stage(&mut staged, event(id, 2_000), true).unwrap();
+        }
+        let mut txn = Txn::new(trees.clone());
+        log.write(&mut staged, &mut txn);
+        let n = log
+            .enforce_retention(&mut txn, &staged, 3_000, 0, 3, 100)
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(log.first_seq().unwrap(), Some(1), "nothing before commit");
+        txn.commit().unwrap();
+        log.committed(&staged);
+        assert_eq!(
+            (log.first_seq().unwrap(), log.count().unwrap()),
+            (Some(2), 3)
+        );
+        // "a" is forgotten with its event, so it is logged again under a new seq; "b" is not.
+        assert_eq!(append(&trees, &mut log, &["a", "b"], 4_000), [5, 2]);
+    }
+
+    #[test]
+    fn a_batch_that_fails_to_commit_leaves_numbering_where_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let (trees, mut log) = open(&db);
+        append(&trees, &mut log, &["a"], 1_000);
+        // Someone else wrote seq 2 behind the log's back: the batch must not overwrite it.
+        trees
+            .tree(TreeId::Events)
+            .insert(2u64.to_be_bytes(), b"{}".to_vec())
+            .unwrap();
+        let mut staged = log.begin();
+        log.stage(&mut staged, event("b", 2_000), true).unwrap();
+        let mut txn = Txn::new(trees.clone());
+        log.write(&mut staged, &mut txn);
+        assert!(txn.commit().is_err());
+        assert_eq!(log.next_seq(), 2);
+        let ids = trees.tree(TreeId::EventIds);
+        assert!(ids.get(id_key("urn:test", "b")).unwrap().is_none());
     }
 }

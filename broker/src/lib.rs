@@ -9,7 +9,8 @@
 //! - `auth`: credential checks for MQTT and HTTP (cache, throttle, bounded argon2 workers).
 //! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
-//! - `eventlog`: durable, sequenced audit events. `clock`: injected time.
+//! - `eventlog`: durable, sequenced audit events, written into the batch `Txn` (the store's
+//!   named trees, `extbus_callouts::Trees`, committed once per batch). `clock`: injected time.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
 //! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).

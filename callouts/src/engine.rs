@@ -18,6 +18,7 @@ use crate::keys;
 use crate::record::{cap, Stored};
 use crate::rules::{Rules, StageRule};
 use crate::store::Store;
+use crate::trees::TreeId;
 use crate::txn::Txn;
 
 /// Settings of the state machine.
@@ -116,7 +117,7 @@ impl Engine {
             ));
         }
         let qkey = keys::request(submitter, &req.request_id);
-        if let Some(id) = txn.get(&qkey)? {
+        if let Some(id) = txn.get(TreeId::Callouts, &qkey)? {
             let id = String::from_utf8(id).map_err(|e| CalloutError::corrupt(&qkey, e))?;
             let s = txn
                 .stored(&id)?
@@ -160,7 +161,7 @@ impl Engine {
         self.start_stage(&mut s, now);
         index(txn, &s);
         txn.put_stored(&s)?;
-        txn.insert(qkey, s.task.id.clone().into_bytes());
+        txn.insert(TreeId::Callouts, qkey, s.task.id.clone().into_bytes());
         let mut fx = Effects::default();
         fx.blocked.push(s.task.clone());
         fx.event(effects::TASK_BLOCKED, &s.task);
@@ -264,9 +265,13 @@ impl Engine {
         let max = cap(s.task.stage_started_at.saturating_add(rule.max_timeout_ms));
         let deadline = requested.min(max);
         if let Some(old) = s.task.deadline {
-            txn.remove(keys::deadline(old, &s.task.id));
+            txn.remove(TreeId::Callouts, keys::deadline(old, &s.task.id));
         }
-        txn.insert(keys::deadline(deadline, &s.task.id), Vec::new());
+        txn.insert(
+            TreeId::Callouts,
+            keys::deadline(deadline, &s.task.id),
+            Vec::new(),
+        );
         s.task.deadline = Some(deadline);
         let note = match (message, requested > max) {
             (m, false) => m,
@@ -324,7 +329,7 @@ impl Engine {
         for _ in 0..8 {
             let ts = Timestamp::from_unix(&self.ids, now / 1000, ((now % 1000) * 1_000_000) as u32);
             let id = Uuid::new_v7(ts).to_string();
-            if txn.get(&keys::task(&id))?.is_none() {
+            if txn.get(TreeId::Callouts, &keys::task(&id))?.is_none() {
                 return Ok(id);
             }
         }
@@ -355,24 +360,24 @@ pub(crate) fn finish(
 pub(crate) fn index(txn: &mut Txn, s: &Stored) {
     let id = &s.task.id;
     if let Some(d) = s.task.deadline {
-        txn.insert(keys::deadline(d, id), Vec::new());
+        txn.insert(TreeId::Callouts, keys::deadline(d, id), Vec::new());
     }
     if let Some(n) = s.renotify_at {
-        txn.insert(keys::renotify(n, id), Vec::new());
+        txn.insert(TreeId::Callouts, keys::renotify(n, id), Vec::new());
     }
-    txn.insert(keys::blocked(id), Vec::new());
+    txn.insert(TreeId::Callouts, keys::blocked(id), Vec::new());
 }
 
 /// Removes the index entries of a task (before it changes stage or ends).
 pub(crate) fn unindex(txn: &mut Txn, s: &Stored) {
     let id = &s.task.id;
     if let Some(d) = s.task.deadline {
-        txn.remove(keys::deadline(d, id));
+        txn.remove(TreeId::Callouts, keys::deadline(d, id));
     }
     if let Some(n) = s.renotify_at {
-        txn.remove(keys::renotify(n, id));
+        txn.remove(TreeId::Callouts, keys::renotify(n, id));
     }
-    txn.remove(keys::blocked(id));
+    txn.remove(TreeId::Callouts, keys::blocked(id));
 }
 
 pub(crate) fn entry(

@@ -15,6 +15,9 @@ pub enum CalloutError {
     /// A configured callout rule cannot be used.
     #[error("invalid rule: {0}")]
     InvalidRule(String),
+    /// A batch wrote a key that must be new but was already committed: nothing was written.
+    #[error("write conflict in tree {tree} at key {key}")]
+    Conflict { tree: &'static str, key: String },
 }
 
 impl CalloutError {

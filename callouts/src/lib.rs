@@ -3,8 +3,11 @@
 //! caller passes `now_ms`, commits, flushes, then announces the returned `Effects`.
 //!
 //! # Layout
-//! - `store`: `Store`, the one `callouts` tree; committed reads (get, query, next wake-up).
-//! - `txn`: `Txn`, one batch of writes that reads its own writes and commits atomically.
+//! - `trees`: `TreeId`, the store's named sled trees (tasks, events, services), and `Trees`,
+//!   all of them opened once. The broker's event log and services live there too.
+//! - `store`: `Store`, tasks in the `callouts` tree; committed reads (get, query, next wake-up).
+//! - `txn`: `Txn`, one batch of writes over every tree that reads its own writes and commits
+//!   as one sled transaction.
 //! - `keys`: the key layout (`t/ q/ d/ n/ b/ r/ f/`). `record`: the stored task record.
 //! - `rules`: config and registered rules, stage building. `engine`: submit, resolve, extend.
 //! - `timers`: `Engine::due` and `Engine::renotify_due`. `effects`: what to announce.
@@ -42,6 +45,7 @@ mod retention;
 mod rules;
 mod store;
 mod timers;
+mod trees;
 mod txn;
 mod verify;
 
@@ -54,4 +58,5 @@ pub use error::CalloutError;
 pub use record::MAX_TIME_MS;
 pub use rules::{Rules, Stage, StageRule};
 pub use store::{IndexEntries, Store, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, TREE_NAME};
-pub use txn::Txn;
+pub use trees::{TreeId, Trees};
+pub use txn::{Entries, Merged, Txn};

@@ -8,6 +8,7 @@ use crate::engine::Engine;
 use crate::error::CalloutError;
 use crate::keys;
 use crate::record::cap;
+use crate::trees::TreeId;
 use crate::txn::Txn;
 
 impl Engine {
@@ -23,22 +24,22 @@ impl Engine {
         let end = keys::finished(cap(before_ms).saturating_add(1), "");
         let mut purged = Vec::new();
         while purged.len() < limit {
-            let batch = txn.range(keys::FINISHED, &end, limit - purged.len())?;
+            let batch = txn.range(TreeId::Callouts, keys::FINISHED, &end, limit - purged.len())?;
             if batch.is_empty() {
                 break;
             }
             for (k, _) in batch {
                 let (at, id) = keys::split_timed(&k)?;
-                txn.remove(k);
+                txn.remove(TreeId::Callouts, k);
                 let Some(s) = txn.stored(&id)? else { continue };
                 if s.task.state == TaskState::Blocked || s.finished_at != Some(at) {
                     continue;
                 }
                 let q = keys::request(&s.task.submitted_by, &s.task.request_id);
-                if txn.get(&q)?.as_deref() == Some(id.as_bytes()) {
-                    txn.remove(q);
+                if txn.get(TreeId::Callouts, &q)?.as_deref() == Some(id.as_bytes()) {
+                    txn.remove(TreeId::Callouts, q);
                 }
-                txn.remove(keys::task(&id));
+                txn.remove(TreeId::Callouts, keys::task(&id));
                 purged.push(id);
             }
         }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CalloutError;
 use crate::keys;
 use crate::store::Store;
+use crate::trees::TreeId;
 use crate::txn::Txn;
 
 /// What a task needs to know about one of its stages, fixed when the task is submitted.
@@ -95,8 +96,8 @@ impl Rules {
             ));
         }
         let prefix = keys::rule_prefix(owner);
-        for (k, _) in txn.scan_prefix(&prefix, usize::MAX)? {
-            txn.remove(k);
+        for (k, _) in txn.scan_prefix(TreeId::Callouts, &prefix, usize::MAX)? {
+            txn.remove(TreeId::Callouts, k);
         }
         let mut stored = Vec::with_capacity(specs.len());
         for (n, mut spec) in specs.into_iter().enumerate() {
@@ -104,7 +105,7 @@ impl Rules {
             let n = u32::try_from(n).map_err(|_| CommandError::internal("too many rules"))?;
             let bytes =
                 serde_json::to_vec(&spec).map_err(|e| CommandError::internal(e.to_string()))?;
-            txn.insert(keys::rule(owner, n), bytes);
+            txn.insert(TreeId::Callouts, keys::rule(owner, n), bytes);
             stored.push(spec);
         }
         if stored.is_empty() {

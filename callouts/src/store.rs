@@ -1,6 +1,6 @@
-//! `Store`: the one sled tree (`callouts`) that holds tasks, their indexes and registered rules.
-//! Opens it, hands out `Txn`s, flushes (group commit), and serves reads of committed data
-//! (get, query, next wake-up) that need not go through the single writer.
+//! `Store`: the tasks, their indexes and registered rules, kept in the `callouts` tree of the
+//! store's named `Trees`. Hands out `Txn`s over all the trees, flushes (group commit), and
+//! serves reads of committed tasks (get, query, next wake-up) outside the single writer.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -10,19 +10,20 @@ use extbus_schema::tasks::{Task, TaskQuery, TaskState};
 use crate::error::CalloutError;
 use crate::keys;
 use crate::record::Stored;
+use crate::trees::{TreeId, Trees};
 use crate::txn::Txn;
 
-/// Name of the tree inside the sled database.
-pub const TREE_NAME: &str = "callouts";
+/// Name of the tasks' tree inside the sled database.
+pub const TREE_NAME: &str = TreeId::Callouts.name();
 /// Page size of `query` when none is asked for.
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 /// Largest page `query` returns.
 pub const MAX_QUERY_LIMIT: usize = 1000;
 
-/// Handle to the callouts tree. Cheap to clone; clones share the same database.
+/// Handle to the store's trees, read as tasks. Cheap to clone; clones share the database.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    trees: Trees,
     tree: sled::Tree,
 }
 
@@ -41,29 +42,36 @@ impl Store {
         Store::open_db(&db)
     }
 
-    /// Uses the `callouts` tree of a database the caller already opened (and configured).
+    /// Uses the trees of a database the caller already opened (and configured).
     pub fn open_db(db: &sled::Db) -> Result<Store, CalloutError> {
-        let tree = db.open_tree(TREE_NAME)?;
-        Ok(Store {
-            db: db.clone(),
-            tree,
-        })
+        Ok(Store::with_trees(Trees::open(db)?))
+    }
+
+    /// Uses trees the caller already opened (and shares with the event log).
+    pub fn with_trees(trees: Trees) -> Store {
+        let tree = trees.tree(TreeId::Callouts).clone();
+        Store { trees, tree }
+    }
+
+    /// Every named tree of the store.
+    pub fn trees(&self) -> &Trees {
+        &self.trees
     }
 
     /// Makes every committed `Txn` durable. Call once per batch, before acknowledging it.
     pub fn flush(&self) -> Result<(), CalloutError> {
-        self.db.flush()?;
+        self.trees.db().flush()?;
         Ok(())
     }
 
-    /// Starts a batch of writes.
+    /// Starts a batch of writes over every tree.
     pub fn txn(&self) -> Txn {
-        Txn::new(self.tree.clone())
+        Txn::new(self.trees.clone())
     }
 
-    /// Bytes the whole database (not only this tree) occupies on disk.
+    /// Bytes the whole database (not only the tasks) occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, CalloutError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.trees.db().size_on_disk()?)
     }
 
     pub(crate) fn tree(&self) -> &sled::Tree {

@@ -9,6 +9,7 @@ use crate::engine::{entry, finish, index, unindex, Engine, TIMEOUT_PRINCIPAL};
 use crate::error::CalloutError;
 use crate::keys;
 use crate::record::{cap, Stored};
+use crate::trees::TreeId;
 use crate::txn::Txn;
 
 impl Engine {
@@ -25,7 +26,7 @@ impl Engine {
         let end = keys::deadline(now + 1, "");
         let mut out = Vec::new();
         while out.len() < limit {
-            let batch = txn.range(keys::DEADLINE, &end, limit - out.len())?;
+            let batch = txn.range(TreeId::Callouts, keys::DEADLINE, &end, limit - out.len())?;
             if batch.is_empty() {
                 break;
             }
@@ -37,7 +38,7 @@ impl Engine {
                     {
                         out.push(self.time_out(txn, s, now)?);
                     }
-                    _ => txn.remove(k),
+                    _ => txn.remove(TreeId::Callouts, k),
                 }
             }
         }
@@ -68,20 +69,20 @@ impl Engine {
         let next = Some(cap(now.saturating_add(renotify_ms))).filter(|n| *n > now);
         let mut out = Vec::new();
         while out.len() < limit {
-            let batch = txn.range(keys::RENOTIFY, &end, limit - out.len())?;
+            let batch = txn.range(TreeId::Callouts, keys::RENOTIFY, &end, limit - out.len())?;
             if batch.is_empty() {
                 break;
             }
             for (k, _) in batch {
                 let (at, id) = keys::split_timed(&k)?;
-                txn.remove(k);
+                txn.remove(TreeId::Callouts, k);
                 match txn.stored(&id)? {
                     Some(mut s)
                         if s.task.state == TaskState::Blocked && s.renotify_at == Some(at) =>
                     {
                         s.renotify_at = next;
                         if let Some(n) = next {
-                            txn.insert(keys::renotify(n, &id), Vec::new());
+                            txn.insert(TreeId::Callouts, keys::renotify(n, &id), Vec::new());
                         }
                         txn.put_stored(&s)?;
                         out.push(s.task);

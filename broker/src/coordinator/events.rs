@@ -5,8 +5,10 @@
 use super::dispatch::Ctx;
 use super::outbox::Outbox;
 use super::{Batch, Coordinator};
+use crate::eventlog::Staged;
 use crate::mqtt::PublishProps;
 use bytes::Bytes;
+use extbus_callouts::Txn;
 use extbus_schema::decode::Decoded;
 use extbus_schema::events::{CloudEvent, EventDraft, ReplayRequest};
 use extbus_schema::{topics, CommandError, ErrorCode};
@@ -152,22 +154,25 @@ pub(crate) fn replay(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, 
     )
 }
 
-/// Drops events past the retention limits, one chunk per batch.
-pub(crate) fn retention(co: &mut Coordinator) {
+/// Drops events past the retention limits in the batch's `txn`, one chunk per batch, the
+/// batch's own `staged` events counted. Returns how many go when the batch commits.
+pub(crate) fn retention(co: &Coordinator, txn: &mut Txn, staged: &Staged) -> usize {
     let cfg = &co.config.events;
     if cfg.retention_max_age_ms == 0 && cfg.retention_max_count == 0 {
-        return;
+        return 0;
     }
     match co.log.enforce_retention(
+        txn,
+        staged,
         co.clock.now_ms(),
         cfg.retention_max_age_ms,
         cfg.retention_max_count,
         RETENTION_CHUNK,
     ) {
-        Ok(0) => {}
-        Ok(n) => {
-            co.metrics.events_expired.inc_by(n as u64);
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "event retention failed");
+            0
         }
-        Err(e) => tracing::warn!(error = %e, "event retention failed"),
     }
 }

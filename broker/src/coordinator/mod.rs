@@ -1,6 +1,7 @@
 //! The coordinator: the single writer. It takes commands from the bus (and notices from the
-//! gate), applies a batch of them to the store, flushes once (group commit), and only then
-//! publishes replies, task notices and events. Timers (deadlines, renotify, retention) run here.
+//! gate), applies a batch of them to the store as one transaction over its trees (tasks, events,
+//! services), flushes once (group commit), and only then publishes replies, task notices and
+//! events. Timers (deadlines, renotify, retention) run here.
 //!
 //! Files: `outbox` (pending publishes), `dispatch` (command -> family), `tasks`, `events`,
 //! `register`, `services` (one per command family).
@@ -22,7 +23,7 @@ use crate::mqtt::{BusRx, BusTx, InboundPublish};
 use crate::notices::GateNotice;
 use crate::principals::Principals;
 use crate::registry::Registry;
-use extbus_callouts::{Engine, Store, Txn};
+use extbus_callouts::{Engine, Store, Trees, Txn};
 use outbox::Outbox;
 use std::future::Future;
 use std::sync::Arc;
@@ -89,8 +90,8 @@ enum Input {
 
 impl Coordinator {
     pub fn open(parts: &Parts) -> Result<Self, CoordinatorError> {
-        let store =
-            Store::open_db(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let trees = Trees::open(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let store = Store::with_trees(trees.clone());
         let engine = tasks::engine(&store, &parts.config)
             .map_err(|e| CoordinatorError::Store(e.to_string()))?;
         for (owner, ops) in engine.rules().registrations() {
@@ -99,12 +100,12 @@ impl Coordinator {
             }
         }
         register::restore_services(
-            &parts.db,
+            &trees,
             &parts.config,
             &parts.registry,
             &parts.services.router,
         );
-        let log = EventLog::open(&parts.db).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let log = EventLog::open(&trees).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let known_principals = parts
             .principals
             .list()
@@ -208,7 +209,7 @@ impl Coordinator {
         let now = self.clock.now_ms();
         let mut b = Batch {
             txn: self.store.txn(),
-            staged: Staged::default(),
+            staged: self.log.begin(),
             outbox: Outbox::default(),
             now,
             internal: Vec::new(),
@@ -227,15 +228,17 @@ impl Coordinator {
             self.next_principal_check = now + principals::POLL_MS;
         }
         let Batch {
-            txn,
+            mut txn,
             mut staged,
             mut outbox,
             internal: replies,
             ..
         } = b;
-        if let Err(e) = self.commit(txn, &mut staged).await {
+        // Events and retention go into the batch's one transaction, beside its tasks.
+        self.log.write(&mut staged, &mut txn);
+        let expired = events::retention(self, &mut txn, &staged);
+        if let Err(e) = self.commit(txn, &staged).await {
             // Nothing of this batch is acknowledged; its senders see no reply and may retry.
-            self.log.rollback(&staged);
             self.metrics.store_errors.inc();
             tracing::error!(error = %e, "store write failed; batch dropped");
             return Ok(());
@@ -244,6 +247,7 @@ impl Coordinator {
         self.metrics.commands_batched.inc_by(commands as u64);
         let logged = staged.events().len() as u64;
         self.metrics.events_logged.inc_by(logged);
+        self.metrics.events_expired.inc_by(expired as u64);
         // Events go out as the bytes `commit` stored, not encoded a second time.
         events::announce(&mut outbox, staged.into_encoded());
         if let Some(tap) = &self.exec_tap {
@@ -253,14 +257,16 @@ impl Coordinator {
         for (tx, r) in replies {
             let _ = tx.send(r);
         }
-        events::retention(self);
         Ok(())
     }
 
-    async fn commit(&mut self, txn: Txn, staged: &mut Staged) -> Result<(), String> {
+    /// Commits the batch's one transaction, then flushes once if it wrote anything. A batch
+    /// that failed to commit wrote nothing, and its seqs go to the next batch.
+    async fn commit(&mut self, txn: Txn, staged: &Staged) -> Result<(), String> {
         let wrote = txn.commit().map_err(|e| e.to_string())?;
-        self.log.write(staged).map_err(|e| e.to_string())?;
-        if wrote || !staged.is_empty() {
+        // The trees hold the batch's events now: their seqs are used even if the flush fails.
+        self.log.committed(staged);
+        if wrote {
             self.db.flush_async().await.map_err(|e| e.to_string())?;
         }
         Ok(())

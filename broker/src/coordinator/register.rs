@@ -1,18 +1,17 @@
 //! `register`: an extension's manifest of callout rules and services, for itself only.
 //! Rules go to the callouts engine (persisted, replaced wholesale); services are kept in the
-//! `services` tree and routed by the services router; the gate's registry is updated so the
+//! `services` tree (written through the batch's `Txn`) and routed by the services router; the gate's registry is updated so the
 //! extension may receive its notices and requests.
 
 use super::dispatch::Ctx;
 use super::{Batch, Coordinator};
 use crate::registry::{Registration, Registry};
 use crate::services::router::Router;
+use extbus_callouts::{TreeId, Trees};
 use extbus_schema::decode::Decoded;
 use extbus_schema::register::{Manifest, ServiceSpec};
 use extbus_schema::CommandError;
 use serde_json::Value;
-
-const SERVICES_TREE: &str = "services";
 
 pub(crate) fn apply(
     co: &mut Coordinator,
@@ -27,15 +26,10 @@ pub(crate) fn apply(
     let rules = co
         .engine
         .register(&mut b.txn, &owner, manifest.rules.clone())?;
-    let tree = co
-        .db
-        .open_tree(SERVICES_TREE)
-        .map_err(|e| CommandError::internal(e.to_string()))?;
     let body = serde_json::to_vec(&manifest.services)
         .map_err(|e| CommandError::internal(e.to_string()))?;
-    // The services tree is written before the batch's flush, so it is durable with the rules.
-    tree.insert(owner.as_bytes(), body)
-        .map_err(|e| CommandError::internal(e.to_string()))?;
+    // In the batch's transaction: committed with the rules, or not at all.
+    b.txn.insert(TreeId::Services, owner.as_bytes(), body);
     // Config rules naming this principal stay in force beside its registered ones.
     let config_rules: Vec<_> = co
         .config
@@ -72,7 +66,7 @@ fn registration<'a>(
 /// Seeds the gate's registry and the services router with the services registered before
 /// this start and those the config declares.
 pub(crate) fn restore_services(
-    db: &sled::Db,
+    trees: &Trees,
     config: &crate::config::Config,
     registry: &Registry,
     router: &Router,
@@ -84,15 +78,13 @@ pub(crate) fn restore_services(
             .entry(d.extension.clone())
             .or_insert_with(|| config.declared_services(&d.extension));
     }
-    if let Ok(tree) = db.open_tree(SERVICES_TREE) {
-        for (k, v) in tree.iter().flatten() {
-            let owner = String::from_utf8_lossy(&k).to_string();
-            if let Ok(services) = serde_json::from_slice::<Vec<ServiceSpec>>(&v) {
-                owners
-                    .entry(owner.clone())
-                    .or_insert_with(|| config.declared_services(&owner))
-                    .extend(services);
-            }
+    for (k, v) in trees.tree(TreeId::Services).iter().flatten() {
+        let owner = String::from_utf8_lossy(&k).to_string();
+        if let Ok(services) = serde_json::from_slice::<Vec<ServiceSpec>>(&v) {
+            owners
+                .entry(owner.clone())
+                .or_insert_with(|| config.declared_services(&owner))
+                .extend(services);
         }
     }
     for (owner, services) in owners {
