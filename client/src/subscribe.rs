@@ -87,7 +87,9 @@ impl Subs {
         if let Ok(mut e) = self.entries.lock() {
             // A subscription whose handle was dropped goes with its first undeliverable message.
             e.retain(|s| {
-                !topics::filter_matches(&s.filter, topic)
+                // A shared subscription delivers topics of its inner filter.
+                let (_group, filter) = topics::split_shared(&s.filter);
+                !topics::filter_matches(filter, topic)
                     || s.tx
                         .send(Delivery {
                             topic: topic.into(),
