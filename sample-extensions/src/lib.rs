@@ -232,7 +232,7 @@ where
         }
         let id = task["id"].as_str().unwrap_or_default().to_string();
         let (action, body) = decide(&task);
-        match bus.command(&format!("tasks/{id}/{action}"), body).await {
+        match bus.command(&topics::task_action(&id, action), body).await {
             Ok(_) => println!("{} task {id} ({})", action, task["subject"]),
             // A renotify of a task someone else resolved meanwhile is refused; that is fine.
             Err(e) => eprintln!("task {id}: {e}"),
