@@ -13,6 +13,7 @@ mod common;
 
 use base64::Engine as _;
 use common::{pct, Broker, Sock};
+use extbus_schema::topics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -42,12 +43,12 @@ async fn echo_extension(port: u16, sock: Sock) -> AsyncClient {
     let manifest = json!({"services": [{"vendor": "bench", "name": "echo", "version": "1.0.0",
         "url_patterns": ["^/ext/bench/echo/"], "timeout_ms": 10000}]});
     client
-        .subscribe("extbus/out/extension/replies", QoS::AtMostOnce)
+        .subscribe(topics::replies("extension"), QoS::AtMostOnce)
         .await
         .unwrap();
     client
         .publish(
-            "extbus/in/extension/register",
+            topics::inbox("extension", "register"),
             QoS::AtLeastOnce,
             false,
             serde_json::to_vec(&manifest).unwrap(),
@@ -63,7 +64,7 @@ async fn echo_extension(port: u16, sock: Sock) -> AsyncClient {
         }
     }
     client
-        .unsubscribe("extbus/out/extension/replies")
+        .unsubscribe(topics::replies("extension"))
         .await
         .unwrap();
     client.subscribe(REQUESTS, QoS::AtMostOnce).await.unwrap();
@@ -86,7 +87,7 @@ async fn echo_extension(port: u16, sock: Sock) -> AsyncClient {
                     let resp = json!({"id": req["id"], "status": 200,
                         "headers": {"content-type": "application/json"}, "body": req["body"]});
                     let _ = client.try_publish(
-                        "extbus/in/extension/services/responses",
+                        topics::inbox("extension", "services/responses"),
                         QoS::AtMostOnce,
                         false,
                         serde_json::to_vec(&resp).unwrap(),

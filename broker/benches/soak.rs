@@ -8,6 +8,7 @@
 mod common;
 
 use common::Broker;
+use extbus_schema::topics;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -81,13 +82,13 @@ async fn subscribed(client: &AsyncClient, rx: &mut mpsc::UnboundedReceiver<Got>,
 /// Resumes every task announced for vm.create.
 async fn extension(port: u16) {
     let (client, mut rx) = connect(port, "extension").await;
-    subscribed(&client, &mut rx, "extbus/tasks/blocked/vm/create").await;
+    subscribed(&client, &mut rx, &topics::tasks_blocked("vm.create")).await;
     tokio::spawn(async move {
         while let Some(got) = rx.recv().await {
             let Got::Publish(payload) = got else { continue };
             let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
             if let Some(id) = v["id"].as_str() {
-                let topic = format!("extbus/in/extension/tasks/{id}/resume");
+                let topic = topics::inbox("extension", &topics::task_action(id, "resume"));
                 let _ = client
                     .publish(topic, QoS::AtLeastOnce, false, b"{}".to_vec())
                     .await;
@@ -101,7 +102,7 @@ async fn observer(port: u16, mut tokens: mpsc::UnboundedReceiver<usize>) -> usiz
     let (client, mut rx) = connect(port, "observer").await;
     let mut done = 0;
     while let Some(i) = tokens.recv().await {
-        let filter = format!("extbus/events/acme/soak-{i}/#");
+        let filter = topics::events_filter("acme", &format!("soak-{i}/#"));
         subscribed(&client, &mut rx, &filter).await;
         client.unsubscribe(&filter).await.unwrap();
         loop {
@@ -131,7 +132,7 @@ async fn soak(b: &Broker, cycles: usize) {
     let (tokens, rx) = mpsc::unbounded_channel();
     let obs = tokio::spawn(observer(b.mqtt, rx));
     let (platform, mut outcomes) = connect(b.mqtt, "platform").await;
-    subscribed(&platform, &mut outcomes, "extbus/out/platform/outcomes").await;
+    subscribed(&platform, &mut outcomes, &topics::outcomes("platform")).await;
 
     let step = (cycles / 10).max(1);
     let start = Instant::now();
@@ -149,7 +150,7 @@ async fn soak(b: &Broker, cycles: usize) {
     let mut curve = Vec::new();
     while done < cycles {
         while sent < cycles && sent - done < WINDOW {
-            let topic = "extbus/in/platform/tasks/submit";
+            let topic = topics::inbox("platform", "tasks/submit");
             platform
                 .publish(topic, QoS::AtLeastOnce, false, submit(sent))
                 .await

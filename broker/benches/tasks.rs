@@ -11,6 +11,7 @@
 mod common;
 
 use common::{client, dir_size, env_usize, pct, recv_within, Broker, Client, Sock};
+use extbus_schema::topics;
 use rumqttc::QoS;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -67,10 +68,11 @@ async fn platform(port: u16, sock: Sock) -> Client {
 
 /// An extension that resumes every task announced for vm.create and checks each reply.
 async fn resumer(port: u16, sock: Sock) -> rumqttc::AsyncClient {
-    let filters = [
-        "extbus/tasks/blocked/vm/create",
-        "extbus/out/extension/replies",
-    ];
+    let (blocked, replies) = (
+        topics::tasks_blocked("vm.create"),
+        topics::replies("extension"),
+    );
+    let filters = [blocked.as_str(), replies.as_str()];
     let mut ext = client(port, "extension", &filters, sock).await;
     let handle = ext.client.clone();
     tokio::spawn(async move {
@@ -85,7 +87,7 @@ async fn resumer(port: u16, sock: Sock) -> rumqttc::AsyncClient {
                 continue;
             }
             let id = v["id"].as_str().expect("a notice without id");
-            let topic = format!("extbus/in/extension/tasks/{id}/resume");
+            let topic = topics::inbox("extension", &topics::task_action(id, "resume"));
             if ext
                 .client
                 .publish(topic, QoS::AtLeastOnce, false, b"{}".to_vec())
@@ -263,14 +265,14 @@ async fn first_reply(port: u16) -> Duration {
     let mut p = client(
         port,
         "operator",
-        &["extbus/out/operator/replies"],
+        &[topics::replies("operator").as_str()],
         Sock::Default,
     )
     .await;
     let query = br#"{"state":"blocked","limit":1}"#.to_vec();
     p.client
         .publish(
-            "extbus/in/operator/tasks/query",
+            topics::inbox("operator", "tasks/query"),
             QoS::AtLeastOnce,
             false,
             query,

@@ -259,6 +259,42 @@ pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
     (None, filter)
 }
 
+// Builders for clients (CLI, samples, tests, benches), so none spells a topic by hand.
+
+/// `extbus/events/<org>/<rest>`: an event filter; `org` may be `+`, `rest` e.g. `vm/#`.
+pub fn events_filter(org: &str, rest: &str) -> String {
+    format!("{EVENTS_PREFIX}{org}/{rest}")
+}
+
+/// `tasks/<id>/<action>`: the inbox suffix that resolves task `id` (`resume`, `cancel`, ...).
+pub fn task_action(id: &str, action: &str) -> String {
+    format!("tasks/{id}/{action}")
+}
+
+/// `$share/<group>/<filter>`: `filter` shared among the members of `group`.
+pub fn shared(group: &str, filter: &str) -> String {
+    format!("{SHARE_PREFIX}{group}/{filter}")
+}
+
+#[cfg(test)]
+mod client_builders {
+    use super::*;
+
+    #[test]
+    fn client_builders_follow_the_spec() {
+        assert_eq!(events_filter("+", "vm/#"), "extbus/events/+/vm/#");
+        assert_eq!(
+            inbox("e", &task_action("01ab", "resume")),
+            "extbus/in/e/tasks/01ab/resume"
+        );
+        let s = shared("g", &service_requests("acme", "greeter", "1.0.0"));
+        assert_eq!(
+            split_shared(&s),
+            (Some("g"), "extbus/services/acme/greeter/1.0.0/requests")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,7 +76,7 @@ pub async fn run(opts: &Opts, cfg: Config, shutdown: impl Future<Output = ()>) -
         .append(true)
         .open(&cfg.log)
         .with_context(|| format!("opening {}", cfg.log.display()))?;
-    let filter = format!("extbus/events/{}/#", cfg.org);
+    let filter = extbus_client::wire::topics::events_org_filter(&cfg.org);
     let mut l = Logger {
         next_seq: read_state(&cfg.state),
         cfg,

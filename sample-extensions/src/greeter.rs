@@ -5,10 +5,14 @@
 use crate::{Bus, Msg, Opts};
 use anyhow::Result;
 use base64::Engine as _;
+use extbus_client::wire::topics;
 use serde_json::{json, Value};
 use std::future::Future;
 
-pub const REQUESTS: &str = "extbus/services/acme/greeter/1.0.0/requests";
+/// The service's request topic.
+pub fn requests() -> String {
+    topics::service_requests("acme", "greeter", "1.0.0")
+}
 
 /// The manifest: one service, reached over HTTP under /ext/acme/greeter/.
 pub fn manifest() -> Value {
@@ -61,9 +65,9 @@ pub fn respond(req: &Value) -> Value {
 pub async fn start(opts: &Opts) -> Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<Msg>)> {
     let (bus, rx) = Bus::connect(opts).await?;
     bus.register(manifest()).await?;
-    bus.subscribe(&format!("$share/greeters/{REQUESTS}"))
+    bus.subscribe(&topics::shared("greeters", &requests()))
         .await?;
-    println!("greeter ready on {REQUESTS}");
+    println!("greeter ready on {}", requests());
     Ok((bus, rx))
 }
 

@@ -1,6 +1,5 @@
-//! Runnable example extensions for extbus, and the small client they share: connect as a
-//! principal over MQTT 5, send commands with a correlation id and await the reply, register a
-//! manifest, subscribe. Each sample is a module with `run(opts, ..., shutdown)` (its binary in
+//! Runnable example extensions for extbus, and the thin layer over `extbus-client` they share
+//! (flags, one stream of subscribed messages, `anyhow` errors, the callout loop). Each sample is a module with `run(opts, ..., shutdown)` (its binary in
 //! `src/bin/` only parses flags), so tests drive the same code in-process.
 //!
 //! Samples: `approver`, `placer` (callouts), `event_logger` (observer), `platform_sim`
@@ -13,16 +12,13 @@ pub mod placer;
 pub mod platform_sim;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use extbus_client::wire::topics;
+use extbus_client::{Client, Error, Options};
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Where the broker is and who we are: `--url mqtt://host:port --user NAME --secret SECRET`,
 /// plus any other `--key value` flags a sample reads with `get`.
@@ -110,154 +106,66 @@ impl Msg {
     }
 }
 
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
-
-/// A connection as one principal. Clone it freely; all clones share the connection.
+/// A connection as one principal. Clone it freely; all clones share the connection, which
+/// reconnects (and subscribes again) when the broker restarts.
 #[derive(Clone)]
 pub struct Bus {
-    client: AsyncClient,
+    client: Client,
     pub user: String,
-    waiting: Waiting,
-    subacks: Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>,
-    seq: Arc<AtomicU64>,
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl Bus {
     /// Connects, subscribes to our replies, and returns the bus and the stream of other messages.
     pub async fn connect(o: &Opts) -> Result<(Bus, mpsc::UnboundedReceiver<Msg>)> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let id = format!(
-            "{}-{}-{}-{}",
-            o.user,
-            std::process::id(),
-            nanos() % 100_000,
-            n
-        );
-        let mut mo = MqttOptions::new(id, o.host.clone(), o.port);
-        mo.set_credentials(o.user.clone(), o.secret.clone())
-            .set_keep_alive(Duration::from_secs(30));
-        // Small request/response messages: don't let Nagle's algorithm hold them back.
-        let mut net = rumqttc::NetworkOptions::new();
-        net.set_tcp_nodelay(true);
-        mo.set_network_options(net);
-        let (client, mut el) = AsyncClient::new(mo, 256);
+        let opts = Options::new(o.host.clone(), o.port, &o.user, &o.secret);
+        let client = Client::connect(&opts).await.map_err(|e| match e {
+            Error::ConnectTimeout { .. } => anyhow!("no answer from {}:{}", o.host, o.port),
+            e => anyhow!("connecting as '{}': {e}", o.user),
+        })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
         let bus = Bus {
             client,
             user: o.user.clone(),
-            waiting: Arc::default(),
-            subacks: Arc::default(),
-            seq: Arc::default(),
+            tx,
         };
-        let (waiting, subacks) = (bus.waiting.clone(), bus.subacks.clone());
-        let replies = format!("extbus/out/{}/replies", o.user);
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if let Some(r) = ready.take() {
-                            let _ = r.send(Ok(()));
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(s))) => {
-                        let ok = matches!(
-                            s.return_codes.first(),
-                            Some(SubscribeReasonCode::Success(_))
-                        );
-                        if let Some(w) = subacks.lock().ok().and_then(|mut q| q.pop_front()) {
-                            let _ = w.send(ok);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let topic = String::from_utf8_lossy(&p.topic).to_string();
-                        if topic == replies {
-                            // A reply goes to whoever waits for its correlation id.
-                            let v: Value =
-                                serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                            let corr = v["correlation_id"].as_str().unwrap_or_default().to_string();
-                            if let Some(w) = waiting.lock().ok().and_then(|mut m| m.remove(&corr)) {
-                                let _ = w.send(v);
-                            }
-                        } else if tx
-                            .send(Msg {
-                                topic,
-                                payload: p.payload.to_vec(),
-                            })
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if let Some(r) = ready.take() {
-                            let _ = r.send(Err(e.to_string()));
-                            return;
-                        }
-                        // rumqttc reconnects on the next poll; pause so we do not spin.
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        });
-        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => bail!("connecting as '{}': {e}", o.user),
-            _ => bail!("no answer from {}:{}", o.host, o.port),
-        }
-        let r = format!("extbus/out/{}/replies", o.user);
-        bus.subscribe(&r).await?;
         Ok((bus, rx))
     }
 
-    /// Subscribes at QoS 1 and waits for the broker to accept.
+    /// The underlying client, for what `Bus` does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Subscribes at QoS 1, waits for the broker to accept, and forwards what arrives to the
+    /// stream `connect` returned.
     pub async fn subscribe(&self, filter: &str) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut q) = self.subacks.lock() {
-            q.push_back(tx);
-        }
-        self.client.subscribe(filter, QoS::AtLeastOnce).await?;
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => bail!("the broker refused the subscription to {filter}"),
-            _ => bail!("no SUBACK for {filter}"),
-        }
+        let mut sub = self.client.subscribe(filter).await?;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = sub.next().await {
+                let msg = Msg {
+                    topic: d.topic,
+                    payload: d.payload,
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Sends a command under `extbus/in/<user>/` and returns its `result`, or the error as
     /// `code: message`.
-    pub async fn command(&self, suffix: &str, mut body: Value) -> Result<Value> {
-        let corr = format!("{}-{}", self.user, self.seq.fetch_add(1, Ordering::Relaxed));
-        body["correlation_id"] = corr.clone().into();
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut m) = self.waiting.lock() {
-            m.insert(corr.clone(), tx);
-        }
-        let topic = format!("extbus/in/{}/{suffix}", self.user);
+    pub async fn command(&self, suffix: &str, body: Value) -> Result<Value> {
         self.client
-            .publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&body)?)
-            .await?;
-        let reply = match tokio::time::timeout(Duration::from_secs(15), rx).await {
-            Ok(Ok(v)) => v,
-            _ => {
-                if let Ok(mut m) = self.waiting.lock() {
-                    m.remove(&corr);
-                }
-                bail!("no reply to {suffix}");
-            }
-        };
-        if reply["ok"] == true {
-            Ok(reply["result"].clone())
-        } else {
-            bail!(
-                "{}: {}",
-                reply["error"]["code"].as_str().unwrap_or("?"),
-                reply["error"]["message"].as_str().unwrap_or("?")
-            )
-        }
+            .request_within(suffix, body, COMMAND_WAIT)
+            .await
+            .map_err(|e| match e {
+                Error::Timeout { .. } => anyhow!("no reply to {suffix}"),
+                e => anyhow!("{e}"),
+            })
     }
 
     /// Registers this principal's callout rules and services (replacing earlier ones).
@@ -266,20 +174,16 @@ impl Bus {
     }
 
     pub async fn disconnect(&self) {
-        let _ = self.client.disconnect().await;
+        self.client.close().await;
     }
 }
 
-fn nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
-}
+/// How long a command waits for its reply.
+const COMMAND_WAIT: Duration = Duration::from_secs(15);
 
 /// The topic a blocked `vm.create` task is announced on: `extbus/tasks/blocked/vm/create`.
 pub fn blocked_topic(operation: &str) -> String {
-    format!("extbus/tasks/blocked/{}", operation.replacen('.', "/", 1))
+    topics::tasks_blocked(operation)
 }
 
 /// Is `task` blocked on a stage that names `me`?
@@ -328,7 +232,7 @@ where
         }
         let id = task["id"].as_str().unwrap_or_default().to_string();
         let (action, body) = decide(&task);
-        match bus.command(&format!("tasks/{id}/{action}"), body).await {
+        match bus.command(&topics::task_action(&id, action), body).await {
             Ok(_) => println!("{} task {id} ({})", action, task["subject"]),
             // A renotify of a task someone else resolved meanwhile is refused; that is fine.
             Err(e) => eprintln!("task {id}: {e}"),

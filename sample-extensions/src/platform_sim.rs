@@ -58,7 +58,7 @@ pub struct Report {
 /// Runs the simulation and returns (and prints) its report.
 pub async fn run(opts: &Opts, sim: Sim) -> Result<Report> {
     let (bus, mut rx) = Bus::connect(opts).await?;
-    bus.subscribe(&format!("extbus/out/{}/outcomes", opts.user))
+    bus.subscribe(&extbus_client::wire::topics::outcomes(&opts.user))
         .await?;
     let run_id = std::process::id();
     let gap = Duration::from_secs_f64(1.0 / sim.rate.max(0.001));

@@ -3,6 +3,7 @@
 
 use crate::TestBroker;
 use bytes::Bytes;
+use extbus_schema::topics;
 use rumqttc::v5::mqttbytes::v5::{Packet as P5, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS as Q5;
 use rumqttc::{Packet as P4, QoS as Q4};
@@ -225,7 +226,7 @@ impl BusClient {
         };
         let c = Arc::new(client);
         // Every client listens to its own outbox, as extbus clients do.
-        c.subscribe(&format!("extbus/out/{user}/#")).await;
+        c.subscribe(&topics::outbox_filter(user)).await;
         Ok(c)
     }
 
@@ -295,11 +296,11 @@ impl BusClient {
         }
         let mut rx = self.events.subscribe();
         self.publish(
-            &format!("extbus/in/{}/{suffix}", self.name),
+            &topics::inbox(&self.name, suffix),
             serde_json::to_vec(&body).unwrap(),
         )
         .await;
-        let reply_topic = format!("extbus/out/{}/replies", self.name);
+        let reply_topic = topics::replies(&self.name);
         self.wait_on(&mut rx, |m| {
             m.topic == reply_topic && m.json()["correlation_id"] == corr.as_str()
         })
@@ -310,9 +311,9 @@ impl BusClient {
     /// Sends raw bytes as a command and returns the next reply on the outbox.
     pub async fn command_raw(&self, suffix: &str, payload: impl Into<Vec<u8>>) -> Value {
         let mut rx = self.events.subscribe();
-        self.publish(&format!("extbus/in/{}/{suffix}", self.name), payload)
+        self.publish(&topics::inbox(&self.name, suffix), payload)
             .await;
-        let reply_topic = format!("extbus/out/{}/replies", self.name);
+        let reply_topic = topics::replies(&self.name);
         self.wait_on(&mut rx, |m| m.topic == reply_topic)
             .await
             .json()

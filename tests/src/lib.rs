@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 pub struct TestBroker {
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    /// The MQTT-over-TLS listener, when `config.mqtt.tls` is set.
+    pub mqtt_tls: Option<SocketAddr>,
     pub config: Config,
     pub clock: ManualClock,
     dir: Arc<tempfile::TempDir>,
@@ -49,15 +51,32 @@ impl TestBroker {
     }
 
     async fn launch(config: Config, dir: Arc<tempfile::TempDir>, clock: ManualClock) -> TestBroker {
-        let mqtt_l = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
-        let http_l = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let tls = config.mqtt.tls.as_ref().map(|t| t.listen);
+        Self::launch_at(config, dir, clock, (any, any, tls)).await
+    }
+
+    /// Starts on the given addresses (port 0: any free one).
+    async fn launch_at(
+        config: Config,
+        dir: Arc<tempfile::TempDir>,
+        clock: ManualClock,
+        (mqtt, http, tls): (SocketAddr, SocketAddr, Option<SocketAddr>),
+    ) -> TestBroker {
+        let mqtt_l = bind_retry(mqtt).await;
+        let http_l = bind_retry(http).await;
+        let tls_l = match tls {
+            Some(a) => Some(bind_retry(a).await),
+            None => None,
+        };
         let mqtt = mqtt_l.local_addr().unwrap();
         let http = http_l.local_addr().unwrap();
+        let mqtt_tls = tls_l.as_ref().map(|l| l.local_addr().unwrap());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let listeners = Listeners {
             mqtt: mqtt_l,
             http: http_l,
-            mqtt_tls: None,
+            mqtt_tls: tls_l,
         };
         let cfg = config.clone();
         let clk: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -70,6 +89,7 @@ impl TestBroker {
         let b = TestBroker {
             mqtt,
             http,
+            mqtt_tls,
             config,
             clock,
             dir,
@@ -162,6 +182,14 @@ impl TestBroker {
         Self::launch(config, dir, clock).await
     }
 
+    /// Stops and starts again on the same data dir, clock and ports: what clients see when
+    /// the broker restarts.
+    pub async fn restart_in_place(self) -> TestBroker {
+        let at = (self.mqtt, self.http, self.mqtt_tls);
+        let (config, dir, clock) = self.stop().await;
+        Self::launch_at(config, dir, clock, at).await
+    }
+
     /// Starts again after `stop`, possibly with the clock moved meanwhile.
     pub async fn start_again(
         config: Config,
@@ -169,6 +197,21 @@ impl TestBroker {
         clock: ManualClock,
     ) -> TestBroker {
         Self::launch(config, dir, clock).await
+    }
+}
+
+/// Binds `addr`, retrying a moment while a just-stopped broker still holds it.
+async fn bind_retry(addr: SocketAddr) -> TcpListener {
+    let mut tries = 0;
+    loop {
+        match extbus::server::bind(addr, 1024) {
+            Ok(l) => return l,
+            Err(e) if tries >= 100 => panic!("bind {addr}: {e}"),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

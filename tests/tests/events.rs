@@ -2,6 +2,7 @@
 //! publishers, replay (filters, paging, across a restart), idempotent re-send, refused drafts
 //! that are never logged, retention by count and age, MQTT 5 user properties.
 
+use extbus_schema::topics;
 use extbus_schema::Role;
 use extbus_tests::{BusClient, Proto, TestBroker};
 use serde_json::{json, Value};
@@ -32,11 +33,13 @@ async fn events_are_stamped_as_cloudevents_and_fanned_out() {
     let obs4 = BusClient::connect(&b, Proto::V4, "observer", "observer")
         .await
         .unwrap();
-    obs.subscribe("extbus/events/acme/#").await;
-    obs4.subscribe("extbus/events/acme/#").await;
+    obs.subscribe(&topics::events_org_filter("acme")).await;
+    obs4.subscribe(&topics::events_org_filter("acme")).await;
     let p = b.client("platform").await;
     let r = emit(&p, draft("acme", "vapp.instantiate", 1)).await;
-    let m = obs.expect_on("extbus/events/acme/vapp/instantiate").await;
+    let m = obs
+        .expect_on(&topics::events("acme", "vapp.instantiate"))
+        .await;
     let ev = m.json();
     assert_eq!(ev["specversion"], "1.0");
     assert_eq!(ev["source"], "extbus://platform");
@@ -57,7 +60,7 @@ async fn events_are_stamped_as_cloudevents_and_fanned_out() {
     assert_eq!(props.get("specversion").map(String::as_str), Some("1.0"));
     // A 3.1.1 subscriber gets the same structured JSON.
     assert_eq!(
-        obs4.expect_on("extbus/events/acme/vapp/instantiate")
+        obs4.expect_on(&topics::events("acme", "vapp.instantiate"))
             .await
             .json(),
         ev
@@ -70,7 +73,7 @@ async fn several_publishers_give_one_gap_free_sequence() {
     let b = TestBroker::start().await;
     b.add_principal("platform-2", &[Role::Platform], &["*"]);
     let obs = b.client("observer").await;
-    obs.subscribe("extbus/events/acme/#").await;
+    obs.subscribe(&topics::events_org_filter("acme")).await;
     let p1 = b.client("platform").await;
     let p2 = b.client("platform-2").await;
     let send = |p: std::sync::Arc<BusClient>| async move {
@@ -86,7 +89,7 @@ async fn several_publishers_give_one_gap_free_sequence() {
     let mut seqs = Vec::new();
     while seqs.len() < 80 {
         let m = obs
-            .expect(|m| m.topic == "extbus/events/acme/vm/create")
+            .expect(|m| m.topic == topics::events("acme", "vm.create"))
             .await;
         seqs.push(m.json()["seq"].as_u64().unwrap());
     }
@@ -196,7 +199,7 @@ async fn replay_pages_filters_and_survives_restart() {
 async fn a_resent_draft_with_the_same_id_is_logged_once() {
     let b = TestBroker::start().await;
     let obs = b.client("observer").await;
-    obs.subscribe("extbus/events/acme/#").await;
+    obs.subscribe(&topics::events_org_filter("acme")).await;
     let p = b.client("platform").await;
     let mut d = draft("acme", "vm.create", 1);
     d["id"] = "platform-evt-1".into();
@@ -322,11 +325,11 @@ async fn numbering_survives_an_emptied_log_and_a_restart() {
 async fn principal_changes_and_refusals_are_logged_as_broker_events() {
     let b = TestBroker::start().await;
     let admin = b.client("admin").await;
-    admin.subscribe("extbus/events/system/#").await;
+    admin.subscribe(&topics::events_org_filter("system")).await;
     b.add_principal("newcomer", &[Role::Observer], &["acme"]);
     b.clock.advance(1_000);
     let added = admin
-        .expect_on("extbus/events/system/principal/added")
+        .expect_on(&topics::events("system", "principal.added"))
         .await
         .json();
     assert_eq!(added["data"]["name"], "newcomer");
@@ -393,7 +396,7 @@ async fn a_stalled_subscriber_holds_nobody_back_and_recovers_by_replay() {
         }
     }
     let fast = b.client("observer").await;
-    fast.subscribe("extbus/events/acme/#").await;
+    fast.subscribe(&topics::events_org_filter("acme")).await;
     let p = b.client("platform").await;
     let n = 3000;
     let first = emit(&p, draft("acme", "vm.create", 0)).await["seq"]
@@ -410,7 +413,7 @@ async fn a_stalled_subscriber_holds_nobody_back_and_recovers_by_replay() {
     let mut expected = first;
     while seen < n {
         let m = fast
-            .expect(|m| m.topic == "extbus/events/acme/vm/create")
+            .expect(|m| m.topic == topics::events("acme", "vm.create"))
             .await;
         assert_eq!(
             m.json()["seq"].as_u64().unwrap(),

@@ -7,6 +7,7 @@
 
 use extbus::exec::ExecConfig;
 use extbus_schema::tasks::{DefaultAction, RuleSpec};
+use extbus_schema::topics;
 use extbus_tests::{BusClient, TestBroker};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -43,7 +44,7 @@ async fn run_case(b: &TestBroker, p: &BusClient, name: &str) -> (Value, Value) {
     assert_eq!(r["result"]["state"], "blocked", "{r}");
     let id = r["result"]["id"].as_str().unwrap().to_string();
     let m = p
-        .expect(|m| m.topic == "extbus/out/platform/outcomes" && m.json()["id"] == id.as_str())
+        .expect(|m| m.topic == topics::outcomes("platform") && m.json()["id"] == id.as_str())
         .await;
     let admin = b.client("admin").await;
     let t = admin.command(&format!("tasks/{id}/get"), json!({})).await;

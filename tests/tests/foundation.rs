@@ -2,6 +2,7 @@
 //! schema-violating, oversized and unknown commands each get their documented error reply,
 //! change nothing, and leave the broker serving.
 
+use extbus_schema::topics;
 use extbus_tests::{BusClient, Proto, TestBroker};
 use serde_json::json;
 use std::time::Duration;
@@ -141,7 +142,7 @@ async fn correlation_data_is_echoed_to_mqtt5_clients() {
     p.publish_with_props("extbus/in/platform/tasks/query", b"{}".to_vec(), props)
         .await;
     let m = p
-        .expect(|m| m.topic == "extbus/out/platform/replies" && m.correlation_data.is_some())
+        .expect(|m| m.topic == topics::replies("platform") && m.correlation_data.is_some())
         .await;
     assert_eq!(m.correlation_data.as_deref(), Some(&b"corr-42"[..]));
     assert_eq!(m.json()["ok"], true);
@@ -189,7 +190,7 @@ async fn every_command_gets_exactly_one_reply() {
     }
     let replies = p
         .collect(Duration::from_secs(2), |m| {
-            m.topic == "extbus/out/platform/replies"
+            m.topic == topics::replies("platform")
         })
         .await;
     assert_eq!(replies.len(), 20);

@@ -8,6 +8,7 @@
 //! `EXTBUS_SKIP_PYTHON=1` (honoured outside CI only, see `tests/build.rs`): the test is then
 //! listed as ignored, with that reason, in the runner's summary.
 
+use extbus_schema::topics;
 use extbus_schema::Role;
 use extbus_tests::TestBroker;
 use serde_json::{json, Value};
@@ -208,7 +209,7 @@ async fn python_approver_resumes_small_and_aborts_large_requests() {
     // Each `expect` times out after 20 s.
     let mut outcomes = HashMap::new();
     while outcomes.len() < 3 {
-        let m = p.expect_on("extbus/out/platform/outcomes").await.json();
+        let m = p.expect_on(&topics::outcomes("platform")).await.json();
         outcomes.insert(m["request_id"].as_str().unwrap().to_string(), m);
     }
     for id in ["early", "small"] {

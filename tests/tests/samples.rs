@@ -4,6 +4,7 @@
 //! service requests over MQTT and HTTP.
 
 use extbus_samples::{approver, event_logger, greeter, placer, platform_sim, Opts};
+use extbus_schema::topics;
 use extbus_schema::Role;
 use extbus_tests::TestBroker;
 use serde_json::{json, Value};
@@ -104,7 +105,7 @@ async fn approver_answers_tasks_that_were_waiting_before_it_started() {
         .await
     });
     let m = p
-        .expect(|m| m.topic == "extbus/out/platform/outcomes" && m.json()["id"] == id.as_str())
+        .expect(|m| m.topic == topics::outcomes("platform") && m.json()["id"] == id.as_str())
         .await;
     assert_eq!(m.json()["state"], "resumed");
     let _ = stop.send(());

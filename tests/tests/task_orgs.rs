@@ -2,6 +2,7 @@
 //! `acme` cannot submit for, see, resolve or hear about a task of `globex`, while the same
 //! commands on their own org's task succeed (so every refusal here could have been an accept).
 
+use extbus_schema::topics;
 use extbus_schema::Role;
 use extbus_tests::{BusClient, TestBroker};
 use serde_json::{json, Value};
@@ -55,8 +56,11 @@ async fn world() -> World {
     let op = b.client("op-acme").await;
     let obs = b.client("obs-acme").await;
     let globex = b.client("plat-globex").await;
-    assert_eq!(op.subscribe("extbus/tasks/#").await, vec![1]);
-    assert_eq!(obs.subscribe("extbus/events/acme/#").await, vec![1]);
+    assert_eq!(op.subscribe(topics::TASKS_ALL).await, vec![1]);
+    assert_eq!(
+        obs.subscribe(&topics::events_org_filter("acme")).await,
+        vec![1]
+    );
     let theirs = submit(&globex, "g-1", "globex").await;
     assert_eq!(theirs["result"]["state"], "blocked", "{theirs}");
     let ours = submit(&plat, "a-1", "acme").await;
@@ -172,7 +176,7 @@ async fn outcomes_notices_and_events_stay_in_their_org() {
     // The acme operator hears about its own org's task.
     let n = w
         .op
-        .expect(|m| m.topic == "extbus/tasks/blocked/vm/create" && m.json()["id"] == w.ours["id"])
+        .expect(|m| m.topic == topics::tasks_blocked("vm.create") && m.json()["id"] == w.ours["id"])
         .await;
     assert_eq!(n.json()["org"], "acme");
     // ...and the globex task is resolved; its outcome reaches only its platform.
@@ -181,14 +185,14 @@ async fn outcomes_notices_and_events_stay_in_their_org() {
         .command(&format!("tasks/{}/abort", id(&w.theirs)), json!({}))
         .await;
     assert_eq!(r["result"]["state"], "aborted", "{r}");
-    let out = w.globex.expect_on("extbus/out/plat-globex/outcomes").await;
+    let out = w.globex.expect_on(&topics::outcomes("plat-globex")).await;
     assert_eq!(out.json()["id"], w.theirs["id"]);
     let r = w
         .admin
         .command(&format!("tasks/{}/resume", id(&w.ours)), json!({}))
         .await;
     assert_eq!(r["result"]["state"], "resumed", "{r}");
-    let out = w.plat.expect_on("extbus/out/plat-acme/outcomes").await;
+    let out = w.plat.expect_on(&topics::outcomes("plat-acme")).await;
     assert_eq!(out.json()["id"], w.ours["id"]);
     let leaked = w
         .plat
@@ -198,7 +202,7 @@ async fn outcomes_notices_and_events_stay_in_their_org() {
     // The acme observer gets acme's task events and no globex ones, and may not ask for them.
     let ev = w
         .obs
-        .expect(|m| m.topic == "extbus/events/acme/task/resumed")
+        .expect(|m| m.topic == topics::events("acme", "task.resumed"))
         .await;
     assert_eq!(ev.json()["org"], "acme");
     let other = w.obs.collect(QUIET, |m| m.json()["org"] == "globex").await;
@@ -242,7 +246,7 @@ async fn org_limited_operators_and_extensions_hear_no_task_of_another_org() {
         )
         .await;
     assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(ext.subscribe("extbus/tasks/blocked/#").await, vec![1]);
+    assert_eq!(ext.subscribe(topics::TASKS_BLOCKED_ALL).await, vec![1]);
     let g2 = submit(&w.globex, "g-2", "globex").await;
     let a2 = submit(&w.plat, "a-2", "acme").await;
     let n = ext.expect_on(blocked).await.json();
@@ -260,7 +264,7 @@ async fn org_limited_operators_and_extensions_hear_no_task_of_another_org() {
         assert_eq!(r["ok"], true, "{r}");
     }
     let resolved: Vec<Value> =
-        w.op.collect(QUIET, |m| m.topic == "extbus/tasks/resolved/vm/create")
+        w.op.collect(QUIET, |m| m.topic == topics::tasks_resolved("vm.create"))
             .await
             .iter()
             .map(|m| m.json()["id"].clone())

@@ -2,6 +2,7 @@
 //! idempotent submit and resolve, conflict, forbidden, extend (and beyond max), timeouts with
 //! each default action on the manual clock, renotify, and deadlines that pass while stopped.
 
+use extbus_schema::topics;
 use extbus_schema::Role;
 use extbus_tests::{BusClient, TestBroker};
 use serde_json::{json, Value};
@@ -35,7 +36,7 @@ async fn world(rule: Value) -> World {
     let platform = b.client("platform").await;
     let ext = b.client("extension").await;
     let operator = b.client("operator").await;
-    assert_eq!(operator.subscribe("extbus/tasks/#").await, vec![1]);
+    assert_eq!(operator.subscribe(topics::TASKS_ALL).await, vec![1]);
     register(&ext, json!([rule])).await;
     World {
         b,
@@ -64,15 +65,20 @@ async fn no_rule_resumes_at_once_and_stores_nothing() {
 async fn blocked_then_resumed_with_result_reaches_everyone() {
     let w = world(json!({"operation": "vm.create", "timeout_ms": 60000})).await;
     let events = w.b.client("observer").await;
-    assert_eq!(events.subscribe("extbus/events/acme/task/#").await, vec![1]);
-    w.ext.subscribe("extbus/tasks/blocked/#").await;
+    assert_eq!(
+        events
+            .subscribe(&topics::events_filter("acme", "task/#"))
+            .await,
+        vec![1]
+    );
+    w.ext.subscribe(topics::TASKS_BLOCKED_ALL).await;
     let t = submit(&w.platform, "r-1", "vm.create").await;
     assert_eq!(t["state"], "blocked");
     assert_eq!(t["stages"], json!([["extension"]]));
     assert!(t["deadline"].is_string());
     let notice = w
         .ext
-        .expect_on("extbus/tasks/blocked/vm/create")
+        .expect_on(&topics::tasks_blocked("vm.create"))
         .await
         .json();
     assert_eq!(notice["id"], t["id"]);
@@ -89,7 +95,7 @@ async fn blocked_then_resumed_with_result_reaches_everyone() {
     assert_eq!(r["result"]["state"], "resumed");
     let outcome = w
         .platform
-        .expect_on("extbus/out/platform/outcomes")
+        .expect_on(&topics::outcomes("platform"))
         .await
         .json();
     assert_eq!(outcome["state"], "resumed");
@@ -98,12 +104,12 @@ async fn blocked_then_resumed_with_result_reaches_everyone() {
     assert_eq!(outcome["request_id"], "r-1");
     let resolved = w
         .operator
-        .expect_on("extbus/tasks/resolved/vm/create")
+        .expect_on(&topics::tasks_resolved("vm.create"))
         .await
         .json();
     assert_eq!(resolved["id"], t["id"]);
     let ev = events
-        .expect(|m| m.topic == "extbus/events/acme/task/resumed")
+        .expect(|m| m.topic == topics::events("acme", "task.resumed"))
         .await
         .json();
     assert_eq!(ev["type"], "task.resumed");
@@ -234,7 +240,7 @@ async fn two_stages_run_highest_priority_first() {
         json!([{"operation": "vm.create", "priority": 90}]),
     )
     .await;
-    placer.subscribe("extbus/tasks/blocked/#").await;
+    placer.subscribe(topics::TASKS_BLOCKED_ALL).await;
     let t = submit(&platform, "r", "vm.create").await;
     assert_eq!(t["stages"], json!([["approver"], ["placer"]]));
     assert_eq!(t["stage"], 0);
@@ -253,7 +259,7 @@ async fn two_stages_run_highest_priority_first() {
     assert_eq!(r["result"]["stage"], 1);
     // The next stage is announced again.
     let notice = placer
-        .expect(|m| m.topic == "extbus/tasks/blocked/vm/create" && m.json()["stage"] == 1)
+        .expect(|m| m.topic == topics::tasks_blocked("vm.create") && m.json()["stage"] == 1)
         .await;
     assert_eq!(notice.json()["id"], t["id"]);
     // Repeating the first stage's resume is acknowledged, and does not skip a stage.
@@ -273,7 +279,7 @@ async fn two_stages_run_highest_priority_first() {
         .await;
     assert_eq!(r["result"]["state"], "resumed");
     let outcome = platform
-        .expect_on("extbus/out/platform/outcomes")
+        .expect_on(&topics::outcomes("platform"))
         .await
         .json();
     assert_eq!(outcome["result"], json!({"approved": true, "host": "h7"}));
@@ -323,7 +329,7 @@ async fn extend_moves_the_deadline_within_the_max() {
     w.b.clock.advance(5_000);
     let out = w
         .platform
-        .expect_on("extbus/out/platform/outcomes")
+        .expect_on(&topics::outcomes("platform"))
         .await
         .json();
     assert_eq!(out["state"], "aborted");
@@ -354,7 +360,7 @@ async fn timeouts_apply_each_default_action() {
         w.b.clock.advance(1);
         let out = w
             .platform
-            .expect_on("extbus/out/platform/outcomes")
+            .expect_on(&topics::outcomes("platform"))
             .await
             .json();
         assert_eq!(out["state"], state);

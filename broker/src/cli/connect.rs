@@ -1,18 +1,14 @@
 //! The client side of the CLI: connection flags (URL, principal, secret, `EXTBUS_*` environment,
-//! credentials file) and an MQTT 5 connection that sends commands under the principal's inbox
-//! with a correlation id and waits for the matching reply on `extbus/out/<principal>/replies`.
+//! credentials file), and the CLI's wording over an `extbus-client` connection that sends
+//! commands and waits for their replies.
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, SubscribeReasonCode};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
+use extbus_client::{Client, Error, Options, Subscription};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How to reach the broker and as whom. Flags win over the environment, which wins over the
 /// credentials file.
@@ -147,32 +143,24 @@ impl ConnectArgs {
     }
 }
 
-/// What the connection's event loop hands over.
-enum Incoming {
-    Msg { topic: String, payload: Vec<u8> },
-    SubAck(Vec<SubscribeReasonCode>),
-    Closed(String),
-}
-
-/// An open MQTT 5 connection as one principal.
+/// An open connection as one principal, failing (not reconnecting) when it drops.
 pub struct Conn {
-    client: AsyncClient,
+    client: Client,
     pub user: String,
-    rx: mpsc::UnboundedReceiver<Incoming>,
-    /// Messages that arrived while waiting for something else.
-    held: VecDeque<(String, Vec<u8>)>,
-    wait: Duration,
-    seq: u64,
-    run_id: String,
-    task: tokio::task::JoinHandle<()>,
+    subs: Vec<Subscription>,
 }
 
-fn refusal(code: ConnectReturnCode, user: &str) -> String {
-    match code {
-        ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => format!(
+/// The CLI's wording of a client error: flag hints for bad credentials, the principal for a
+/// refused subscription.
+fn explain(e: Error, user: &str) -> anyhow::Error {
+    match e {
+        Error::BadCredentials { .. } => anyhow!(
             "the broker refused the connection: bad credentials for principal '{user}' (check --user and --secret)"
         ),
-        other => format!("the broker refused the connection: {other:?}"),
+        Error::SubscribeRefused { filter, reason } => anyhow!(
+            "the broker refused the subscription to {filter} for '{user}': {reason}"
+        ),
+        other => anyhow!("{other}"),
     }
 }
 
@@ -181,185 +169,62 @@ impl Conn {
     pub async fn open(args: &ConnectArgs) -> Result<Conn> {
         let t = args.target()?;
         // Client ids starting with `extbus-` are reserved for the broker.
-        let id = format!("cli-{}", uuid::Uuid::new_v4().simple());
-        let mut o = MqttOptions::new(id, t.host.clone(), t.port);
-        o.set_credentials(t.user.clone(), t.secret.clone())
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(Some(64 << 20));
-        // Small request/response messages: don't let Nagle's algorithm hold them back.
-        let mut net = rumqttc::NetworkOptions::new();
-        net.set_tcp_nodelay(true);
-        o.set_network_options(net);
-        let (client, mut el) = AsyncClient::new(o, 64);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
-        let user = t.user.clone();
-        let task = tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            loop {
-                let ev = el.poll().await;
-                let item = match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if let Some(r) = ready.take() {
-                            let _ = r.send(Ok(()));
-                        }
-                        continue;
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Msg {
-                        topic: String::from_utf8_lossy(&p.topic).to_string(),
-                        payload: p.payload.to_vec(),
-                    },
-                    Ok(Event::Incoming(Packet::SubAck(s))) => Incoming::SubAck(s.return_codes),
-                    Ok(_) => continue,
-                    Err(e) => {
-                        let why = match e {
-                            ConnectionError::ConnectionRefused(code) => refusal(code, &user),
-                            ConnectionError::Io(e) => format!("cannot reach the broker: {e}"),
-                            other => format!("connection to the broker lost: {other}"),
-                        };
-                        match ready.take() {
-                            Some(r) => {
-                                let _ = r.send(Err(why));
-                            }
-                            None => {
-                                let _ = tx.send(Incoming::Closed(why));
-                            }
-                        }
-                        return;
-                    }
-                };
-                if tx.send(item).is_err() {
-                    return;
-                }
-            }
-        });
-        match tokio::time::timeout(args.wait, ready_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(why))) => {
-                task.abort();
-                bail!("{why}");
-            }
-            _ => {
-                task.abort();
-                bail!(
-                    "no answer from the broker at {}:{} within {:?}",
-                    t.host,
-                    t.port,
-                    args.wait
-                );
-            }
-        }
-        let mut conn = Conn {
+        let o = Options::new(t.host, t.port, &t.user, &t.secret)
+            .timeout(args.wait)
+            .reconnect(false)
+            .id_prefix("cli");
+        let client = Client::connect(&o).await.map_err(|e| explain(e, &t.user))?;
+        Ok(Conn {
             client,
-            user: t.user.clone(),
-            rx,
-            held: VecDeque::new(),
-            wait: args.wait,
-            seq: 0,
-            run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
-            task,
-        };
-        let replies = extbus_schema::topics::replies(&t.user);
-        conn.subscribe(&replies).await?;
-        Ok(conn)
+            user: t.user,
+            subs: Vec::new(),
+        })
     }
 
     /// Subscribes at QoS 1 and fails if the broker refuses.
     pub async fn subscribe(&mut self, filter: &str) -> Result<()> {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
+        let sub = self
+            .client
+            .subscribe(filter)
             .await
-            .map_err(|e| anyhow!("subscribe {filter}: {e}"))?;
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(Incoming::SubAck(codes))) => {
-                    return match codes.first() {
-                        Some(SubscribeReasonCode::Success(_)) => Ok(()),
-                        Some(c) => bail!(
-                            "the broker refused the subscription to {filter} for '{}': {c:?}",
-                            self.user
-                        ),
-                        None => bail!("empty SUBACK for {filter}"),
-                    };
-                }
-                Ok(Some(Incoming::Msg { topic, payload })) => self.held.push_back((topic, payload)),
-                Ok(Some(Incoming::Closed(why))) => bail!("{why}"),
-                Ok(None) => bail!("connection closed"),
-                Err(_) => bail!("no SUBACK for {filter} within {:?}", self.wait),
-            }
-        }
+            .map_err(|e| explain(e, &self.user))?;
+        self.subs.push(sub);
+        Ok(())
     }
 
     /// Sends `suffix` under `extbus/in/<user>/` and returns the reply's result, or the broker's
     /// error as `<code>: <message>`.
-    pub async fn command(&mut self, suffix: &str, mut body: Value) -> Result<Value> {
-        self.seq += 1;
-        let corr = format!("cli-{}-{}", self.run_id, self.seq);
-        if let Some(o) = body.as_object_mut() {
-            o.insert("correlation_id".into(), corr.clone().into());
-        }
-        let topic = extbus_schema::topics::inbox(&self.user, suffix);
-        let payload = serde_json::to_vec(&body)?;
+    pub async fn command(&mut self, suffix: &str, body: Value) -> Result<Value> {
         self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .request(suffix, body)
             .await
-            .map_err(|e| anyhow!("publish {suffix}: {e}"))?;
-        let replies = extbus_schema::topics::replies(&self.user);
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            let (topic, payload) = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(Incoming::Msg { topic, payload })) => (topic, payload),
-                Ok(Some(Incoming::SubAck(_))) => continue,
-                Ok(Some(Incoming::Closed(why))) => bail!("{why}"),
-                Ok(None) => bail!("connection closed"),
-                Err(_) => bail!("no reply to '{suffix}' within {:?}", self.wait),
-            };
-            if topic != replies {
-                self.held.push_back((topic, payload));
-                continue;
-            }
-            let Ok(reply) = serde_json::from_slice::<extbus_schema::Reply>(&payload) else {
-                continue;
-            };
-            if reply.correlation_id.as_ref().and_then(Value::as_str) != Some(corr.as_str()) {
-                continue;
-            }
-            return reply
-                .into_result()
-                .map_err(|e| anyhow!("{}: {}", e.code.as_str(), e.message));
-        }
+            .map_err(|e| explain(e, &self.user))
     }
 
     /// The next message on any subscribed topic other than the replies (waits without limit).
     pub async fn next_message(&mut self) -> Result<(String, Vec<u8>)> {
-        if let Some(m) = self.held.pop_front() {
-            return Ok(m);
+        if self.subs.is_empty() {
+            return std::future::pending().await;
         }
-        loop {
-            match self.rx.recv().await {
-                Some(Incoming::Msg { topic, payload }) => return Ok((topic, payload)),
-                Some(Incoming::SubAck(_)) => continue,
-                Some(Incoming::Closed(why)) => bail!("{why}"),
-                None => bail!("connection closed"),
-            }
-        }
+        let next = self.subs.iter_mut().map(|s| Box::pin(s.next()));
+        let (got, _, _) = futures::future::select_all(next).await;
+        let d = got.map_err(|e| explain(e, &self.user))?;
+        Ok((d.topic, d.payload))
     }
 
-    /// Messages received so far that nobody asked for yet, oldest first.
+    /// Messages received so far that nobody asked for yet, oldest first per subscription.
     pub fn take_held(&mut self) -> Vec<(String, Vec<u8>)> {
-        while let Ok(m) = self.rx.try_recv() {
-            if let Incoming::Msg { topic, payload } = m {
-                self.held.push_back((topic, payload));
+        let mut out = Vec::new();
+        for s in &mut self.subs {
+            while let Some(d) = s.try_next() {
+                out.push((d.topic, d.payload));
             }
         }
-        self.held.drain(..).collect()
+        out
     }
 
     pub async fn close(self) {
-        let _ = self.client.disconnect().await;
-        // Give the DISCONNECT a moment to leave before the event loop is dropped.
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.task).await;
+        self.client.close().await;
     }
 }
 

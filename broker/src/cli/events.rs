@@ -51,7 +51,7 @@ pub fn filter(org: Option<&str>, kind: Option<&str>) -> Result<String> {
             None => format!("{k}/#"),
         },
     };
-    let f = format!("extbus/events/{org}/{rest}");
+    let f = extbus_schema::topics::events_filter(org, &rest);
     if !extbus_schema::topics::valid_filter(&f) || org.contains('#') {
         bail!("--org/--type give an invalid topic filter '{f}'");
     }
