@@ -25,6 +25,7 @@ pub mod datadir;
 pub mod eventlog;
 pub mod exec;
 pub mod http;
+pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;

@@ -447,27 +447,12 @@ impl Principals {
         }
         let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(records).map_err(|e| err(e.to_string()))?;
-        write_private(&tmp, &body).map_err(|e| err(e.to_string()))?;
+        crate::datadir::write_private(&tmp, &body).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| err(e.to_string()))?;
         Ok(std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok())
     }
-}
-
-/// Writes a file that only its owner can read (0600 on Unix).
-pub fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(body)?;
-    f.sync_all()
 }
 
 #[cfg(test)]

@@ -1,77 +1,14 @@
 //! Routes one inbound command: who sent it (from the topic, never the payload), decode and
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
+use super::ctx::{Ctx, Output};
 use super::{events, register, services, tasks, Batch, Coordinator};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
-use crate::principals::Principal;
 use bytes::Bytes;
 use extbus_schema::commands::Command;
 use extbus_schema::decode::{decode, Decoded};
-use extbus_schema::reply::Reply;
-use extbus_schema::tasks::Task;
 use extbus_schema::{CommandError, ErrorCode};
-use serde_json::Value;
-
-/// A command's successful result: a JSON value, or a task, which the reply writes straight to
-/// JSON (the same bytes as its `Value` form; see `Task::to_json`).
-pub(crate) enum Output {
-    Value(Value),
-    Task(Box<Task>),
-}
-
-impl Output {
-    pub fn task(t: Task) -> Output {
-        Output::Task(Box::new(t))
-    }
-
-    /// The result as a `Value` (for in-process callers).
-    pub fn into_value(self) -> Value {
-        match self {
-            Output::Value(v) => v,
-            Output::Task(t) => serde_json::to_value(&*t).unwrap_or(Value::Null),
-        }
-    }
-}
-
-/// A decoded command with its sender, ready for a family to apply.
-pub(crate) struct Ctx {
-    pub principal: Principal,
-    pub suffix: String,
-    pub correlation_id: Option<Value>,
-    pub correlation_data: Option<Bytes>,
-}
-
-impl Ctx {
-    pub fn reply(
-        &self,
-        b: &mut Batch,
-        result: Result<Output, CommandError>,
-        metrics: &crate::metrics::Metrics,
-    ) {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code.as_str(),
-        };
-        metrics.command_replied(&self.suffix, outcome);
-        let reply = match result {
-            Ok(Output::Task(t)) => {
-                b.outbox.reply_ok_json(
-                    &self.principal.name,
-                    &self.suffix,
-                    self.correlation_id.as_ref(),
-                    &t.to_json(),
-                    self.correlation_data.clone(),
-                );
-                return;
-            }
-            Ok(Output::Value(v)) => Reply::ok(&self.suffix, self.correlation_id.clone(), v),
-            Err(e) => Reply::err(&self.suffix, self.correlation_id.clone(), e),
-        };
-        b.outbox
-            .reply(&self.principal.name, &reply, self.correlation_data.clone());
-    }
-}
 
 pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let Some((name, suffix)) = extbus_schema::topics::parse_inbox(&m.topic) else {

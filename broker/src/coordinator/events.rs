@@ -2,7 +2,7 @@
 //! own events, `events/replay`, and retention. Publishing happens after the batch is flushed,
 //! in seq order, so `seq` on the bus is gap-free and everything published is in the log.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::outbox::Outbox;
 use super::{Batch, Coordinator};
 use crate::mqtt::PublishProps;

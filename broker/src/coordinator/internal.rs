@@ -2,34 +2,14 @@
 //! named principal had sent them over MQTT, answered on a oneshot once the batch is durable.
 //! Also forwards every `extbus/tasks/blocked/...` announcement of a flushed batch to that side.
 
-use super::dispatch::{self, Ctx};
+use super::ctx::{Ctx, Output};
+use super::dispatch;
 use super::outbox::Outbox;
 use super::{Batch, Coordinator};
-use crate::principals::Principal;
+use crate::link::InternalCommand;
 use extbus_schema::tasks::{Task, TaskQuery, TaskState};
 use extbus_schema::{CommandError, ErrorCode};
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-
-/// The answer to an internal command.
-pub type InternalReply = oneshot::Sender<Answer>;
-/// What an internal command gets back: the reply's result or its error.
-pub type Answer = Result<Value, CommandError>;
-
-/// One command: who sends it, the inbox suffix (`tasks/<id>/resume`), its JSON body.
-pub struct InternalCommand {
-    pub principal: Principal,
-    pub suffix: String,
-    pub body: Value,
-    pub reply: InternalReply,
-}
-
-/// The coordinator's end of the link with the in-process extensions.
-pub struct Link {
-    pub commands: mpsc::Receiver<InternalCommand>,
-    /// Blocked tasks as announced (after each flush), and the blocked ones found at start.
-    pub blocked: mpsc::UnboundedSender<Task>,
-}
+use tokio::sync::mpsc;
 
 /// Decodes and applies one internal command; its reply waits in the batch for the flush.
 pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
@@ -47,7 +27,7 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
                 correlation_data: None,
             };
             match dispatch::apply(co, b, &ctx, &d) {
-                Some(r) => r.map(dispatch::Output::into_value),
+                Some(r) => r.map(Output::into_value),
                 None => Err(CommandError::new(
                     ErrorCode::UnknownCommand,
                     "this command has no immediate answer",

@@ -3,7 +3,7 @@
 //! `services` tree and routed by the services router; the gate's registry is updated so the
 //! extension may receive its notices and requests.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::{Batch, Coordinator};
 use crate::registry::{Registration, Registry};
 use crate::services::router::Router;

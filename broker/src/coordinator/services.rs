@@ -2,7 +2,7 @@
 //! waiting request) and `services/<vendor>/<name>/<version>` (an MQTT-native call, answered
 //! later by `Services::reply_later`). Nothing here touches the store.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::Coordinator;
 use crate::services::hub::{Outcome, Undelivered};
 use crate::services::PendingCall;

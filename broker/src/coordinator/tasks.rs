@@ -2,7 +2,7 @@
 //! (deadlines, renotify). The state machine itself is `extbus_callouts::Engine`; this file
 //! turns its effects into notices, outcomes and `task.*` events.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::{events, Batch, Coordinator};
 use crate::config::Config;
 use extbus_callouts::{Effects, Engine, EngineConfig, Store};

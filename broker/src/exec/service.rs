@@ -7,14 +7,29 @@
 use super::{runner, Entry};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::services::error_body;
 use crate::services::hub::Outcome;
+use crate::services::{error_body, LocalAnswerer};
 use extbus_schema::{ErrorCode, ServiceRequest, ServiceResponse};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 /// Keys that make a `result` a response rather than a JSON body.
 const RESPONSE_KEYS: [&str; 4] = ["status", "headers", "json", "body"];
+
+impl LocalAnswerer for Entry {
+    fn owner(&self) -> &str {
+        &self.config.name
+    }
+
+    fn answer<'a>(
+        &'a self,
+        req: &'a ServiceRequest,
+        clock: &'a dyn Clock,
+        metrics: &'a Metrics,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + Send + 'a>> {
+        Box::pin(answer(self, req, clock, metrics))
+    }
+}
 
 /// Runs the program for `req` once a run slot is free, within the request's deadline (on
 /// `clock`) and the entry's `timeout_ms`. `None`: the deadline passed while waiting for a slot.
