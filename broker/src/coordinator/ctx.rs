@@ -34,6 +34,8 @@ impl Output {
 pub(crate) struct Ctx {
     pub principal: Principal,
     pub suffix: String,
+    /// The command's metrics label (`Command::kind`), known once the suffix is decoded.
+    pub kind: &'static str,
     pub correlation_id: Option<Value>,
     pub correlation_data: Option<Bytes>,
 }
@@ -49,7 +51,7 @@ impl Ctx {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
         };
-        metrics.command_replied(&self.suffix, outcome);
+        metrics.command_replied(self.kind, outcome);
         let reply = match result {
             Ok(Output::Task(t)) => {
                 b.outbox.reply_ok_json(

@@ -25,6 +25,7 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let mut ctx = Ctx {
         principal,
         suffix: suffix.to_string(),
+        kind: "unknown",
         correlation_id: None,
         correlation_data: m.correlation_data.clone(),
     };
@@ -35,11 +36,14 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
                 services::malformed(co, &ctx, &m.payload, &f.error);
             }
             ctx.correlation_id = f.correlation_id;
+            // Cold path: a known command with a bad body keeps its own label.
+            ctx.kind = crate::metrics::command_kind(suffix);
             ctx.reply(b, Err(f.error), &co.metrics);
             return;
         }
     };
     ctx.correlation_id = decoded.correlation_id.clone();
+    ctx.kind = decoded.command.kind();
     if !decoded.command.permitted(&ctx.principal.roles) {
         let e = CommandError::forbidden(format!(
             "principal '{}' has no role that may send '{}'",
@@ -120,6 +124,7 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
             };
             let ctx = Ctx {
                 principal: p,
+                kind: crate::metrics::command_kind(&suffix),
                 suffix,
                 correlation_id,
                 correlation_data: correlation_data.map(Bytes::from),

@@ -23,6 +23,7 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
             let ctx = Ctx {
                 principal: cmd.principal,
                 suffix: cmd.suffix,
+                kind: d.command.kind(),
                 correlation_id: None,
                 correlation_data: None,
             };

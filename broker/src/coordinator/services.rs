@@ -88,6 +88,7 @@ pub(crate) fn call(
             id,
             caller: p.name.clone(),
             suffix: ctx.suffix.clone(),
+            kind: ctx.kind,
             correlation_id: ctx.correlation_id.clone(),
             correlation_data: ctx.correlation_data.clone(),
             deadline,

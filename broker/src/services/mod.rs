@@ -220,7 +220,7 @@ impl Services {
             };
             let status = result["status"].as_u64().unwrap_or(0) as u16;
             me.record(status, call.started);
-            me.metrics.command_replied(&call.suffix, "ok");
+            me.metrics.command_replied(call.kind, "ok");
             let reply = Reply::ok(call.suffix, call.correlation_id, result);
             let props = PublishProps {
                 correlation_data: call.correlation_data,
@@ -242,6 +242,8 @@ pub struct PendingCall {
     pub caller: String,
     /// The command's inbox suffix, echoed as the reply's `command`.
     pub suffix: String,
+    /// Its metrics label (`Command::kind`).
+    pub kind: &'static str,
     pub correlation_id: Option<Value>,
     pub correlation_data: Option<Bytes>,
     pub deadline: u64,
