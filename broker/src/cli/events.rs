@@ -51,7 +51,7 @@ pub fn filter(org: Option<&str>, kind: Option<&str>) -> Result<String> {
             None => format!("{k}/#"),
         },
     };
-    let f = format!("extbus/events/{org}/{rest}");
+    let f = format!("{}{org}/{rest}", extbus_schema::topics::EVENTS_PREFIX);
     if !extbus_schema::topics::valid_filter(&f) || org.contains('#') {
         bail!("--org/--type give an invalid topic filter '{f}'");
     }

@@ -127,7 +127,7 @@ pub(crate) fn replay(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, 
     let filter = req
         .filter
         .clone()
-        .unwrap_or_else(|| "extbus/events/#".to_string());
+        .unwrap_or_else(|| topics::EVENTS_ALL.to_string());
     if !topics::valid_filter(&filter) {
         return Err(CommandError::new(
             ErrorCode::SchemaViolation,

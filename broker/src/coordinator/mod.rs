@@ -147,7 +147,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         l.commands
     });
     bus_tx
-        .subscribe("extbus/in/#")
+        .subscribe(extbus_schema::topics::INBOX_ALL)
         .map_err(|e| CoordinatorError::Store(format!("bus: {e}")))?;
 
     let max_batch = co.config.tasks.max_batch;
