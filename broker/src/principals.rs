@@ -68,13 +68,8 @@ pub enum PrincipalError {
     File { path: PathBuf, why: String },
 }
 
-/// Checks `[a-z0-9-]{1,64}`, the name rule for principals and orgs.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+/// A principal name: `[a-z0-9-]{1,64}` (one rule for every name, in bus-schema).
+pub use extbus_schema::names::valid_name;
 
 /// The principals file and a cache of secrets already verified (argon2 is slow on purpose;
 /// the cache keeps reconnect storms cheap without keeping plain secrets).
