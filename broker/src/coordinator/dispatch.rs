@@ -7,7 +7,8 @@ use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use bytes::Bytes;
 use extbus_schema::commands::Command;
-use extbus_schema::decode::{decode, Decoded};
+use extbus_schema::decode::{decode, Body, Decoded};
+use extbus_schema::tasks::Task;
 use extbus_schema::{CommandError, ErrorCode};
 
 pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
@@ -55,37 +56,48 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let _span =
         tracing::debug_span!("command", principal = %ctx.principal.name, command = %ctx.suffix)
             .entered();
-    let result = apply(co, b, &ctx, &decoded);
+    let result = apply(co, b, &ctx, decoded);
     if let Some(result) = result {
         ctx.reply(b, result, &co.metrics);
     }
 }
 
-/// Applies a decoded command; `None` means the family replies later (service calls).
+/// Applies a decoded command to its family with the body decode already parsed; `None` means
+/// the family replies later (service calls).
 pub(crate) fn apply(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    d: &Decoded,
+    d: Decoded,
 ) -> Option<Result<Output, CommandError>> {
-    let value = match &d.command {
-        Command::TasksSubmit => return Some(tasks::submit(co, b, ctx, d).map(Output::task)),
-        Command::TaskAction { task_id, action } => {
-            return Some(tasks::resolve(co, b, ctx, task_id, *action, d).map(Output::task))
+    let task = |r: Result<Task, CommandError>| Some(r.map(Output::task));
+    let value = match (d.command, d.typed) {
+        (Command::TasksSubmit, Body::Submit(r)) => return task(tasks::submit(co, b, ctx, *r)),
+        (Command::TaskAction { task_id, action }, Body::Resolve(r)) => {
+            return task(tasks::resolve(co, b, ctx, &task_id, action, r))
         }
-        Command::TaskGet { task_id } => {
-            return Some(tasks::get(co, ctx, task_id).map(Output::task))
+        (Command::TaskAction { task_id, .. }, Body::Extend(r)) => {
+            return task(tasks::extend(co, b, ctx, &task_id, r))
         }
-        Command::Event => events::publish(co, b, ctx, d),
-        Command::EventsReplay => events::replay(co, ctx, d),
-        Command::TasksQuery => tasks::query(co, ctx, d),
-        Command::Register => register::apply(co, b, ctx, d),
-        Command::ServiceResponse => services::respond(co, ctx, d),
-        Command::ServiceCall {
-            vendor,
-            name,
-            version,
-        } => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), d)?,
+        (Command::TaskGet { task_id }, Body::Get) => return task(tasks::get(co, ctx, &task_id)),
+        (Command::Event, Body::Event(e)) => events::publish(co, b, ctx, *e),
+        (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
+        (Command::TasksQuery, Body::Query(q)) => tasks::query(co, ctx, &q),
+        (Command::Register, Body::Register(m)) => register::apply(co, b, ctx, *m),
+        (Command::ServiceResponse, Body::ServiceResponse(r)) => services::respond(co, ctx, *r),
+        (
+            Command::ServiceCall {
+                vendor,
+                name,
+                version,
+            },
+            Body::ServiceCall(c),
+        ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
+        // `decode` pairs every command with its own body type.
+        (c, _) => Err(CommandError::internal(format!(
+            "'{}' decoded to another command's body",
+            c.kind()
+        ))),
     };
     Some(value.map(Output::Value))
 }

@@ -7,7 +7,6 @@ use super::outbox::Outbox;
 use super::{Batch, Coordinator};
 use crate::mqtt::PublishProps;
 use bytes::Bytes;
-use extbus_schema::decode::Decoded;
 use extbus_schema::events::{CloudEvent, EventDraft, ReplayRequest};
 use extbus_schema::{topics, CommandError, ErrorCode};
 use serde_json::Value;
@@ -60,9 +59,8 @@ pub(crate) fn publish(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    d: &Decoded,
+    draft: EventDraft,
 ) -> Result<Value, CommandError> {
-    let draft: EventDraft = d.parse()?;
     if !ctx.principal.in_org(&draft.org) {
         return Err(CommandError::forbidden(format!(
             "principal '{}' may not emit events for org '{}'",
@@ -122,8 +120,11 @@ pub(crate) fn announce(outbox: &mut Outbox, events: Vec<(CloudEvent, Bytes)>) {
 }
 
 /// `events/replay`: a page of stored events the requester may see, from `from_seq`.
-pub(crate) fn replay(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
-    let req: ReplayRequest = d.parse()?;
+pub(crate) fn replay(
+    co: &Coordinator,
+    ctx: &Ctx,
+    req: &ReplayRequest,
+) -> Result<Value, CommandError> {
     let filter = req
         .filter
         .clone()

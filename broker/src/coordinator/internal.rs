@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 /// Decodes and applies one internal command; its reply waits in the batch for the flush.
 pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
-    let payload = serde_json::to_vec(&cmd.body).unwrap_or_default();
-    let result = match extbus_schema::decode(&cmd.suffix, &payload, co.config.mqtt.max_payload) {
+    let max = co.config.mqtt.max_payload;
+    let result = match extbus_schema::decode_value(&cmd.suffix, cmd.body, max) {
         Err(f) => Err(f.error),
         Ok(d) if !d.command.permitted(&cmd.principal.roles) => Err(CommandError::forbidden(
             format!("'{}' may not send '{}'", cmd.principal.name, cmd.suffix),
@@ -27,7 +27,7 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
                 correlation_id: None,
                 correlation_data: None,
             };
-            match dispatch::apply(co, b, &ctx, &d) {
+            match dispatch::apply(co, b, &ctx, d) {
                 Some(r) => r.map(Output::into_value),
                 None => Err(CommandError::new(
                     ErrorCode::UnknownCommand,

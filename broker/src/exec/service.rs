@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::services::hub::Outcome;
 use crate::services::{error_body, LocalAnswerer};
-use extbus_schema::{ErrorCode, ServiceRequest, ServiceResponse};
+use extbus_schema::{Body, Decoded, ErrorCode, ServiceRequest, ServiceResponse};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -119,13 +119,13 @@ pub fn response(
 
 /// A response object from the program, checked as `services/responses` checks an extension's.
 fn checked(o: Map<String, Value>) -> Outcome {
-    let bytes = serde_json::to_vec(&o).unwrap_or_default();
-    let parsed = extbus_schema::decode("services/responses", &bytes, usize::MAX)
-        .map_err(|f| f.error)
-        .and_then(|d| d.parse::<ServiceResponse>());
-    match parsed {
-        Ok(r) => Outcome::Response(r),
-        Err(e) => Outcome::Malformed(e.message),
+    match extbus_schema::decode_value("services/responses", Value::Object(o), usize::MAX) {
+        Ok(Decoded {
+            typed: Body::ServiceResponse(r),
+            ..
+        }) => Outcome::Response(*r),
+        Ok(_) => Outcome::Malformed("not a service response".into()),
+        Err(f) => Outcome::Malformed(f.error.message),
     }
 }
 
