@@ -130,7 +130,7 @@ pub(crate) fn query(co: &Coordinator, ctx: &Ctx, q: &TaskQuery) -> Result<Value,
     let mut last: Option<String> = None;
     for t in co
         .engine
-        .query(&co.store, &q)?
+        .query(&co.store, q)?
         .into_iter()
         .filter(|t| visible(ctx, t))
     {
