@@ -18,6 +18,21 @@ pub fn create_private(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
+/// Writes a file that only its owner can read (0600 on Unix).
+pub fn write_private(path: &Path, body: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
+}
+
 /// Removes group and other permissions from every file and directory under `dir` (the
 /// store's files, which sled creates with the process umask). Returns how many were changed.
 pub fn restrict_tree(dir: &Path) -> io::Result<usize> {

@@ -68,13 +68,8 @@ pub enum PrincipalError {
     File { path: PathBuf, why: String },
 }
 
-/// Checks `[a-z0-9-]{1,64}`, the name rule for principals and orgs.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+/// A principal name: `[a-z0-9-]{1,64}` (one rule for every name, in bus-schema).
+pub use extbus_schema::names::valid_name;
 
 /// The principals file and a cache of secrets already verified (argon2 is slow on purpose;
 /// the cache keeps reconnect storms cheap without keeping plain secrets).
@@ -447,27 +442,12 @@ impl Principals {
         }
         let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(records).map_err(|e| err(e.to_string()))?;
-        write_private(&tmp, &body).map_err(|e| err(e.to_string()))?;
+        crate::datadir::write_private(&tmp, &body).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| err(e.to_string()))?;
         Ok(std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok())
     }
-}
-
-/// Writes a file that only its owner can read (0600 on Unix).
-pub fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(body)?;
-    f.sync_all()
 }
 
 #[cfg(test)]

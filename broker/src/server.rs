@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::coordinator::{self, Parts};
 use crate::metrics::Metrics;
 use crate::mqtt::{self, MqttSettings};
-use crate::principals::{self, Principals};
+use crate::principals::Principals;
 use crate::registry::Registry;
 use anyhow::{Context, Result};
 use extbus_schema::Role;
@@ -101,7 +101,7 @@ pub fn ensure_principals(cfg: &Config, p: &Principals) -> Result<()> {
     } else if p.is_empty() {
         let secret = p.add("admin", vec![Role::Admin], vec!["*".into()], None)?;
         let path = cfg.data_dir.join("admin.secret");
-        principals::write_private(&path, format!("{secret}\n").as_bytes())
+        crate::datadir::write_private(&path, format!("{secret}\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         tracing::warn!(path = %path.display(), "first start: created principal 'admin'; its secret is in this file (readable by you only)");
     }
@@ -194,8 +194,12 @@ pub async fn run(
     )
     .await
     .context("starting the MQTT bus")?;
+    let local: Vec<Arc<dyn crate::services::LocalAnswerer>> = exec
+        .iter()
+        .map(|e| e.clone() as Arc<dyn crate::services::LocalAnswerer>)
+        .collect();
     let services =
-        crate::services::Services::new(bus_tx.clone(), clock.clone(), metrics.clone(), &exec);
+        crate::services::Services::new(bus_tx.clone(), clock.clone(), metrics.clone(), &local);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

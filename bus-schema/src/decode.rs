@@ -30,6 +30,24 @@ pub struct Decoded {
     pub correlation_id: Option<Value>,
     /// The payload object without `correlation_id`.
     pub body: Value,
+    /// The body as the command's message type, parsed once while checking it.
+    pub typed: Body,
+}
+
+/// A command's body as its message type (which one follows from the command).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Event(Box<EventDraft>),
+    Replay(ReplayRequest),
+    Submit(Box<SubmitRequest>),
+    Resolve(ResolveRequest),
+    Extend(ExtendRequest),
+    /// `tasks/<id>/get` carries nothing but its correlation id.
+    Get,
+    Query(Box<TaskQuery>),
+    Register(Box<Manifest>),
+    ServiceResponse(Box<ServiceResponse>),
+    ServiceCall(Box<ServiceCall>),
 }
 
 /// A command that failed a check, with whatever correlation id could be recovered.
@@ -39,15 +57,20 @@ pub struct Failure {
     pub error: CommandError,
 }
 
+/// `body` as message type `T` of `command`.
+fn parse_as<T: DeserializeOwned>(command: &Command, body: &Value) -> Result<T, CommandError> {
+    T::deserialize(body).map_err(|e| {
+        CommandError::new(
+            ErrorCode::SchemaViolation,
+            format!("payload of '{}' does not fit: {e}", command.kind()),
+        )
+    })
+}
+
 impl Decoded {
     /// The body as the command's message type.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, CommandError> {
-        T::deserialize(&self.body).map_err(|e| {
-            CommandError::new(
-                ErrorCode::SchemaViolation,
-                format!("payload of '{}' does not fit: {e}", self.command.kind()),
-            )
-        })
+        parse_as(&self.command, &self.body)
     }
 
     /// The success reply to this command.
@@ -87,19 +110,53 @@ fn correlation_of(obj: &Map<String, Value>) -> Option<Value> {
 /// `schema_violation`, and `invalid_name`. The correlation id is recovered whenever the payload
 /// parses as an object, so every reply after the size check can carry it.
 pub fn decode(suffix: &str, payload: &[u8], max_payload: usize) -> Result<Decoded, Failure> {
-    if payload.len() > max_payload {
+    size_check(payload.len(), max_payload)?;
+    decode_parsed(suffix, serde_json::from_slice::<Value>(payload))
+}
+
+/// `decode` for a body already in memory (commands from inside the broker): the same checks
+/// and answers, without writing the body out and parsing it back. Its size is that of its JSON.
+pub fn decode_value(suffix: &str, body: Value, max_payload: usize) -> Result<Decoded, Failure> {
+    size_check(json_len(&body), max_payload)?;
+    decode_parsed(suffix, Ok(body))
+}
+
+fn size_check(len: usize, max_payload: usize) -> Result<(), Failure> {
+    if len > max_payload {
         return Err(Failure::new(
             None,
             CommandError::new(
                 ErrorCode::PayloadTooLarge,
-                format!(
-                    "payload of {} bytes is larger than the limit of {max_payload} bytes",
-                    payload.len()
-                ),
+                format!("payload of {len} bytes is larger than the limit of {max_payload} bytes"),
             ),
         ));
     }
-    let parsed = serde_json::from_slice::<Value>(payload);
+    Ok(())
+}
+
+/// The length of `v` written as compact JSON, counted without a buffer.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// The pipeline after the size check, from the payload as parsed (or not).
+fn decode_parsed(
+    suffix: &str,
+    parsed: Result<Value, serde_json::Error>,
+) -> Result<Decoded, Failure> {
     let correlation_id = match &parsed {
         Ok(Value::Object(o)) => correlation_of(o),
         _ => None,
@@ -126,13 +183,13 @@ pub fn decode(suffix: &str, payload: &[u8], max_payload: usize) -> Result<Decode
     if let Some(o) = body.as_object_mut() {
         o.remove(CORRELATION_ID);
     }
-    let decoded = Decoded {
+    let typed = check(&command, &body).map_err(fail)?;
+    Ok(Decoded {
         command,
-        correlation_id: correlation_id.clone(),
+        correlation_id,
         body,
-    };
-    check(&decoded).map_err(fail)?;
-    Ok(decoded)
+        typed,
+    })
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -148,16 +205,17 @@ fn kind_of(v: &Value) -> &'static str {
 
 /// What the schema cannot check: the body fits the command's type, filters and manifests are
 /// well formed (`schema_violation`), and names follow SPEC.md (`invalid_name`).
-fn check(d: &Decoded) -> Result<(), CommandError> {
+fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
     let mut names = NameCheck::new();
-    match &d.command {
+    let typed = match command {
         Command::Event => {
-            let e: EventDraft = d.parse()?;
+            let e: EventDraft = parse_as(command, body)?;
             names.check(NameKind::Operation, "/type", &e.r#type);
             names.check(NameKind::Org, "/org", &e.org);
+            Body::Event(Box::new(e))
         }
         Command::EventsReplay => {
-            let r: ReplayRequest = d.parse()?;
+            let r: ReplayRequest = parse_as(command, body)?;
             if let Some(f) = r.filter.as_deref().filter(|f| !valid_filter(f)) {
                 let message = format!(
                     "'{}' is not a valid MQTT topic filter",
@@ -172,39 +230,44 @@ fn check(d: &Decoded) -> Result<(), CommandError> {
                     message,
                 }]));
             }
+            Body::Replay(r)
         }
         Command::TasksSubmit => {
-            let s: SubmitRequest = d.parse()?;
+            let s: SubmitRequest = parse_as(command, body)?;
             names.check(NameKind::Operation, "/operation", &s.operation);
             names.check(NameKind::Org, "/org", &s.org);
+            Body::Submit(Box::new(s))
         }
         Command::TaskAction { action, .. } => {
             if *action == crate::tasks::TaskAction::Extend {
-                d.parse::<ExtendRequest>()?;
+                Body::Extend(parse_as(command, body)?)
             } else {
-                d.parse::<ResolveRequest>()?;
+                Body::Resolve(parse_as(command, body)?)
             }
         }
-        Command::TaskGet { .. } => {}
+        Command::TaskGet { .. } => Body::Get,
         Command::TasksQuery => {
-            let q: TaskQuery = d.parse()?;
+            let q: TaskQuery = parse_as(command, body)?;
             if let Some(op) = &q.operation {
                 names.check(NameKind::Operation, "/operation", op);
             }
             if let Some(org) = &q.org {
                 names.check(NameKind::Org, "/org", org);
             }
+            Body::Query(Box::new(q))
         }
-        Command::Register => d.parse::<Manifest>()?.check()?,
-        Command::ServiceResponse => {
-            d.parse::<ServiceResponse>()?;
+        Command::Register => {
+            let m: Manifest = parse_as(command, body)?;
+            m.check()?;
+            Body::Register(Box::new(m))
         }
+        Command::ServiceResponse => Body::ServiceResponse(Box::new(parse_as(command, body)?)),
         Command::ServiceCall {
             vendor,
             name,
             version,
         } => {
-            d.parse::<ServiceCall>()?;
+            let call: ServiceCall = parse_as(command, body)?;
             for (what, value, ok) in [
                 ("vendor", vendor, valid_name(vendor)),
                 ("service name", name, valid_name(name)),
@@ -225,9 +288,11 @@ fn check(d: &Decoded) -> Result<(), CommandError> {
                     ));
                 }
             }
+            Body::ServiceCall(Box::new(call))
         }
-    }
-    names.finish()
+    };
+    names.finish()?;
+    Ok(typed)
 }
 
 #[cfg(test)]
@@ -251,6 +316,27 @@ mod tests {
 
     fn fail_json(suffix: &str, body: Value) -> Failure {
         fail(suffix, &serde_json::to_vec(&body).unwrap())
+    }
+
+    #[test]
+    fn a_value_decodes_as_its_bytes_do() {
+        let mut inputs = spec_examples();
+        inputs.push((
+            "tasks/submit",
+            json!({"correlation_id": 7, "operation": "Bad"}),
+        ));
+        inputs.push(("events", json!([1, 2])));
+        inputs.push(("no/such", json!({"correlation_id": "c"})));
+        for (suffix, body) in inputs {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            for max in [MAX, bytes.len(), bytes.len() - 1] {
+                assert_eq!(
+                    decode_value(suffix, body.clone(), max),
+                    decode(suffix, &bytes, max),
+                    "{suffix} {max}"
+                );
+            }
+        }
     }
 
     fn with_corr(mut v: Value) -> Value {

@@ -38,7 +38,7 @@ pub mod validate;
 mod examples;
 
 pub use commands::Command;
-pub use decode::{decode, Decoded, Failure, DEFAULT_MAX_PAYLOAD};
+pub use decode::{decode, decode_value, Body, Decoded, Failure, DEFAULT_MAX_PAYLOAD};
 pub use errors::{CommandError, ErrorCode, ErrorDetail};
 pub use events::{CloudEvent, EventDraft, ReplayPage, ReplayRequest};
 pub use register::{Manifest, ServiceSpec};

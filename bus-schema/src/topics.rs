@@ -27,6 +27,8 @@ pub const OUTCOMES: &str = "outcomes";
 /// Prefix of MQTT 5 shared subscriptions.
 pub const SHARE_PREFIX: &str = "$share/";
 
+/// Filter of every command (what the coordinator subscribes to).
+pub const INBOX_ALL: &str = "extbus/in/#";
 /// Filter of every audit event.
 pub const EVENTS_ALL: &str = "extbus/events/#";
 /// Filter of every task topic.
@@ -112,6 +114,15 @@ fn split_principal<'a>(topic: &'a str, prefix: &str) -> Option<(&'a str, &'a str
 /// `decode` answers it with `unknown_command`.
 pub fn parse_inbox(topic: &str) -> Option<(&str, &str)> {
     split_principal(topic, INBOX_PREFIX)
+}
+
+/// The command suffix of `topic` if it lies under `principal`'s inbox
+/// (`extbus/in/<principal>/`); `principal` is not checked again.
+pub fn inbox_suffix<'a>(principal: &str, topic: &'a str) -> Option<&'a str> {
+    topic
+        .strip_prefix(INBOX_PREFIX)?
+        .strip_prefix(principal)?
+        .strip_prefix('/')
 }
 
 /// `extbus/out/alice/replies` -> `("alice", "replies")`.

@@ -77,7 +77,7 @@ impl DigestKey {
         std::fs::create_dir_all(dir)?;
         let key: [u8; 32] = rand::random();
         let tmp = dir.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
-        crate::principals::write_private(&tmp, hex(&key).as_bytes())?;
+        crate::datadir::write_private(&tmp, hex(&key).as_bytes())?;
         // A hard link fails if the key exists: then the other writer's key wins.
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);

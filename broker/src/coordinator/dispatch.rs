@@ -1,77 +1,15 @@
 //! Routes one inbound command: who sent it (from the topic, never the payload), decode and
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
+use super::ctx::{Ctx, Output};
 use super::{events, register, services, tasks, Batch, Coordinator};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
-use crate::principals::Principal;
 use bytes::Bytes;
 use extbus_schema::commands::Command;
-use extbus_schema::decode::{decode, Decoded};
-use extbus_schema::reply::Reply;
+use extbus_schema::decode::{decode, Body, Decoded};
 use extbus_schema::tasks::Task;
 use extbus_schema::{CommandError, ErrorCode};
-use serde_json::Value;
-
-/// A command's successful result: a JSON value, or a task, which the reply writes straight to
-/// JSON (the same bytes as its `Value` form; see `Task::to_json`).
-pub(crate) enum Output {
-    Value(Value),
-    Task(Box<Task>),
-}
-
-impl Output {
-    pub fn task(t: Task) -> Output {
-        Output::Task(Box::new(t))
-    }
-
-    /// The result as a `Value` (for in-process callers).
-    pub fn into_value(self) -> Value {
-        match self {
-            Output::Value(v) => v,
-            Output::Task(t) => serde_json::to_value(&*t).unwrap_or(Value::Null),
-        }
-    }
-}
-
-/// A decoded command with its sender, ready for a family to apply.
-pub(crate) struct Ctx {
-    pub principal: Principal,
-    pub suffix: String,
-    pub correlation_id: Option<Value>,
-    pub correlation_data: Option<Bytes>,
-}
-
-impl Ctx {
-    pub fn reply(
-        &self,
-        b: &mut Batch,
-        result: Result<Output, CommandError>,
-        metrics: &crate::metrics::Metrics,
-    ) {
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code.as_str(),
-        };
-        metrics.command_replied(&self.suffix, outcome);
-        let reply = match result {
-            Ok(Output::Task(t)) => {
-                b.outbox.reply_ok_json(
-                    &self.principal.name,
-                    &self.suffix,
-                    self.correlation_id.as_ref(),
-                    &t.to_json(),
-                    self.correlation_data.clone(),
-                );
-                return;
-            }
-            Ok(Output::Value(v)) => Reply::ok(&self.suffix, self.correlation_id.clone(), v),
-            Err(e) => Reply::err(&self.suffix, self.correlation_id.clone(), e),
-        };
-        b.outbox
-            .reply(&self.principal.name, &reply, self.correlation_data.clone());
-    }
-}
 
 pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let Some((name, suffix)) = extbus_schema::topics::parse_inbox(&m.topic) else {
@@ -88,6 +26,7 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let mut ctx = Ctx {
         principal,
         suffix: suffix.to_string(),
+        kind: "unknown",
         correlation_id: None,
         correlation_data: m.correlation_data.clone(),
     };
@@ -98,11 +37,14 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
                 services::malformed(co, &ctx, &m.payload, &f.error);
             }
             ctx.correlation_id = f.correlation_id;
+            // Cold path: a known command with a bad body keeps its own label.
+            ctx.kind = crate::metrics::command_kind(suffix);
             ctx.reply(b, Err(f.error), &co.metrics);
             return;
         }
     };
     ctx.correlation_id = decoded.correlation_id.clone();
+    ctx.kind = decoded.command.kind();
     if !decoded.command.permitted(&ctx.principal.roles) {
         let e = CommandError::forbidden(format!(
             "principal '{}' has no role that may send '{}'",
@@ -114,37 +56,48 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let _span =
         tracing::debug_span!("command", principal = %ctx.principal.name, command = %ctx.suffix)
             .entered();
-    let result = apply(co, b, &ctx, &decoded);
+    let result = apply(co, b, &ctx, decoded);
     if let Some(result) = result {
         ctx.reply(b, result, &co.metrics);
     }
 }
 
-/// Applies a decoded command; `None` means the family replies later (service calls).
+/// Applies a decoded command to its family with the body decode already parsed; `None` means
+/// the family replies later (service calls).
 pub(crate) fn apply(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    d: &Decoded,
+    d: Decoded,
 ) -> Option<Result<Output, CommandError>> {
-    let value = match &d.command {
-        Command::TasksSubmit => return Some(tasks::submit(co, b, ctx, d).map(Output::task)),
-        Command::TaskAction { task_id, action } => {
-            return Some(tasks::resolve(co, b, ctx, task_id, *action, d).map(Output::task))
+    let task = |r: Result<Task, CommandError>| Some(r.map(Output::task));
+    let value = match (d.command, d.typed) {
+        (Command::TasksSubmit, Body::Submit(r)) => return task(tasks::submit(co, b, ctx, *r)),
+        (Command::TaskAction { task_id, action }, Body::Resolve(r)) => {
+            return task(tasks::resolve(co, b, ctx, &task_id, action, r))
         }
-        Command::TaskGet { task_id } => {
-            return Some(tasks::get(co, ctx, task_id).map(Output::task))
+        (Command::TaskAction { task_id, .. }, Body::Extend(r)) => {
+            return task(tasks::extend(co, b, ctx, &task_id, r))
         }
-        Command::Event => events::publish(co, b, ctx, d),
-        Command::EventsReplay => events::replay(co, ctx, d),
-        Command::TasksQuery => tasks::query(co, ctx, d),
-        Command::Register => register::apply(co, b, ctx, d),
-        Command::ServiceResponse => services::respond(co, ctx, d),
-        Command::ServiceCall {
-            vendor,
-            name,
-            version,
-        } => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), d)?,
+        (Command::TaskGet { task_id }, Body::Get) => return task(tasks::get(co, ctx, &task_id)),
+        (Command::Event, Body::Event(e)) => events::publish(co, b, ctx, *e),
+        (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
+        (Command::TasksQuery, Body::Query(q)) => tasks::query(co, ctx, &q),
+        (Command::Register, Body::Register(m)) => register::apply(co, b, ctx, *m),
+        (Command::ServiceResponse, Body::ServiceResponse(r)) => services::respond(co, ctx, *r),
+        (
+            Command::ServiceCall {
+                vendor,
+                name,
+                version,
+            },
+            Body::ServiceCall(c),
+        ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
+        // `decode` pairs every command with its own body type.
+        (c, _) => Err(CommandError::internal(format!(
+            "'{}' decoded to another command's body",
+            c.kind()
+        ))),
     };
     Some(value.map(Output::Value))
 }
@@ -183,6 +136,7 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
             };
             let ctx = Ctx {
                 principal: p,
+                kind: crate::metrics::command_kind(&suffix),
                 suffix,
                 correlation_id,
                 correlation_data: correlation_data.map(Bytes::from),

@@ -2,14 +2,13 @@
 //! own events, `events/replay`, and retention. Publishing happens after the batch is flushed,
 //! in seq order, so `seq` on the bus is gap-free and everything published is in the log.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::outbox::Outbox;
 use super::{Batch, Coordinator};
 use crate::eventlog::Staged;
 use crate::mqtt::PublishProps;
 use bytes::Bytes;
 use extbus_callouts::Txn;
-use extbus_schema::decode::Decoded;
 use extbus_schema::events::{CloudEvent, EventDraft, ReplayRequest};
 use extbus_schema::{topics, CommandError, ErrorCode};
 use serde_json::Value;
@@ -62,9 +61,8 @@ pub(crate) fn publish(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    d: &Decoded,
+    draft: EventDraft,
 ) -> Result<Value, CommandError> {
-    let draft: EventDraft = d.parse()?;
     if !ctx.principal.in_org(&draft.org) {
         return Err(CommandError::forbidden(format!(
             "principal '{}' may not emit events for org '{}'",
@@ -124,12 +122,15 @@ pub(crate) fn announce(outbox: &mut Outbox, events: Vec<(CloudEvent, Bytes)>) {
 }
 
 /// `events/replay`: a page of stored events the requester may see, from `from_seq`.
-pub(crate) fn replay(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
-    let req: ReplayRequest = d.parse()?;
+pub(crate) fn replay(
+    co: &Coordinator,
+    ctx: &Ctx,
+    req: &ReplayRequest,
+) -> Result<Value, CommandError> {
     let filter = req
         .filter
         .clone()
-        .unwrap_or_else(|| "extbus/events/#".to_string());
+        .unwrap_or_else(|| topics::EVENTS_ALL.to_string());
     if !topics::valid_filter(&filter) {
         return Err(CommandError::new(
             ErrorCode::SchemaViolation,

@@ -2,39 +2,19 @@
 //! named principal had sent them over MQTT, answered on a oneshot once the batch is durable.
 //! Also forwards every `extbus/tasks/blocked/...` announcement of a flushed batch to that side.
 
-use super::dispatch::{self, Ctx};
+use super::ctx::{Ctx, Output};
+use super::dispatch;
 use super::outbox::Outbox;
 use super::{Batch, Coordinator};
-use crate::principals::Principal;
+use crate::link::InternalCommand;
 use extbus_schema::tasks::{Task, TaskQuery, TaskState};
 use extbus_schema::{CommandError, ErrorCode};
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-
-/// The answer to an internal command.
-pub type InternalReply = oneshot::Sender<Answer>;
-/// What an internal command gets back: the reply's result or its error.
-pub type Answer = Result<Value, CommandError>;
-
-/// One command: who sends it, the inbox suffix (`tasks/<id>/resume`), its JSON body.
-pub struct InternalCommand {
-    pub principal: Principal,
-    pub suffix: String,
-    pub body: Value,
-    pub reply: InternalReply,
-}
-
-/// The coordinator's end of the link with the in-process extensions.
-pub struct Link {
-    pub commands: mpsc::Receiver<InternalCommand>,
-    /// Blocked tasks as announced (after each flush), and the blocked ones found at start.
-    pub blocked: mpsc::UnboundedSender<Task>,
-}
+use tokio::sync::mpsc;
 
 /// Decodes and applies one internal command; its reply waits in the batch for the flush.
 pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
-    let payload = serde_json::to_vec(&cmd.body).unwrap_or_default();
-    let result = match extbus_schema::decode(&cmd.suffix, &payload, co.config.mqtt.max_payload) {
+    let max = co.config.mqtt.max_payload;
+    let result = match extbus_schema::decode_value(&cmd.suffix, cmd.body, max) {
         Err(f) => Err(f.error),
         Ok(d) if !d.command.permitted(&cmd.principal.roles) => Err(CommandError::forbidden(
             format!("'{}' may not send '{}'", cmd.principal.name, cmd.suffix),
@@ -43,11 +23,12 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
             let ctx = Ctx {
                 principal: cmd.principal,
                 suffix: cmd.suffix,
+                kind: d.command.kind(),
                 correlation_id: None,
                 correlation_data: None,
             };
-            match dispatch::apply(co, b, &ctx, &d) {
-                Some(r) => r.map(dispatch::Output::into_value),
+            match dispatch::apply(co, b, &ctx, d) {
+                Some(r) => r.map(Output::into_value),
                 None => Err(CommandError::new(
                     ErrorCode::UnknownCommand,
                     "this command has no immediate answer",

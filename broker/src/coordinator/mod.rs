@@ -3,12 +3,14 @@
 //! services), flushes once (group commit), and only then publishes replies, task notices and
 //! events. Timers (deadlines, renotify, retention) run here.
 //!
-//! Files: `outbox` (pending publishes), `dispatch` (command -> family), `tasks`, `events`,
-//! `register`, `services` (one per command family).
+//! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
+//! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
+//! `services` (one per command family).
 
+mod ctx;
 mod dispatch;
 mod events;
-pub mod internal;
+mod internal;
 pub mod outbox;
 mod principals;
 mod register;
@@ -43,7 +45,7 @@ pub struct Parts {
     /// Extension services: the router `register` updates, the hub responses complete.
     pub services: Arc<crate::services::Services>,
     /// Commands from in-process extensions (exec), and where blocked tasks go for them.
-    pub internal: Option<internal::Link>,
+    pub internal: Option<crate::link::Link>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,13 +81,13 @@ pub(crate) struct Batch {
     pub outbox: Outbox,
     pub now: u64,
     /// Replies to internal commands, sent once the batch is durable.
-    pub internal: Vec<(internal::InternalReply, internal::Answer)>,
+    pub internal: Vec<(crate::link::InternalReply, crate::link::Answer)>,
 }
 
 enum Input {
     Command(InboundPublish),
     Notice(GateNotice),
-    Internal(internal::InternalCommand),
+    Internal(crate::link::InternalCommand),
 }
 
 impl Coordinator {
@@ -146,7 +148,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         l.commands
     });
     bus_tx
-        .subscribe("extbus/in/#")
+        .subscribe(extbus_schema::topics::INBOX_ALL)
         .map_err(|e| CoordinatorError::Store(format!("bus: {e}")))?;
 
     let max_batch = co.config.tasks.max_batch;

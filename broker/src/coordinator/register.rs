@@ -3,12 +3,11 @@
 //! `services` tree (written through the batch's `Txn`) and routed by the services router; the gate's registry is updated so the
 //! extension may receive its notices and requests.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::{Batch, Coordinator};
 use crate::registry::{Registration, Registry};
 use crate::services::router::Router;
 use extbus_callouts::{TreeId, Trees};
-use extbus_schema::decode::Decoded;
 use extbus_schema::register::{Manifest, ServiceSpec};
 use extbus_schema::CommandError;
 use serde_json::Value;
@@ -17,10 +16,9 @@ pub(crate) fn apply(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    d: &Decoded,
+    mut manifest: Manifest,
 ) -> Result<Value, CommandError> {
-    let mut manifest: Manifest = d.parse()?;
-    manifest.check()?;
+    // `decode` has checked the manifest already.
     let owner = ctx.principal.name.clone();
     manifest.bind_to(&owner)?;
     let rules = co

@@ -2,18 +2,20 @@
 //! waiting request) and `services/<vendor>/<name>/<version>` (an MQTT-native call, answered
 //! later by `Services::reply_later`). Nothing here touches the store.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::Coordinator;
 use crate::services::hub::{Outcome, Undelivered};
 use crate::services::PendingCall;
-use extbus_schema::decode::Decoded;
 use extbus_schema::{CommandError, ServiceCall, ServiceRequest, ServiceResponse};
 use serde_json::{json, Value};
 use std::time::Instant;
 
 /// `services/responses`: hands the response to whoever waits for it.
-pub(crate) fn respond(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
-    let r: ServiceResponse = d.parse()?;
+pub(crate) fn respond(
+    co: &Coordinator,
+    ctx: &Ctx,
+    r: ServiceResponse,
+) -> Result<Value, CommandError> {
     let id = r.id.clone();
     deliver(co, ctx, &id, Outcome::Response(r))?;
     Ok(json!({"id": id, "delivered": true}))
@@ -63,13 +65,9 @@ pub(crate) fn call(
     co: &Coordinator,
     ctx: &Ctx,
     key: &str,
-    d: &Decoded,
+    call: ServiceCall,
 ) -> Option<Result<Value, CommandError>> {
     let started = Instant::now();
-    let call: ServiceCall = match d.parse() {
-        Ok(c) => c,
-        Err(e) => return Some(Err(e)),
-    };
     let Some(route) = co.services.router.for_key(key) else {
         return Some(Err(CommandError::not_found(format!(
             "no extension serves {key}"
@@ -88,6 +86,7 @@ pub(crate) fn call(
             id,
             caller: p.name.clone(),
             suffix: ctx.suffix.clone(),
+            kind: ctx.kind,
             correlation_id: ctx.correlation_id.clone(),
             correlation_data: ctx.correlation_data.clone(),
             deadline,

@@ -2,11 +2,10 @@
 //! (deadlines, renotify). The state machine itself is `extbus_callouts::Engine`; this file
 //! turns its effects into notices, outcomes and `task.*` events.
 
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::{events, Batch, Coordinator};
 use crate::config::Config;
 use extbus_callouts::{Effects, Engine, EngineConfig, Store};
-use extbus_schema::decode::Decoded;
 use extbus_schema::tasks::{
     ExtendRequest, ResolveRequest, SubmitRequest, Task, TaskAction, TaskQuery,
 };
@@ -39,9 +38,8 @@ pub(crate) fn submit(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    d: &Decoded,
+    req: SubmitRequest,
 ) -> Result<Task, CommandError> {
-    let req: SubmitRequest = d.parse()?;
     if !ctx.principal.in_org(&req.org) {
         return Err(CommandError::forbidden(format!(
             "principal '{}' may not act for org '{}'",
@@ -55,42 +53,49 @@ pub(crate) fn submit(
     Ok(task)
 }
 
+/// Another org's task does not exist for an org-limited principal, even an operator.
+fn check_visible(b: &mut Batch, ctx: &Ctx, id: &str) -> Result<(), CommandError> {
+    match b.txn.task(id)? {
+        Some(t) if !visible(ctx, &t) => Err(CommandError::not_found(format!("no task '{id}'"))),
+        _ => Ok(()),
+    }
+}
+
+/// `tasks/<id>/extend`.
+pub(crate) fn extend(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+    r: ExtendRequest,
+) -> Result<Task, CommandError> {
+    check_visible(b, ctx, id)?;
+    let privileged = ctx.principal.has(Role::Operator);
+    let (task, fx) = co.engine.extend(
+        &mut b.txn,
+        &ctx.principal.name,
+        privileged,
+        id,
+        r.extend_ms,
+        r.message,
+        b.now,
+    )?;
+    effects(co, b, fx);
+    Ok(task)
+}
+
+/// `tasks/<id>/{resume,cancel,abort}`.
 pub(crate) fn resolve(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
     id: &str,
     action: TaskAction,
-    d: &Decoded,
+    r: ResolveRequest,
 ) -> Result<Task, CommandError> {
-    // Another org's task does not exist for an org-limited principal, even an operator.
-    match b.txn.task(id)? {
-        Some(t) if !visible(ctx, &t) => {
-            return Err(CommandError::not_found(format!("no task '{id}'")))
-        }
-        _ => {}
-    }
+    check_visible(b, ctx, id)?;
     let privileged = ctx.principal.has(Role::Operator);
-    let (message, result) = match action {
-        TaskAction::Extend => {
-            let r: ExtendRequest = d.parse()?;
-            let (task, fx) = co.engine.extend(
-                &mut b.txn,
-                &ctx.principal.name,
-                privileged,
-                id,
-                r.extend_ms,
-                r.message,
-                b.now,
-            )?;
-            effects(co, b, fx);
-            return Ok(task);
-        }
-        _ => {
-            let r: ResolveRequest = d.parse()?;
-            (r.message, r.result)
-        }
-    };
+    let (message, result) = (r.message, r.result);
     let (task, fx) = co.engine.resolve(
         &mut b.txn,
         &ctx.principal.name,
@@ -117,8 +122,7 @@ pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Task, Command
     }
 }
 
-pub(crate) fn query(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, CommandError> {
-    let q: TaskQuery = d.parse()?;
+pub(crate) fn query(co: &Coordinator, ctx: &Ctx, q: &TaskQuery) -> Result<Value, CommandError> {
     let limit = q.limit.unwrap_or(100).min(1000);
     let mut items = Vec::new();
     let mut bytes = 0usize;
@@ -126,7 +130,7 @@ pub(crate) fn query(co: &Coordinator, ctx: &Ctx, d: &Decoded) -> Result<Value, C
     let mut last: Option<String> = None;
     for t in co
         .engine
-        .query(&co.store, &q)?
+        .query(&co.store, q)?
         .into_iter()
         .filter(|t| visible(ctx, t))
     {

@@ -4,7 +4,7 @@
 //! rule's default action with the reason in the history.
 
 use super::{runner, Entry};
-use crate::coordinator::internal::InternalCommand;
+use crate::link::InternalCommand;
 use crate::metrics::Metrics;
 use extbus_schema::tasks::{DefaultAction, Task, TaskState};
 use serde_json::{json, Value};

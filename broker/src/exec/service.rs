@@ -7,14 +7,29 @@
 use super::{runner, Entry};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::services::error_body;
 use crate::services::hub::Outcome;
-use extbus_schema::{ErrorCode, ServiceRequest, ServiceResponse};
+use crate::services::{error_body, LocalAnswerer};
+use extbus_schema::{Body, Decoded, ErrorCode, ServiceRequest, ServiceResponse};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 /// Keys that make a `result` a response rather than a JSON body.
 const RESPONSE_KEYS: [&str; 4] = ["status", "headers", "json", "body"];
+
+impl LocalAnswerer for Entry {
+    fn owner(&self) -> &str {
+        &self.config.name
+    }
+
+    fn answer<'a>(
+        &'a self,
+        req: &'a ServiceRequest,
+        clock: &'a dyn Clock,
+        metrics: &'a Metrics,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + Send + 'a>> {
+        Box::pin(answer(self, req, clock, metrics))
+    }
+}
 
 /// Runs the program for `req` once a run slot is free, within the request's deadline (on
 /// `clock`) and the entry's `timeout_ms`. `None`: the deadline passed while waiting for a slot.
@@ -104,13 +119,13 @@ pub fn response(
 
 /// A response object from the program, checked as `services/responses` checks an extension's.
 fn checked(o: Map<String, Value>) -> Outcome {
-    let bytes = serde_json::to_vec(&o).unwrap_or_default();
-    let parsed = extbus_schema::decode("services/responses", &bytes, usize::MAX)
-        .map_err(|f| f.error)
-        .and_then(|d| d.parse::<ServiceResponse>());
-    match parsed {
-        Ok(r) => Outcome::Response(r),
-        Err(e) => Outcome::Malformed(e.message),
+    match extbus_schema::decode_value("services/responses", Value::Object(o), usize::MAX) {
+        Ok(Decoded {
+            typed: Body::ServiceResponse(r),
+            ..
+        }) => Outcome::Response(*r),
+        Ok(_) => Outcome::Malformed("not a service response".into()),
+        Err(f) => Outcome::Malformed(f.error.message),
     }
 }
 

@@ -314,9 +314,9 @@ impl Metrics {
         self
     }
 
-    /// Counts one reply to the command sent on topic suffix `suffix`.
-    pub fn command_replied(&self, suffix: &str, result: &'static str) {
-        let command = command_kind(suffix);
+    /// Counts one reply to a command of kind `command` (`Command::kind`, or `command_kind` of
+    /// its suffix when it did not decode); the hot path passes the decoded kind, no re-parse.
+    pub fn command_replied(&self, command: &'static str, result: &'static str) {
         self.commands
             .get_or_create(&CommandResult { command, result })
             .inc();

@@ -69,9 +69,9 @@ fn histograms_render_cumulative_buckets() {
 #[test]
 fn command_labels_come_from_the_command_kind() {
     let m = Metrics::new();
-    m.command_replied("tasks/0193/resume", "ok");
-    m.command_replied("tasks/0193/resume", "conflict");
-    m.command_replied("no/such/thing", "unknown_command");
+    m.command_replied(command_kind("tasks/0193/resume"), "ok");
+    m.command_replied(command_kind("tasks/0193/resume"), "conflict");
+    m.command_replied(command_kind("no/such/thing"), "unknown_command");
     let get = |c, r| m.get("extbus_commands_total", &[("command", c), ("result", r)]);
     assert_eq!(get("tasks/resume", "ok"), 1);
     assert_eq!(get("tasks/resume", "conflict"), 1);

@@ -110,7 +110,10 @@ fn config(v4: SocketAddr, v5: SocketAddr, max_payload: usize, token: &Arc<str>) 
             max_outgoing_packet_count: 200,
             max_segment_size: segment,
             max_segment_count: 4,
-            custom_segment: Some(HashMap::from([("extbus/in/#".to_string(), commands)])),
+            custom_segment: Some(HashMap::from([(
+                extbus_schema::topics::INBOX_ALL.to_string(),
+                commands,
+            )])),
             ..Default::default()
         },
         v4: Some(HashMap::from([(

@@ -2,7 +2,7 @@
 //! `hub` of requests waiting for a response, and `Services`, which publishes a request, waits
 //! for its answer until the service's timeout (on the injected clock) and counts the result.
 //! Callers are the HTTP gateway (`http::gateway`) and MQTT-native calls (the coordinator).
-//! Services of executable extensions are answered by running their program (`exec::service`)
+//! Services of in-process extensions are answered by a `LocalAnswerer` (exec runs a program)
 //! instead of publishing.
 
 pub mod hub;
@@ -18,6 +18,8 @@ use hub::{Hub, Outcome};
 use router::{Route, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -66,6 +68,20 @@ pub fn failure(outcome: Option<&Outcome>, timeout_ms: u64) -> Option<(u16, Error
     }
 }
 
+/// Answers the services of one in-process extension without the bus; the exec side implements
+/// it, so this module does not depend on how the answer is made.
+pub trait LocalAnswerer: Send + Sync {
+    /// The extension (principal) whose services it answers.
+    fn owner(&self) -> &str;
+    /// Answers `req` before its deadline on `clock`; `None` when the deadline passed first.
+    fn answer<'a>(
+        &'a self,
+        req: &'a ServiceRequest,
+        clock: &'a dyn Clock,
+        metrics: &'a Metrics,
+    ) -> Pin<Box<dyn Future<Output = Option<Outcome>> + Send + 'a>>;
+}
+
 /// Publishes service requests and waits for their responses.
 pub struct Services {
     pub router: Router,
@@ -73,8 +89,8 @@ pub struct Services {
     bus: BusTx,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    /// Executable extensions by name: the services they own are answered by their program.
-    exec: HashMap<String, Arc<crate::exec::Entry>>,
+    /// In-process extensions by name: the services they own are answered locally.
+    local: HashMap<String, Arc<dyn LocalAnswerer>>,
 }
 
 impl Services {
@@ -82,7 +98,7 @@ impl Services {
         bus: BusTx,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-        exec: &[Arc<crate::exec::Entry>],
+        local: &[Arc<dyn LocalAnswerer>],
     ) -> Arc<Services> {
         Arc::new(Services {
             router: Router::new(),
@@ -90,9 +106,9 @@ impl Services {
             bus,
             clock,
             metrics,
-            exec: exec
+            local: local
                 .iter()
-                .map(|e| (e.config.name.clone(), e.clone()))
+                .map(|e| (e.owner().to_string(), e.clone()))
                 .collect(),
         })
     }
@@ -115,11 +131,10 @@ impl Services {
     ) -> Result<oneshot::Receiver<Outcome>, BusError> {
         let key = route.spec.key();
         let rx = self.hub.open(&req.id, &key);
-        if let Some(e) = self.exec.get(&route.owner) {
+        if let Some(e) = self.local.get(&route.owner) {
             let (me, e, req) = (self.clone(), e.clone(), req.clone());
             tokio::spawn(async move {
-                let outcome =
-                    crate::exec::service::answer(&e, &req, me.clock.as_ref(), &me.metrics).await;
+                let outcome = e.answer(&req, me.clock.as_ref(), &me.metrics).await;
                 if let Some(o) = outcome {
                     // Undelivered: the caller timed out or left; nobody is waiting.
                     let _ = me.hub.complete(&req.id, |_| true, o);
@@ -205,7 +220,7 @@ impl Services {
             };
             let status = result["status"].as_u64().unwrap_or(0) as u16;
             me.record(status, call.started);
-            me.metrics.command_replied(&call.suffix, "ok");
+            me.metrics.command_replied(call.kind, "ok");
             let reply = Reply::ok(call.suffix, call.correlation_id, result);
             let props = PublishProps {
                 correlation_data: call.correlation_data,
@@ -227,6 +242,8 @@ pub struct PendingCall {
     pub caller: String,
     /// The command's inbox suffix, echoed as the reply's `command`.
     pub suffix: String,
+    /// Its metrics label (`Command::kind`).
+    pub kind: &'static str,
     pub correlation_id: Option<Value>,
     pub correlation_data: Option<Bytes>,
     pub deadline: u64,

@@ -1,10 +1,13 @@
 //! Who may publish and subscribe where: SPEC.md's role table as pure functions. A filter is
 //! allowed only if every topic it can match is allowed, so wildcards are judged
 //! conservatively (a `+` or `#` where a literal name is required refuses the filter).
-//! Knows nothing about sockets or MQTT framing.
+//! Knows nothing about sockets or MQTT framing. Topic syntax and layout come from
+//! `extbus_schema::topics`; only the role decisions live here.
 
 use crate::principals::Principal;
 use crate::registry::Registry;
+use extbus_schema::topics::{self, split_shared, SHARE_PREFIX};
+pub use extbus_schema::topics::{inbox_suffix, valid_filter};
 use extbus_schema::Role;
 
 /// A refusal, with a reason a person can read.
@@ -17,14 +20,6 @@ fn deny(reason: impl Into<String>) -> Result<(), Denial> {
     Err(Denial {
         reason: reason.into(),
     })
-}
-
-/// The command suffix of `topic` if it lies under `extbus/in/<name>/`.
-pub fn inbox_suffix<'a>(name: &str, topic: &'a str) -> Option<&'a str> {
-    topic
-        .strip_prefix("extbus/in/")?
-        .strip_prefix(name)?
-        .strip_prefix('/')
 }
 
 /// May `p` publish to `topic`? Everyone may publish under its own inbox; admins anywhere.
@@ -42,57 +37,39 @@ pub fn may_publish(p: &Principal, topic: &str) -> Result<(), Denial> {
         return Ok(());
     }
     deny(format!(
-        "{} may only publish under extbus/in/{}/",
-        p.name, p.name
+        "{} may only publish under {}",
+        p.name,
+        topics::inbox_prefix(&p.name)
     ))
 }
 
 /// Splits `$share/<group>/<filter>` into its inner filter; other filters pass unchanged.
 pub fn strip_share(filter: &str) -> Result<&str, Denial> {
-    let Some(rest) = filter.strip_prefix("$share/") else {
+    if !filter.starts_with(SHARE_PREFIX) {
         return Ok(filter);
-    };
-    match rest.split_once('/') {
-        Some((group, inner))
-            if !group.is_empty() && !group.contains(['+', '#']) && !inner.is_empty() =>
-        {
-            Ok(inner)
-        }
+    }
+    match split_shared(filter) {
+        (Some(_), inner) => Ok(inner),
         _ => Err(Denial {
             reason: "a shared subscription is $share/<group>/<filter>".into(),
         }),
     }
 }
 
-/// Checks MQTT filter syntax: `#` only as the whole last level, `+` only as a whole level.
-pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.contains('\0') {
-        return false;
-    }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let last = levels.peek().is_none();
-        if level.contains('#') && (level != "#" || !last) {
-            return false;
-        }
-        if level.contains('+') && level != "+" {
-            return false;
-        }
-    }
-    true
-}
-
 fn literal(level: &str) -> bool {
     level != "+" && level != "#"
 }
 
-/// Does every topic `levels` can match start with the literal levels `prefix`?
-fn under(levels: &[&str], prefix: &[&str]) -> bool {
-    levels.len() >= prefix.len()
-        && prefix
-            .iter()
-            .zip(levels)
-            .all(|(want, got)| literal(got) && want == got)
+/// Does every topic `levels` can match start with the literal levels of topic prefix `prefix`
+/// (`extbus/out/`) followed by `more`?
+fn under(levels: &[&str], prefix: &str, more: &[&str]) -> bool {
+    let want = prefix
+        .trim_end_matches('/')
+        .split('/')
+        .chain(more.iter().copied());
+    let mut got = levels.iter();
+    want.into_iter()
+        .all(|w| got.next().is_some_and(|g| literal(g) && *g == w))
 }
 
 /// May `p` subscribe to `filter` (shared subscriptions are judged by their inner filter)?
@@ -109,19 +86,19 @@ pub fn may_subscribe(p: &Principal, filter: &str, registry: &Registry) -> Result
     }
     let levels: Vec<&str> = inner.split('/').collect();
     let name = p.name.as_str();
-    if under(&levels, &["extbus", "out", name]) {
+    if under(&levels, topics::OUTBOX_PREFIX, &[name]) {
         return Ok(());
     }
     let extension = p.has(Role::Extension);
     let operator = p.has(Role::Operator);
     let observer = p.has(Role::Observer);
-    if operator && under(&levels, &["extbus", "tasks"]) {
+    if operator && under(&levels, topics::TASKS_PREFIX, &[]) {
         return Ok(());
     }
-    if extension && under(&levels, &["extbus", "tasks", "blocked"]) {
+    if extension && under(&levels, topics::TASKS_BLOCKED_PREFIX, &[]) {
         return Ok(());
     }
-    if extension && under(&levels, &["extbus", "services"]) {
+    if extension && under(&levels, topics::SERVICES_PREFIX, &[]) {
         return match (levels.get(2), levels.get(3)) {
             (Some(v), Some(n)) if literal(v) && literal(n) => {
                 if registry.owns_service(name, v, n) {
@@ -133,7 +110,7 @@ pub fn may_subscribe(p: &Principal, filter: &str, registry: &Registry) -> Result
             _ => deny("a service filter must name the vendor and the service literally"),
         };
     }
-    if (extension || operator || observer) && under(&levels, &["extbus", "events"]) {
+    if (extension || operator || observer) && under(&levels, topics::EVENTS_PREFIX, &[]) {
         if p.all_orgs() {
             return Ok(());
         }
@@ -147,20 +124,16 @@ pub fn may_subscribe(p: &Principal, filter: &str, registry: &Registry) -> Result
         };
     }
     deny(format!(
-        "'{inner}' reaches topics {name} may not read (its outbox is extbus/out/{name}/#)"
+        "'{inner}' reaches topics {name} may not read (its outbox is {})",
+        topics::outbox_filter(name)
     ))
 }
 
 /// For `extbus/tasks/blocked/<entity>/<operation>`: the operation as `entity.operation`.
 /// Any other topic under `extbus/tasks/blocked/` yields `Some("")`, which no one answers.
 pub fn blocked_operation(topic: &str) -> Option<String> {
-    let rest = topic.strip_prefix("extbus/tasks/blocked/")?;
-    Some(match rest.split_once('/') {
-        Some((entity, op)) if !entity.is_empty() && !op.is_empty() && !op.contains('/') => {
-            format!("{entity}.{op}")
-        }
-        _ => String::new(),
-    })
+    topic.strip_prefix(topics::TASKS_BLOCKED_PREFIX)?;
+    Some(topics::parse_tasks_blocked(topic).unwrap_or_default())
 }
 
 /// Does `p` receive only the blocked-task notices of the operations it registered for?
@@ -182,7 +155,7 @@ pub fn task_org_allowed(p: &Principal, topic: &str, payload: &[u8]) -> bool {
     struct Org {
         org: Option<String>,
     }
-    if !filters_task_orgs(p) || !topic.starts_with("extbus/tasks/") {
+    if !filters_task_orgs(p) || !topic.starts_with(topics::TASKS_PREFIX) {
         return true;
     }
     serde_json::from_slice::<Org>(payload)

@@ -110,7 +110,7 @@ impl Session {
             .then(AckOrder::default);
         let slots = Slots::new(gate.subcaps.clone(), &principal.name);
         Session {
-            inbox: format!("extbus/in/{}/", principal.name),
+            inbox: extbus_schema::topics::inbox_prefix(&principal.name),
             gate,
             principal,
             client_id,

@@ -2,6 +2,9 @@
 //! variables (`EXTBUS_MQTT__LISTEN`, `__` between levels), then command-line flags.
 //! `Config::validate` refuses a bad value naming its field; nothing here touches the network.
 
+pub mod exec;
+
+pub use exec::{ExecConfig, ExecService};
 use extbus_schema::tasks::RuleSpec;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -24,7 +27,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     /// Executable extensions the broker runs itself (`[[exec]]`).
-    pub exec: Vec<crate::exec::ExecConfig>,
+    pub exec: Vec<ExecConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -448,7 +451,7 @@ impl Config {
                 ));
             }
         }
-        crate::exec::validate(&self.exec)?;
+        exec::validate(&self.exec)?;
         if self.dev {
             let mut addrs = vec![
                 ("mqtt.listen", self.mqtt.listen),

@@ -1,0 +1,28 @@
+//! The link between the coordinator and the in-process extensions (exec): the commands they
+//! send and where blocked tasks go for them. Neutral ground, so neither side imports the other.
+
+use crate::principals::Principal;
+use extbus_schema::tasks::Task;
+use extbus_schema::CommandError;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// The answer to an internal command.
+pub type InternalReply = oneshot::Sender<Answer>;
+/// What an internal command gets back: the reply's result or its error.
+pub type Answer = Result<Value, CommandError>;
+
+/// One command: who sends it, the inbox suffix (`tasks/<id>/resume`), its JSON body.
+pub struct InternalCommand {
+    pub principal: Principal,
+    pub suffix: String,
+    pub body: Value,
+    pub reply: InternalReply,
+}
+
+/// The coordinator's end of the link with the in-process extensions.
+pub struct Link {
+    pub commands: mpsc::Receiver<InternalCommand>,
+    /// Blocked tasks as announced (after each flush), and the blocked ones found at start.
+    pub blocked: mpsc::UnboundedSender<Task>,
+}
