@@ -1,4 +1,4 @@
-//! The task state machine of SPEC.md "Blocking tasks": submit, resolve (resume / cancel /
+//! The task state machine of docs/protocol.md "Blocking tasks": submit, resolve (resume / cancel /
 //! abort) and extend, each applied to a `Txn` at an injected `now_ms` and answered with the
 //! task and the `Effects` to announce. Synchronous and pure apart from the `Txn`.
 

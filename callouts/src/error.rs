@@ -1,5 +1,5 @@
 //! The crate's one error type for store and configuration failures, and its mapping to the
-//! wire error `internal`. Refusals of the state machine are `CommandError`s with SPEC.md codes.
+//! wire error `internal`. Refusals of the state machine are `CommandError`s with the protocol's codes.
 
 use extbus_schema::CommandError;
 

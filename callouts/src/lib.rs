@@ -1,4 +1,4 @@
-//! extbus blocking tasks (SPEC.md "Blocking tasks"): the task state machine, callout rules and
+//! extbus blocking tasks (docs/protocol.md "Blocking tasks"): the task state machine, callout rules and
 //! stages, deadlines and renotify, and their durable sled store. Pure and synchronous: the
 //! caller passes `now_ms`, commits, flushes, then announces the returned `Effects`.
 //!
@@ -16,7 +16,7 @@
 //!
 //! Must not know about MQTT, HTTP or an async runtime.
 //!
-//! Decisions beyond SPEC.md: a stage whose deadline passes with default `resume` passes that
+//! Decisions beyond the protocol: a stage whose deadline passes with default `resume` passes that
 //! stage only (the next stage still decides); a resume repeated by a principal of a stage
 //! already passed is acknowledged with no change; strangers get `forbidden` even on final
 //! tasks; `extend` beyond the stage's max is clamped and the clamp noted in history.

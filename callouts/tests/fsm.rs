@@ -1,4 +1,4 @@
-//! The state machine against SPEC.md: every row of the state table, stages, idempotent submit
+//! The state machine against the protocol (docs/protocol.md): every row of the state table, stages, idempotent submit
 //! and resolve, conflict, forbidden, extend and its clamp, and paged queries.
 
 mod common;

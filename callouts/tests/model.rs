@@ -1,6 +1,6 @@
 //! Property test: random submits, resolutions by stage members, operators and strangers,
 //! extends, clock ticks (`due`), renotifies, retention purges and commits, run against a real
-//! store and compared step by step with a small model of SPEC.md's state machine; indexes are
+//! store and compared step by step with a small model of the protocol's state machine; indexes are
 //! checked at commits.
 
 mod common;

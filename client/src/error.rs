@@ -1,5 +1,5 @@
 //! What can go wrong talking to the broker, as one error type. A refused command keeps the
-//! SPEC error code (`Error::Command`), so callers can match on it.
+//! protocol error code (`Error::Command`), so callers can match on it.
 
 use crate::wire::{CommandError, ErrorCode};
 use std::time::Duration;
@@ -45,7 +45,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The SPEC error code when the broker refused the command.
+    /// The protocol error code when the broker refused the command.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Command(e) => Some(e.code),

@@ -7,7 +7,7 @@
 //! - `connect`: [`Options`], [`Client::connect`], the task driving the connection, [`Link`].
 //! - `request`: [`Client::request`] and the task-resolution shorthands.
 //! - `subscribe`: [`Subscription`], [`Delivery`], typed [`Notice`]s.
-//! - `tls`: [`Tls`] trust settings. `error`: [`Error`], carrying the SPEC code of a refusal.
+//! - `tls`: [`Tls`] trust settings. `error`: [`Error`], carrying the error code of a refusal.
 //! - `wire`: every use of the wire-contract crate.
 //!
 //! # Example: a callout extension

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 impl Client {
     /// Sends command `suffix` (`tasks/submit`, `tasks/<id>/resume`, ...) with `body` (a JSON
-    /// object) and returns the reply's `result`, or `Error::Command` with the SPEC code.
+    /// object) and returns the reply's `result`, or `Error::Command` with the error code.
     pub async fn request(&self, suffix: &str, body: Value) -> Result<Value, Error> {
         self.request_within(suffix, body, self.shared.timeout).await
     }

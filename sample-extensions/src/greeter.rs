@@ -20,7 +20,7 @@ pub fn manifest() -> Value {
         "url_patterns": ["^/ext/acme/greeter/.*"], "timeout_ms": 5000}]})
 }
 
-/// The response to one request (SPEC.md service request -> response).
+/// The response to one request (service request -> response).
 pub fn respond(req: &Value) -> Value {
     let body = base64::engine::general_purpose::STANDARD
         .decode(req["body"].as_str().unwrap_or(""))

@@ -1,5 +1,5 @@
 //! The `extbus-client` crate over a real broker: replies matched by correlation id (also when
-//! many are in flight), refusals carrying their SPEC code, typed notices, reconnecting and
+//! many are in flight), refusals carrying their protocol error code, typed notices, reconnecting and
 //! resubscribing across a broker restart on the same port and data dir, and TLS.
 
 use extbus_client::{Client, Error, ErrorCode, Link, Notice, Options, Tls};

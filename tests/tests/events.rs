@@ -1,4 +1,4 @@
-//! Issue-5 scenarios over real MQTT: CloudEvents stamping, gap-free ordering with several
+//! Audit events over real MQTT: CloudEvents stamping, gap-free ordering with several
 //! publishers, replay (filters, paging, across a restart), idempotent re-send, refused drafts
 //! that are never logged, retention by count and age, MQTT 5 user properties.
 

@@ -1,4 +1,4 @@
-//! Issue-2 scenarios over real MQTT 3.1.1 and 5: authentication, and that malformed,
+//! The foundation over real MQTT 3.1.1 and 5: authentication, and that malformed,
 //! schema-violating, oversized and unknown commands each get their documented error reply,
 //! change nothing, and leave the broker serving.
 

@@ -1,4 +1,4 @@
-//! Issue-6 scenarios: extension services through the HTTP gateway and over MQTT, answered by
+//! Extension services through the HTTP gateway and over MQTT, answered by
 //! real extensions on the bus. JSON and binary bodies, 401/404/413/502/504, a late response,
 //! a response from a non-owner, replicas sharing a `$share` subscription, restart.
 

@@ -1,4 +1,4 @@
-//! Issue-4 scenarios over real MQTT: every row of SPEC.md's state table, two stages,
+//! Blocking tasks over real MQTT: every row of the protocol's state table, two stages,
 //! idempotent submit and resolve, conflict, forbidden, extend (and beyond max), timeouts with
 //! each default action on the manual clock, renotify, and deadlines that pass while stopped.
 
@@ -496,7 +496,7 @@ async fn query_filters_and_pages() {
     seen.sort();
     ids.sort();
     assert_eq!(seen, ids);
-    // SPEC.md's state table, row for row.
+    // the protocol's state table, row for row.
     assert_eq!(
         p1["states"],
         json!([

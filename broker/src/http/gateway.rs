@@ -1,7 +1,7 @@
 //! The services gateway: any HTTP request that is not `/healthz` or `/metrics` is
 //! authenticated, matched against the registered services' URL patterns, published as a
 //! service request, and answered with the extension's response (or 401/404/413/502/503/504,
-//! each with a JSON body carrying a SPEC.md error code).
+//! each with a JSON body carrying a protocol error code).
 
 use super::auth::Denied;
 use super::HttpState;

@@ -1,5 +1,5 @@
 //! The MQTT bus: an embedded rumqttd (`embed`), the gate in front of it that authenticates
-//! principals and enforces SPEC.md's publish/subscribe rights (`gate`), and the coordinator's
+//! principals and enforces the protocol's publish/subscribe rights (`gate`), and the coordinator's
 //! in-process link (`bus`). The only way in from outside; no rumqttd type leaves this module.
 
 mod bus;

@@ -1,4 +1,4 @@
-//! Extension services (SPEC.md "Extension services"): the `router` of registered services, the
+//! Extension services (docs/protocol.md "Extension services"): the `router` of registered services, the
 //! `hub` of requests waiting for a response, and `Services`, which publishes a request, waits
 //! for its answer until the service's timeout (on the injected clock) and counts the result.
 //! Callers are the HTTP gateway (`http::gateway`) and MQTT-native calls (the coordinator).

@@ -1,4 +1,4 @@
-//! Authentication and rights: credentials at CONNECT, every row of SPEC.md's role table over
+//! Authentication and rights: credentials at CONNECT, every row of the protocol's role table over
 //! 3.1.1 and MQTT 5, spoofed publishes, org limits, shared subscriptions and topic aliases.
 
 use super::*;
@@ -56,7 +56,7 @@ async fn credentials_are_checked_at_connect() {
     assert_eq!(b.metrics.get("extbus_connections_total", &[]), 2);
 }
 
-/// One row of SPEC.md's role table, as the gate must apply it.
+/// One row of the protocol's role table, as the gate must apply it.
 struct Row {
     who: &'static str,
     pub_ok: &'static str,

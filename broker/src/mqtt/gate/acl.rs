@@ -1,4 +1,4 @@
-//! Who may publish and subscribe where: SPEC.md's role table as pure functions. A filter is
+//! Who may publish and subscribe where: the protocol's role table as pure functions. A filter is
 //! allowed only if every topic it can match is allowed, so wildcards are judged
 //! conservatively (a `+` or `#` where a literal name is required refuses the filter).
 //! Knows nothing about sockets or MQTT framing. Topic syntax and layout come from
