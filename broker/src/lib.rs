@@ -3,7 +3,7 @@
 //! and calls in here.
 //!
 //! # Layout
-//! - `config`: layered configuration. `logging`: the binary's tracing subscriber.
+//! - `config`: layered configuration; `reload`: SIGHUP. `logging`: the binary's tracing subscriber.
 //!   `log_limit`: per-second budgets for lines a flood could repeat.
 //! - `principals`: identities, roles, argon2 secrets. `registry`: what extensions registered.
 //! - `auth`: credential checks for MQTT and HTTP (cache, throttle, bounded argon2 workers).
@@ -53,5 +53,6 @@ pub mod mqtt;
 pub mod notices;
 pub mod principals;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod services;

@@ -1,4 +1,5 @@
-//! Installs the tracing subscriber for the binary: human-readable or JSON lines on stderr.
+//! Installs the tracing subscriber for the binary: human-readable or JSON lines on stderr,
+//! with a filter that a configuration reload can swap.
 
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -44,6 +45,11 @@ pub fn filter(level: &str) -> EnvFilter {
     filter
 }
 
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Swaps the installed subscriber's filter (SIGHUP applies a new `log.level` with it).
+static RELOAD: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
 pub fn init(cfg: &LogConfig) {
     let filter = filter(&cfg.level);
     let builder = tracing_subscriber::fmt()
@@ -51,7 +57,25 @@ pub fn init(cfg: &LogConfig) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => {
+            let builder = builder.with_filter_reloading();
+            let h = builder.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| h.reload(f).map_err(|e| e.to_string())));
+            builder.init()
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let h = builder.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| h.reload(f).map_err(|e| e.to_string())));
+            builder.init()
+        }
+    }
+}
+
+/// Applies a new log filter to the running subscriber (`RUST_LOG`, when set, still wins).
+pub fn set_level(level: &str) -> Result<(), String> {
+    match RELOAD.get() {
+        Some(set) => set(filter(level)),
+        None => Err("no log subscriber installed".into()),
     }
 }

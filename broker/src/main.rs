@@ -33,9 +33,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             let cfg = args.load()?;
             extbus::logging::init(&cfg.log);
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(extbus::server::serve(cfg))
+            let load = Box::new(move || args.load());
+            rt.block_on(extbus::server::serve_reloading(cfg, load))
         }
         Command::Config(ConfigCmd::Print(args)) => admin::config_print(&args),
+        Command::Config(ConfigCmd::Check { file, config }) => admin::config_check(file, config),
         Command::Principal(PrincipalCmd::Add {
             name,
             roles,

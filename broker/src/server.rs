@@ -66,6 +66,17 @@ pub async fn serve(cfg: Config) -> Result<()> {
     run(cfg, listeners, Arc::new(SystemClock), shutdown_signal()).await
 }
 
+/// `serve`, reloading the configuration with `load` on SIGHUP (see `reload`).
+pub async fn serve_reloading(cfg: Config, load: crate::reload::Loader) -> Result<()> {
+    let listeners = Listeners::bind(&cfg).await?;
+    let metrics = Arc::new(Metrics::new());
+    let hup = tokio::spawn(crate::reload::on_sighup(cfg.clone(), load, metrics.clone()));
+    let clock = Arc::new(SystemClock);
+    let r = run_with_metrics(cfg, listeners, clock, shutdown_signal(), metrics).await;
+    hup.abort();
+    r
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -133,10 +144,21 @@ fn open_store(dir: &Path) -> Result<sled::Db> {
 /// Runs the broker on the given listeners until `shutdown` resolves, then stops accepting,
 /// finishes and flushes the coordinator's batch, and returns.
 pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    run_with_metrics(cfg, listeners, clock, shutdown, Arc::new(Metrics::new())).await
+}
+
+/// `run`, counting into `metrics` (shared with what runs beside the broker, e.g. reloads).
+pub async fn run_with_metrics(
     mut cfg: Config,
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
+    metrics: Arc<Metrics>,
 ) -> Result<()> {
     // Executable extensions' rules and services join the config's, answered by their names.
     cfg.tasks.rules.extend(crate::exec::rules(&cfg.exec));
@@ -155,7 +177,6 @@ pub async fn run(
         tracing::warn!(principal = %name, "a principal has the name of an [[exec]] entry; it cannot log in while the entry is configured");
     }
     let db = open_store(&cfg.data_dir)?;
-    let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::new());
     let (notice_tx, notice_rx) = mpsc::channel(4096);
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
 
 /// Metrics the README documents that carry no open label values, so they exist from start.
-const DOCUMENTED: [&str; 24] = [
+const DOCUMENTED: [&str; 25] = [
     "extbus_connections_open",
     "extbus_connections_total",
     "extbus_connect_refused_total",
@@ -25,6 +25,7 @@ const DOCUMENTED: [&str; 24] = [
     "extbus_tasks_blocked_total",
     "extbus_tasks_resolved_total",
     "extbus_tasks_purged_total",
+    "extbus_config_reloads_total",
     "extbus_events_logged_total",
     "extbus_store_flushes_total",
     "extbus_auth_checks_total",

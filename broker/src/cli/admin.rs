@@ -1,5 +1,5 @@
 //! Local administration commands that work on the data dir without a running broker:
-//! `config print`, `principal add|list|remove`, `schema export`, `backup`.
+//! `config print|check`, `principal add|list|remove`, `schema export`, `backup`.
 
 use crate::cli::ConfigArgs;
 use crate::principals::Principals;
@@ -10,6 +10,24 @@ use std::path::Path;
 pub fn config_print(args: &ConfigArgs) -> Result<()> {
     let cfg = args.load()?;
     print!("{}", cfg.to_toml());
+    Ok(())
+}
+
+pub fn config_check(file: Option<std::path::PathBuf>, mut args: ConfigArgs) -> Result<()> {
+    if file.is_some() {
+        args.config = file;
+    }
+    let name = args
+        .config
+        .as_ref()
+        .map_or("the configuration".to_string(), |p| p.display().to_string());
+    let cfg = args.load()?;
+    println!(
+        "{name}: ok ({} callout rules, {} declared services, {} executable extensions)",
+        cfg.tasks.rules.len(),
+        cfg.services.declared.len(),
+        cfg.exec.len()
+    );
     Ok(())
 }
 

@@ -64,6 +64,14 @@ pub enum Command {
 pub enum ConfigCmd {
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Print(ConfigArgs),
+    /// Check a configuration file (with the environment and flags) as `serve` would, without
+    /// starting; exit 1 naming the field at fault.
+    Check {
+        /// The file to check (else --config / EXTBUS_CONFIG).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

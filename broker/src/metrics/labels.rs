@@ -40,6 +40,12 @@ pub struct CheckResult {
     pub result: &'static str,
 }
 
+/// A configuration reload's outcome (`ok`, `partial`, `refused`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub result: &'static str,
+}
+
 /// The HTTP status a service request was answered with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Status {

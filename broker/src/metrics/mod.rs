@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 
 mod labels;
 pub use labels::{
-    Action, Cap, CheckResult, CommandResult, ExecName, ExecRun, Reason, State, Status,
+    Action, Cap, CheckResult, CommandResult, ExecName, ExecRun, Outcome, Reason, State, Status,
 };
 use labels::{AUTH_RESULTS, COMMAND_SAMPLES, CONNECT_REFUSED, HTTP_CLOSED, HTTP_REFUSED};
 
@@ -58,6 +58,7 @@ pub struct Metrics {
     pub tasks_resolved: Family<State, Counter>,
     pub tasks_blocked: Counter,
     pub tasks_purged: Counter,
+    pub config_reloads: Family<Outcome, Counter>,
     // Logins.
     pub auth_checks: Family<CheckResult, Counter>,
     pub auth_hashes: Counter,
@@ -104,6 +105,7 @@ impl Metrics {
             tasks_resolved: Family::default(),
             tasks_blocked: Counter::default(),
             tasks_purged: Counter::default(),
+            config_reloads: Family::default(),
             auth_checks: Family::default(),
             auth_hashes: Counter::default(),
             auth_queue: Gauge::default(),
@@ -144,6 +146,9 @@ impl Metrics {
                 command,
                 result: "ok",
             });
+        }
+        for result in ["ok", "partial", "refused"] {
+            let _ = self.config_reloads.get_or_create(&Outcome { result });
         }
         for result in AUTH_RESULTS {
             let _ = self.auth_checks.get_or_create(&CheckResult { result });
@@ -240,6 +245,11 @@ impl Metrics {
             "extbus_tasks_purged",
             "finished tasks removed after the retention period",
             self.tasks_purged.clone(),
+        );
+        r.register(
+            "extbus_config_reloads",
+            "configuration reloads on SIGHUP, by result (ok, partial: some changes wait for a restart, refused)",
+            self.config_reloads.clone(),
         );
         r.register(
             "extbus_auth_checks",
