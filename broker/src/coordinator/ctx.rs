@@ -38,6 +38,8 @@ pub(crate) struct Ctx {
     pub kind: &'static str,
     pub correlation_id: Option<Value>,
     pub correlation_data: Option<Bytes>,
+    /// An MQTT 5 Response Topic the sender chose in its own outbox; else its `replies`.
+    pub reply_topic: Option<String>,
 }
 
 impl Ctx {
@@ -55,7 +57,7 @@ impl Ctx {
         let reply = match result {
             Ok(Output::Task(t)) => {
                 b.outbox.reply_ok_json(
-                    &self.principal.name,
+                    self.reply_topic(),
                     &self.suffix,
                     self.correlation_id.as_ref(),
                     &t.to_json(),
@@ -67,6 +69,28 @@ impl Ctx {
             Err(e) => Reply::err(&self.suffix, self.correlation_id.clone(), e),
         };
         b.outbox
-            .reply(&self.principal.name, &reply, self.correlation_data.clone());
+            .reply(self.reply_topic(), &reply, self.correlation_data.clone());
     }
+
+    /// Where this command's reply goes.
+    pub fn reply_topic(&self) -> String {
+        self.reply_topic
+            .clone()
+            .unwrap_or_else(|| extbus_schema::topics::replies(&self.principal.name))
+    }
+}
+
+/// Checks an MQTT 5 Response Topic: a reply may go anywhere under the sender's own outbox
+/// (`extbus/out/<P>/...`), which only it can read, and nowhere else.
+pub(crate) fn response_topic(principal: &str, topic: &str) -> Result<(), CommandError> {
+    let filter = extbus_schema::topics::outbox_filter(principal);
+    let prefix = filter.strip_suffix('#').unwrap_or(&filter);
+    let rest = topic.strip_prefix(prefix).unwrap_or("");
+    if rest.is_empty() || topic.contains(['+', '#', '\0']) {
+        return Err(CommandError::forbidden(format!(
+            "response topic '{}' is not a topic under {prefix}: replies go only to the sender's own outbox",
+            topic.chars().take(128).collect::<String>()
+        )));
+    }
+    Ok(())
 }

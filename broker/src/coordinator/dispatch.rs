@@ -29,6 +29,21 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
         kind: "unknown",
         correlation_id: None,
         correlation_data: m.correlation_data.clone(),
+        reply_topic: None,
+    };
+    // A Response Topic outside the sender's outbox is refused (on its usual replies topic)
+    // once the command's correlation id is known; a good one takes every reply, errors too.
+    let refused_topic = match m
+        .response_topic
+        .as_deref()
+        .map(|t| (t, super::ctx::response_topic(name, t)))
+    {
+        Some((t, Ok(()))) => {
+            ctx.reply_topic = Some(t.to_string());
+            None
+        }
+        Some((_, Err(e))) => Some(e),
+        None => None,
     };
     let decoded = match decode(suffix, &m.payload, co.config.mqtt.max_payload) {
         Ok(d) => d,
@@ -45,6 +60,10 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     };
     ctx.correlation_id = decoded.correlation_id.clone();
     ctx.kind = decoded.command.kind();
+    if let Some(e) = refused_topic {
+        ctx.reply(b, Err(e), &co.metrics);
+        return;
+    }
     if !decoded.command.permitted(&ctx.principal.roles) {
         let e = CommandError::forbidden(format!(
             "principal '{}' has no role that may send '{}'",
@@ -140,6 +159,7 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
                 suffix,
                 correlation_id,
                 correlation_data: correlation_data.map(Bytes::from),
+                reply_topic: None,
             };
             let e = CommandError::new(
                 ErrorCode::PayloadTooLarge,

@@ -26,6 +26,7 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
                 kind: d.command.kind(),
                 correlation_id: None,
                 correlation_data: None,
+                reply_topic: None,
             };
             match dispatch::apply(co, b, &ctx, d) {
                 Some(r) => r.map(Output::into_value),

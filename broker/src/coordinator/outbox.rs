@@ -32,26 +32,23 @@ impl Outbox {
         self.push(topic, Bytes::from(payload), PublishProps::default());
     }
 
-    /// A command reply on `extbus/out/<principal>/replies`, echoing MQTT 5 correlation data.
-    pub fn reply(&mut self, principal: &str, reply: &Reply, correlation_data: Option<Bytes>) {
+    /// A command reply on `topic` (the sender's `replies`, or the MQTT 5 Response Topic it
+    /// chose in its outbox), echoing MQTT 5 correlation data.
+    pub fn reply(&mut self, topic: String, reply: &Reply, correlation_data: Option<Bytes>) {
         let payload = serde_json::to_vec(reply).unwrap_or_default();
         let props = PublishProps {
             correlation_data,
             content_type: Some("application/json".into()),
             ..Default::default()
         };
-        self.push(
-            extbus_schema::topics::replies(principal),
-            Bytes::from(payload),
-            props,
-        );
+        self.push(topic, Bytes::from(payload), props);
     }
 
     /// A successful reply whose result is already JSON (`result_json`): the same bytes as
     /// `reply` with `Reply::ok` gives for that result as a `Value`, without building one.
     pub fn reply_ok_json(
         &mut self,
-        principal: &str,
+        topic: String,
         command: &str,
         correlation_id: Option<&Value>,
         result_json: &[u8],
@@ -63,11 +60,7 @@ impl Outbox {
             content_type: Some("application/json".into()),
             ..Default::default()
         };
-        self.push(
-            extbus_schema::topics::replies(principal),
-            Bytes::from(payload),
-            props,
-        );
+        self.push(topic, Bytes::from(payload), props);
     }
 
     /// The pending publishes, in order.

@@ -89,6 +89,7 @@ pub(crate) fn call(
             kind: ctx.kind,
             correlation_id: ctx.correlation_id.clone(),
             correlation_data: ctx.correlation_data.clone(),
+            reply_topic: ctx.reply_topic(),
             deadline,
             timeout_ms: route.spec.timeout_ms,
             started,

@@ -228,7 +228,7 @@ impl Services {
                 ..Default::default()
             };
             let payload = serde_json::to_vec(&reply).unwrap_or_default();
-            let topic = extbus_schema::topics::replies(&call.caller);
+            let topic = call.reply_topic;
             if let Err(e) = me.bus.publish(&topic, Bytes::from(payload), props) {
                 tracing::warn!(topic = %topic, error = %e, "service call reply not published");
             }
@@ -246,6 +246,8 @@ pub struct PendingCall {
     pub kind: &'static str,
     pub correlation_id: Option<Value>,
     pub correlation_data: Option<Bytes>,
+    /// The caller's `replies`, or the Response Topic it chose in its outbox.
+    pub reply_topic: String,
     pub deadline: u64,
     pub timeout_ms: u64,
     pub started: Instant,
