@@ -5,7 +5,8 @@
 //! # Layout
 //! - `config`: layered configuration; `reload`: SIGHUP. `logging`: the binary's tracing subscriber.
 //!   `log_limit`: per-second budgets for lines a flood could repeat.
-//! - `principals`: identities, roles, argon2 secrets. `registry`: what extensions registered.
+//! - `principals`: identities, roles, argon2 secrets. `registry`: what extensions registered;
+//!   `presence`: who is connected.
 //! - `auth`: credential checks for MQTT and HTTP (cache, throttle, bounded argon2 workers).
 //! - `mqtt`: embedded rumqttd and the gate (no rumqttd type leaves it).
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
@@ -51,6 +52,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod notices;
+pub mod presence;
 pub mod principals;
 pub mod registry;
 pub mod reload;

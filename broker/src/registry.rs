@@ -17,6 +17,8 @@ pub struct Registration {
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: RwLock<HashMap<String, Registration>>,
+    /// Open connections per principal, kept by the gate.
+    pub presence: std::sync::Arc<crate::presence::Presence>,
 }
 
 impl Registry {

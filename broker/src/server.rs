@@ -219,8 +219,13 @@ pub async fn run_with_metrics(
         .iter()
         .map(|e| e.clone() as Arc<dyn crate::services::LocalAnswerer>)
         .collect();
-    let services =
-        crate::services::Services::new(bus_tx.clone(), clock.clone(), metrics.clone(), &local);
+    let services = crate::services::Services::new(
+        bus_tx.clone(),
+        clock.clone(),
+        metrics.clone(),
+        &local,
+        registry.presence.clone(),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -73,6 +73,13 @@ pub(crate) fn call(
             "no extension serves {key}"
         ))));
     };
+    if let Some(why) = co.services.absent(&route) {
+        return Some(Ok(serde_json::json!({
+            "status": 503,
+            "headers": {"content-type": "application/json"},
+            "json": crate::services::error_body(extbus_schema::ErrorCode::Overloaded, &why),
+        })));
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let deadline = co.services.deadline(&route);
     let p = &ctx.principal;

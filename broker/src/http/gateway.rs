@@ -222,6 +222,11 @@ async fn serve(st: &HttpState, req: Request<Body>) -> Response {
         orgs,
         deadline: st.services.deadline(&route),
     };
+    if let Some(why) = st.services.absent(&route) {
+        let mut resp = error(503, ErrorCode::Overloaded, &why);
+        resp.extensions_mut().insert(caller);
+        return resp;
+    }
     let mut resp = forward(&st.services, &route, req, st.closing.clone()).await;
     resp.extensions_mut().insert(caller);
     resp

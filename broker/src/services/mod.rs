@@ -91,6 +91,7 @@ pub struct Services {
     metrics: Arc<Metrics>,
     /// In-process extensions by name: the services they own are answered locally.
     local: HashMap<String, Arc<dyn LocalAnswerer>>,
+    presence: Arc<crate::presence::Presence>,
 }
 
 impl Services {
@@ -99,6 +100,7 @@ impl Services {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         local: &[Arc<dyn LocalAnswerer>],
+        presence: Arc<crate::presence::Presence>,
     ) -> Arc<Services> {
         Arc::new(Services {
             router: Router::new(),
@@ -110,7 +112,20 @@ impl Services {
                 .iter()
                 .map(|e| (e.owner().to_string(), e.clone()))
                 .collect(),
+            presence,
         })
+    }
+
+    /// Why `route` cannot be served now: its owner is an extension with no MQTT connection
+    /// (executable extensions answer in-process and are always there).
+    pub fn absent(&self, route: &Route) -> Option<String> {
+        if self.local.contains_key(&route.owner) || self.presence.get(&route.owner).open > 0 {
+            return None;
+        }
+        Some(format!(
+            "no extension connected for service {}",
+            route.spec.key()
+        ))
     }
 
     pub fn now_ms(&self) -> u64 {

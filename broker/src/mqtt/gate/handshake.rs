@@ -160,10 +160,12 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
     gate.metrics.connections_open.inc();
     let since = std::time::Instant::now();
     super::lifecycle::connected(peer, &name, &client_id, v5);
+    gate.registry.presence.connected(&name);
     drop(frame);
     let reason = connection::relay(client, broker, session, buf, to_b)
         .instrument(span)
         .await;
+    gate.registry.presence.disconnected(&name);
     super::lifecycle::disconnected(peer, &name, &client_id, reason, since.elapsed());
     gate.metrics.connections_open.dec();
     drop(live);
