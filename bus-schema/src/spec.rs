@@ -63,15 +63,15 @@ pub(crate) fn arg(params: &[&str], i: usize) -> String {
 impl Spec {
     /// The values of the `{parameter}` levels if `levels` fits this row's pattern.
     pub fn captures<'a>(&self, levels: &[&'a str]) -> Option<Vec<&'a str>> {
-        let pattern: Vec<&str> = self.suffix.split('/').collect();
-        if pattern.len() != levels.len() {
+        // Counted first so a row of another depth costs no allocation.
+        if self.suffix.split('/').count() != levels.len() {
             return None;
         }
         let mut params = Vec::new();
-        for (p, l) in pattern.iter().zip(levels) {
+        for (p, l) in self.suffix.split('/').zip(levels) {
             if p.starts_with('{') {
                 params.push(*l);
-            } else if p != l {
+            } else if p != *l {
                 return None;
             }
         }
