@@ -20,21 +20,24 @@
 //!   messages. `link`: the channel between the coordinator and in-process extensions.
 //!
 //! # How to add a command family
-//! A family's commands are decoded once in bus-schema and applied by one broker module:
-//! 1. `bus-schema/schemas/<command>.json` for each request body, each listed in
-//!    `bus-schema/src/validate.rs` (`SCHEMAS`) and in `asyncapi.rs` (`CHANNELS`), with an
-//!    example in `examples.rs`.
-//! 2. `bus-schema/src/<family>.rs`: the request and reply types (re-exported in its `lib.rs`),
-//!    plus builders/parsers in `topics.rs` for any topic of its own.
-//! 3. `bus-schema/src/commands.rs`: a `Command` variant in each of its matches (parse, suffix,
-//!    kind, permitted roles, schema name, read-only, display); `decode.rs`: a `Body` variant
-//!    and the arm of `check` that parses the body once and checks its names.
-//! 4. `broker/src/coordinator/<family>.rs`: functions that take the typed body and a `Ctx`;
+//! A family's commands are described once, decoded once in bus-schema and applied by one broker
+//! module. Nine files, of which `<family>.rs` and `coordinator/<family>.rs` are its own:
+//! 1. `bus-schema/schemas/<command>.json` for each request body.
+//! 2. `bus-schema/src/<family>.rs`: the request and reply types (re-exported in its `lib.rs`)
+//!    and `FAMILY`, one `spec::Spec` row per command: suffix pattern, kind, schema, AsyncAPI
+//!    channel, roles, read-only flag, example body and how its `Command` is built. Schemas,
+//!    channels, examples, role checks and metric labels are all read from these rows.
+//! 3. `bus-schema/src/spec.rs`: the family in `FAMILIES`, the only list of families.
+//! 4. `bus-schema/src/commands.rs`: a `Command` variant with its `suffix` and `spec` arms;
+//!    `decode.rs`: a `Body` variant and the arm of `check` that parses the body once and
+//!    checks its names.
+//! 5. `broker/src/coordinator/<family>.rs`: functions that take the typed body and a `Ctx`;
 //!    one `mod` line in `coordinator/mod.rs` and one arm per command in `dispatch::apply`.
-//! 5. One line per command kind in `metrics/labels.rs` (`COMMAND_SAMPLES`); settings, if any,
-//!    in `config/mod.rs`. Who may publish a command needs no gate change (inboxes are per
-//!    principal; roles are checked by `Command::permitted`); new subscribable topics do
-//!    (`mqtt/gate/acl.rs`).
+//!
+//! Only if the family needs them: builders/parsers in `topics.rs` for a topic of its own (and
+//! its outbound schema and channel in `validate::OUTBOUND` / `asyncapi`), settings in
+//! `config/mod.rs`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
+//! publish a command needs no gate change: inboxes are per principal, roles come from its row.
 
 pub mod auth;
 pub mod backup;

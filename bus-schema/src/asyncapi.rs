@@ -1,20 +1,23 @@
 //! AsyncAPI 3.0 export of the bus contract: every channel of SPEC.md with its parameters and
 //! messages, whose payloads reference the JSON Schema files written beside the document.
-//! Written from the same tables the broker uses (`validate::SCHEMAS`), never by hand.
+//! Written from the same tables the broker uses (`spec::FAMILIES`, `validate::schemas`), never
+//! by hand.
 
 use std::path::{Path, PathBuf};
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Map, Value};
 
-use crate::validate::{Direction, SCHEMAS};
+use crate::validate::{schemas, Direction};
 
 /// One channel of the contract.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Channel {
     /// Key in `channels` and `operations`.
     pub id: &'static str,
     /// The topic, with `{parameter}` placeholders.
-    pub address: &'static str,
+    pub address: String,
     /// Name of the schema (`schemas/<schema>.json`) of its payload.
     pub schema: &'static str,
     /// Inbound: clients publish commands on it; outbound: the broker publishes on it.
@@ -22,7 +25,7 @@ pub struct Channel {
     pub description: &'static str,
 }
 
-const fn ch(
+fn ch(
     id: &'static str,
     address: &'static str,
     schema: &'static str,
@@ -31,7 +34,7 @@ const fn ch(
 ) -> Channel {
     Channel {
         id,
-        address,
+        address: address.to_string(),
         schema,
         direction,
         description,
@@ -40,46 +43,37 @@ const fn ch(
 
 use Direction::{Inbound as In, Outbound as Out};
 
-/// Every channel of SPEC.md.
-#[rustfmt::skip]
-pub const CHANNELS: &[Channel] = &[
-    ch("events", "extbus/events/{org}/{entity}/{operation}", "cloud-event", Out,
-       "Audit events (CloudEvents 1.0, structured JSON), persisted before they are published."),
-    ch("tasksBlocked", "extbus/tasks/blocked/{entity}/{operation}", "task", Out,
-       "A task is waiting for an extension: the task object without history. Announced again every renotify interval."),
-    ch("tasksResolved", "extbus/tasks/resolved/{entity}/{operation}", "outcome", Out,
-       "A task left the blocked state."),
-    ch("serviceRequests", "extbus/services/{vendor}/{name}/{version}/requests", "service-request", Out,
-       "Requests for an extension service; replicas share them with $share/<group>/..."),
-    ch("replies", "extbus/out/{principal}/replies", "reply", Out,
-       "Exactly one reply per command of that principal."),
-    ch("outcomes", "extbus/out/{principal}/outcomes", "outcome", Out,
-       "Outcomes of the tasks that platform submitted."),
-    ch("cmdEvents", "extbus/in/{principal}/events", "event-draft", In,
-       "platform: validate, stamp, persist and fan out an audit event."),
-    ch("cmdEventsReplay", "extbus/in/{principal}/events/replay", "events-replay", In,
-       "observer, operator, extension, platform: re-send stored events from a sequence number."),
-    ch("cmdTasksSubmit", "extbus/in/{principal}/tasks/submit", "tasks-submit", In,
-       "platform: block the operation if a callout rule matches, else resume it at once."),
-    ch("cmdTaskResume", "extbus/in/{principal}/tasks/{task_id}/resume", "task-resolve", In,
-       "extension, operator: let the operation continue."),
-    ch("cmdTaskCancel", "extbus/in/{principal}/tasks/{task_id}/cancel", "task-resolve", In,
-       "extension, operator: stop the operation and roll it back."),
-    ch("cmdTaskAbort", "extbus/in/{principal}/tasks/{task_id}/abort", "task-resolve", In,
-       "extension, operator: stop the operation as failed."),
-    ch("cmdTaskExtend", "extbus/in/{principal}/tasks/{task_id}/extend", "task-extend", In,
-       "extension, operator: move the deadline to now + extend_ms, bounded by the rule's max."),
-    ch("cmdTasksQuery", "extbus/in/{principal}/tasks/query", "tasks-query", In,
-       "any role: list tasks."),
-    ch("cmdTaskGet", "extbus/in/{principal}/tasks/{task_id}/get", "task-get", In,
-       "any role: one task with its history."),
-    ch("cmdRegister", "extbus/in/{principal}/register", "register", In,
-       "extension: register callout rules and services for this principal."),
-    ch("cmdServiceResponse", "extbus/in/{principal}/services/responses", "service-response", In,
-       "extension: answer a service request."),
-    ch("cmdServiceCall", "extbus/in/{principal}/services/{vendor}/{name}/{version}", "service-call", In,
-       "any role: call an extension service over MQTT; the response is the reply's result."),
-];
+/// Every channel of SPEC.md: what the broker publishes, then one per command row.
+static CHANNELS: LazyLock<Vec<Channel>> = LazyLock::new(|| {
+    #[rustfmt::skip]
+    let mut all = vec![
+        ch("events", "extbus/events/{org}/{entity}/{operation}", "cloud-event", Out,
+           "Audit events (CloudEvents 1.0, structured JSON), persisted before they are published."),
+        ch("tasksBlocked", "extbus/tasks/blocked/{entity}/{operation}", "task", Out,
+           "A task is waiting for an extension: the task object without history. Announced again every renotify interval."),
+        ch("tasksResolved", "extbus/tasks/resolved/{entity}/{operation}", "outcome", Out,
+           "A task left the blocked state."),
+        ch("serviceRequests", "extbus/services/{vendor}/{name}/{version}/requests", "service-request", Out,
+           "Requests for an extension service; replicas share them with $share/<group>/..."),
+        ch("replies", "extbus/out/{principal}/replies", "reply", Out,
+           "Exactly one reply per command of that principal."),
+        ch("outcomes", "extbus/out/{principal}/outcomes", "outcome", Out,
+           "Outcomes of the tasks that platform submitted."),
+    ];
+    all.extend(crate::spec::all().map(|s| Channel {
+        id: s.channel,
+        address: s.address(),
+        schema: s.schema.name,
+        direction: In,
+        description: s.description,
+    }));
+    all
+});
+
+/// Every channel of SPEC.md, outbound first.
+pub fn channels() -> &'static [Channel] {
+    &CHANNELS
+}
 
 const PARAMETERS: &[(&str, &str)] = &[
     ("principal", "A principal name, [a-z0-9-]{1,64}. Only it may publish under extbus/in/<principal>/ and subscribe under extbus/out/<principal>/."),
@@ -118,11 +112,11 @@ fn message_id(schema: &str) -> String {
 
 /// The AsyncAPI 3.0 document; payloads reference `schemas/<name>.json` relative to it.
 pub fn document() -> Value {
-    let mut channels = Map::new();
+    let mut by_id = Map::new();
     let mut operations = Map::new();
-    for c in CHANNELS {
+    for c in channels() {
         let msg = message_id(c.schema);
-        let params: Map<String, Value> = address_parameters(c.address)
+        let params: Map<String, Value> = address_parameters(&c.address)
             .into_iter()
             .map(|p| {
                 (
@@ -139,7 +133,7 @@ pub fn document() -> Value {
         if !params.is_empty() {
             channel["parameters"] = Value::Object(params);
         }
-        channels.insert(c.id.to_string(), channel);
+        by_id.insert(c.id.to_string(), channel);
 
         let mut op = json!({
             "action": if c.direction == Direction::Inbound { "receive" } else { "send" },
@@ -154,7 +148,7 @@ pub fn document() -> Value {
         }
         operations.insert(c.id.to_string(), op);
     }
-    let messages: Map<String, Value> = SCHEMAS
+    let messages: Map<String, Value> = schemas()
         .iter()
         .map(|s| {
             let v = s.value();
@@ -191,7 +185,7 @@ pub fn document() -> Value {
                 "security": [{"$ref": "#/components/securitySchemes/principal"}],
             }
         },
-        "channels": channels,
+        "channels": by_id,
         "operations": operations,
         "components": {
             "messages": messages,
@@ -206,11 +200,11 @@ pub fn document() -> Value {
 /// Writes every schema file into `dir/schemas/` and the AsyncAPI document to
 /// `dir/asyncapi.json`, creating directories as needed. Returns the paths written.
 pub fn export(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let schemas = dir.join("schemas");
-    std::fs::create_dir_all(&schemas)?;
+    let schema_dir = dir.join("schemas");
+    std::fs::create_dir_all(&schema_dir)?;
     let mut written = Vec::new();
-    for s in SCHEMAS {
-        let path = schemas.join(s.file_name());
+    for s in schemas() {
+        let path = schema_dir.join(s.file_name());
         std::fs::write(&path, s.source)?;
         written.push(path);
     }
@@ -261,7 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("contract");
         let files = export(&out).unwrap();
-        assert_eq!(files.len(), SCHEMAS.len() + 1);
+        assert_eq!(files.len(), schemas().len() + 1);
         assert!(files.iter().all(|f| f.is_file()));
 
         let doc: Value =
@@ -272,7 +266,7 @@ mod tests {
 
         let mut all = Vec::new();
         refs(&doc, &mut all);
-        assert!(all.len() > CHANNELS.len() * 3);
+        assert!(all.len() > channels().len() * 3);
         for r in all {
             if let Some(pointer) = r.strip_prefix('#') {
                 assert!(doc.pointer(pointer).is_some(), "dangling {r}");
@@ -286,9 +280,9 @@ mod tests {
             }
         }
         // Every schema is used by some message, and every message by some channel.
-        for s in SCHEMAS {
+        for s in schemas() {
             assert!(
-                CHANNELS.iter().any(|c| c.schema == s.name),
+                channels().iter().any(|c| c.schema == s.name),
                 "{} unused",
                 s.name
             );
@@ -341,8 +335,8 @@ mod tests {
 
     #[test]
     fn channels_agree_with_commands_and_topic_builders() {
-        for c in CHANNELS {
-            let topic = sample(c.address);
+        for c in channels() {
+            let topic = sample(&c.address);
             match c.direction {
                 Direction::Inbound => {
                     let (p, suffix) = topics::parse_inbox(&topic).unwrap();
@@ -368,9 +362,9 @@ mod tests {
         ];
         for t in built {
             assert!(
-                CHANNELS
+                channels()
                     .iter()
-                    .any(|c| c.direction == Direction::Outbound && sample(c.address) == t),
+                    .any(|c| c.direction == Direction::Outbound && sample(&c.address) == t),
                 "no channel for {t}"
             );
         }

@@ -1,12 +1,14 @@
-//! The commands of SPEC.md "Commands": parsing a command from its inbox topic suffix, who may
-//! send it (the table's "who" column), and which JSON Schema its payload must satisfy.
-//! Decides nothing about payloads; `decode` runs the whole inbound pipeline.
+//! The commands of SPEC.md "Commands" as an enum the broker matches on: parsed from an inbox
+//! topic suffix by the `Spec` rows, and mapped back to its row for every other fact (kind, who
+//! may send it, schema). Decides nothing about payloads; `decode` runs the inbound pipeline.
 
 use std::fmt;
 
 use crate::errors::{clip, CommandError, ErrorCode};
 use crate::roles::Role;
+use crate::spec::{self, Spec};
 use crate::tasks::TaskAction;
+use crate::{events, register, services, tasks};
 
 /// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,32 +38,16 @@ pub enum Command {
 }
 
 impl Command {
-    /// Parses a topic suffix such as `tasks/0193/resume`. An unknown shape, or an empty level,
-    /// is `unknown_command` naming the suffix. Names inside the suffix (service vendor, name,
-    /// version) are checked later by `decode`, so they come out as `invalid_name`.
+    /// Parses a topic suffix such as `tasks/0193/resume` against the `Spec` rows. An unknown
+    /// shape, or an empty level, is `unknown_command` naming the suffix. Names inside the suffix
+    /// (service vendor, name, version) are checked later by `decode`, so they come out as
+    /// `invalid_name`.
     pub fn parse(suffix: &str) -> Result<Command, CommandError> {
         let levels: Vec<&str> = suffix.split('/').collect();
-        let cmd = match levels.as_slice() {
-            _ if levels.iter().any(|l| l.is_empty()) => None,
-            ["events"] => Some(Command::Event),
-            ["events", "replay"] => Some(Command::EventsReplay),
-            ["tasks", "submit"] => Some(Command::TasksSubmit),
-            ["tasks", "query"] => Some(Command::TasksQuery),
-            ["tasks", id, "get"] => Some(Command::TaskGet {
-                task_id: id.to_string(),
-            }),
-            ["tasks", id, action] => TaskAction::parse(action).map(|action| Command::TaskAction {
-                task_id: id.to_string(),
-                action,
-            }),
-            ["register"] => Some(Command::Register),
-            ["services", "responses"] => Some(Command::ServiceResponse),
-            ["services", vendor, name, version] => Some(Command::ServiceCall {
-                vendor: vendor.to_string(),
-                name: name.to_string(),
-                version: version.to_string(),
-            }),
-            _ => None,
+        let cmd = if levels.iter().any(|l| l.is_empty()) {
+            None
+        } else {
+            spec::find(&levels).map(|(s, params)| (s.build)(&params))
         };
         cmd.ok_or_else(|| {
             CommandError::new(
@@ -92,74 +78,45 @@ impl Command {
         }
     }
 
+    /// This command's row of its family table, where every fact below comes from.
+    pub fn spec(&self) -> &'static Spec {
+        match self {
+            Command::Event => &events::EVENT,
+            Command::EventsReplay => &events::REPLAY,
+            Command::TasksSubmit => &tasks::SUBMIT,
+            Command::TaskAction { action, .. } => match action {
+                TaskAction::Resume => &tasks::RESUME,
+                TaskAction::Cancel => &tasks::CANCEL,
+                TaskAction::Abort => &tasks::ABORT,
+                TaskAction::Extend => &tasks::EXTEND,
+            },
+            Command::TaskGet { .. } => &tasks::GET,
+            Command::TasksQuery => &tasks::QUERY,
+            Command::Register => &register::REGISTER,
+            Command::ServiceResponse => &services::RESPONSE,
+            Command::ServiceCall { .. } => &services::CALL,
+        }
+    }
+
     /// A stable label for the kind of command (ids and service names replaced), for metrics and logs.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Command::Event => "events",
-            Command::EventsReplay => "events/replay",
-            Command::TasksSubmit => "tasks/submit",
-            Command::TaskAction { action, .. } => match action {
-                TaskAction::Resume => "tasks/resume",
-                TaskAction::Cancel => "tasks/cancel",
-                TaskAction::Abort => "tasks/abort",
-                TaskAction::Extend => "tasks/extend",
-            },
-            Command::TaskGet { .. } => "tasks/get",
-            Command::TasksQuery => "tasks/query",
-            Command::Register => "register",
-            Command::ServiceResponse => "services/responses",
-            Command::ServiceCall { .. } => "services/call",
-        }
+        self.spec().kind
     }
 
     /// Whether a principal with `roles` may send this command (SPEC.md "who").
     /// `admin` may send everything; a principal without roles may send nothing.
     pub fn permitted(&self, roles: &[Role]) -> bool {
-        if roles.contains(&Role::Admin) {
-            return true;
-        }
-        let has = |r: Role| roles.contains(&r);
-        match self {
-            Command::Event | Command::TasksSubmit => has(Role::Platform),
-            Command::EventsReplay => {
-                has(Role::Observer)
-                    || has(Role::Operator)
-                    || has(Role::Extension)
-                    || has(Role::Platform)
-            }
-            Command::TaskAction { .. } => has(Role::Extension) || has(Role::Operator),
-            Command::TaskGet { .. } | Command::TasksQuery | Command::ServiceCall { .. } => {
-                !roles.is_empty()
-            }
-            Command::Register | Command::ServiceResponse => has(Role::Extension),
-        }
+        self.spec().permits(roles)
     }
 
     /// The name of the JSON Schema (file `schemas/<name>.json`) this command's payload must satisfy.
     pub fn schema_name(&self) -> &'static str {
-        match self {
-            Command::Event => "event-draft",
-            Command::EventsReplay => "events-replay",
-            Command::TasksSubmit => "tasks-submit",
-            Command::TaskAction {
-                action: TaskAction::Extend,
-                ..
-            } => "task-extend",
-            Command::TaskAction { .. } => "task-resolve",
-            Command::TaskGet { .. } => "task-get",
-            Command::TasksQuery => "tasks-query",
-            Command::Register => "register",
-            Command::ServiceResponse => "service-response",
-            Command::ServiceCall { .. } => "service-call",
-        }
+        self.spec().schema.name
     }
 
     /// Whether the command may change state (queries, gets and replays never do).
     pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            Command::EventsReplay | Command::TaskGet { .. } | Command::TasksQuery
-        )
+        self.spec().read_only
     }
 }
 

@@ -322,12 +322,13 @@ mod tests {
     fn a_value_decodes_as_its_bytes_do() {
         let mut inputs = spec_examples();
         inputs.push((
-            "tasks/submit",
+            "tasks/submit".into(),
             json!({"correlation_id": 7, "operation": "Bad"}),
         ));
-        inputs.push(("events", json!([1, 2])));
-        inputs.push(("no/such", json!({"correlation_id": "c"})));
-        for (suffix, body) in inputs {
+        inputs.push(("events".into(), json!([1, 2])));
+        inputs.push(("no/such".into(), json!({"correlation_id": "c"})));
+        for (suffix, body) in &inputs {
+            let (suffix, body) = (suffix.as_str(), body.clone());
             let bytes = serde_json::to_vec(&body).unwrap();
             for max in [MAX, bytes.len(), bytes.len() - 1] {
                 assert_eq!(
@@ -359,6 +360,7 @@ mod tests {
     #[test]
     fn every_spec_example_decodes() {
         for (suffix, body) in spec_examples() {
+            let suffix = suffix.as_str();
             let d = ok(suffix, with_corr(body.clone()));
             assert_eq!(d.command, Command::parse(suffix).unwrap());
             assert_eq!(d.correlation_id, Some(json!("c-1")), "{suffix}");
@@ -632,10 +634,7 @@ mod tests {
     ];
 
     fn suffix_strategy() -> impl Strategy<Value = String> {
-        let known: Vec<String> = spec_examples()
-            .into_iter()
-            .map(|(s, _)| s.to_string())
-            .collect();
+        let known: Vec<String> = spec_examples().into_iter().map(|(s, _)| s).collect();
         prop_oneof![
             proptest::sample::select(known),
             "[a-z/]{0,24}",

@@ -1,11 +1,16 @@
 //! Audit-event messages of SPEC.md "Audit events": the draft a platform sends, the CloudEvents 1.0
 //! event the broker stamps and publishes (with its MQTT user properties), and the replay request
-//! and page. Pure data: sequencing, storage and fan-out belong to the broker.
+//! and page, and the family's command rows (`FAMILY`). Pure data: sequencing, storage and
+//! fan-out belong to the broker.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::commands::Command;
+use crate::roles::Role;
+use crate::spec::{Spec, ANY_ROLE};
 use crate::tasks::TaskState;
+use crate::validate::schema;
 use crate::{time_fmt, topics};
 
 /// CloudEvents version of every event.
@@ -173,6 +178,34 @@ pub struct ReplayPage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
 }
+
+/// The commands of this family (`spec::FAMILIES`).
+pub const FAMILY: &[Spec] = &[EVENT, REPLAY];
+
+pub const EVENT: Spec = Spec {
+    suffix: "events",
+    kind: "events",
+    schema: schema!("event-draft", Inbound),
+    channel: "cmdEvents",
+    description: "platform: validate, stamp, persist and fan out an audit event.",
+    roles: &[Role::Platform],
+    read_only: false,
+    example: r#"{"type": "vapp.instantiate", "org": "acme", "subject": "urn:acme:vapp:42", "outcome": "succeeded", "id": "optional", "data": {"cpu": 2}}"#,
+    build: |_| Command::Event,
+};
+
+pub const REPLAY: Spec = Spec {
+    suffix: "events/replay",
+    kind: "events/replay",
+    schema: schema!("events-replay", Inbound),
+    channel: "cmdEventsReplay",
+    description:
+        "observer, operator, extension, platform: re-send stored events from a sequence number.",
+    roles: ANY_ROLE,
+    read_only: true,
+    example: r#"{"from_seq": 1040, "filter": "extbus/events/acme/#", "limit": 100}"#,
+    build: |_| Command::EventsReplay,
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,43 +1,25 @@
-//! SPEC.md's example payloads, shared by the tests of `decode`, `validate` and `asyncapi`.
+//! SPEC.md's example payloads (command bodies from their `Spec` rows), shared by the tests of
+//! `decode`, `validate` and `asyncapi`.
 //! Test-only: compiled under `cfg(test)`.
 
 use serde_json::{json, Value};
 
-/// One example body per command, keyed by inbox topic suffix.
-#[rustfmt::skip]
-pub fn commands() -> Vec<(&'static str, Value)> {
-    let manifest = json!({
-        "rules": [{"operation": "vapp.instantiate", "orgs": ["*"], "priority": 50,
-                   "timeout_ms": 60000, "max_timeout_ms": 3600000, "default_action": "abort"}],
-        "services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0",
-                      "url_patterns": ["^/ext/acme/greeter/.*"], "priority": 50, "timeout_ms": 10000}]
-    });
-    vec![
-        ("events", json!({"type": "vapp.instantiate", "org": "acme", "subject": "urn:acme:vapp:42",
-                          "outcome": "succeeded", "id": "optional", "data": {"cpu": 2}})),
-        ("events/replay", json!({"from_seq": 1040, "filter": "extbus/events/acme/#", "limit": 100})),
-        ("tasks/submit", json!({"request_id": "idem-1", "operation": "vapp.instantiate",
-                                "org": "acme", "subject": "urn:acme:vapp:42", "data": {"cpu": 2}})),
-        ("tasks/0193f6c2-aa/resume", json!({"message": "approved", "result": {"host": "h1"}})),
-        ("tasks/0193f6c2-aa/cancel", json!({"message": "no"})),
-        ("tasks/0193f6c2-aa/abort", json!({})),
-        ("tasks/0193f6c2-aa/extend", json!({"extend_ms": 60000, "message": "need time"})),
-        ("tasks/query", json!({"state": "blocked", "operation": "vapp.instantiate", "org": "acme",
-                               "limit": 10, "after": "0193f6c2-aa"})),
-        ("tasks/0193f6c2-aa/get", json!({})),
-        ("register", manifest),
-        ("services/responses", json!({"id": "req-uuid", "status": 200,
-                                      "headers": {"content-type": "text/plain"}, "body": "aGk="})),
-        ("services/acme/greeter/1.0.0", json!({"method": "POST", "path": "/ext/acme/greeter/hello",
-            "query": "lang=en", "headers": {"content-type": "application/json"}, "body": "eyJhIjoxfQ=="})),
-    ]
+/// One example body per command (its `Spec` row's), keyed by sample inbox topic suffix.
+pub fn commands() -> Vec<(String, Value)> {
+    crate::spec::all()
+        .map(|s| {
+            let body = serde_json::from_str(s.example)
+                .unwrap_or_else(|e| panic!("example of {}: {e}", s.suffix));
+            (s.sample(), body)
+        })
+        .collect()
 }
 
 /// The example body of command `suffix`.
 pub fn command(suffix: &str) -> Value {
     commands()
         .into_iter()
-        .find(|(s, _)| *s == suffix)
+        .find(|(s, _)| s == suffix)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no example for {suffix}"))
 }

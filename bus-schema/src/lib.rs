@@ -5,7 +5,9 @@
 //! - `names`: name rules (`[a-z0-9-]{1,64}`, orgs, versions, `<entity>.<operation>`).
 //! - `topics`: every topic's prefix, builder and parser; MQTT filter matching and `$share`.
 //! - `roles`: principal roles. `errors`: stable error codes and the reply error body.
-//! - `commands`: commands by inbox suffix, who may send them, which schema they satisfy.
+//! - `spec`: one `Spec` row per command (suffix, kind, schema, channel, roles, example) and
+//!   `FAMILIES`, the only list of command families; each family module holds its rows.
+//! - `commands`: the `Command` enum, parsed by the rows and mapped back to its row.
 //! - `events`: event drafts, CloudEvents, replay. `tasks`: tasks, rules, task commands.
 //! - `task_json`: a task written straight to JSON, as its `Value` form would be.
 //! - `register`: extension manifests. `services`: service requests, responses and calls.
@@ -27,6 +29,7 @@ pub mod register;
 pub mod reply;
 pub mod roles;
 pub mod services;
+pub mod spec;
 pub mod task_json;
 pub mod tasks;
 pub mod time_fmt;

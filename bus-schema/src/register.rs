@@ -1,13 +1,18 @@
 //! The `register` manifest of SPEC.md: an extension's callout rules and extension services,
-//! and the checks a manifest must pass beyond its JSON Schema (names, URL patterns, timeouts).
+//! the checks a manifest must pass beyond its JSON Schema (names, URL patterns, timeouts), and
+//! its command row (`FAMILY`).
 //! Registration itself (who owns what, replacing an older manifest) belongs to the broker.
 
 use serde::{Deserialize, Serialize};
 
+use crate::commands::Command;
 use crate::errors::{clip, CommandError, ErrorCode, ErrorDetail};
 use crate::names::{NameCheck, NameKind};
+use crate::roles::Role;
+use crate::spec::Spec;
 use crate::tasks::RuleSpec;
 use crate::topics;
+use crate::validate::schema;
 
 /// Default `priority` of a service.
 pub const DEFAULT_SERVICE_PRIORITY: i64 = 50;
@@ -163,6 +168,26 @@ impl Manifest {
         Ok(())
     }
 }
+
+/// The commands of this family (`spec::FAMILIES`).
+pub const FAMILY: &[Spec] = &[REGISTER];
+
+pub const REGISTER: Spec = Spec {
+    suffix: "register",
+    kind: "register",
+    schema: schema!("register", Inbound),
+    channel: "cmdRegister",
+    description: "extension: register callout rules and services for this principal.",
+    roles: &[Role::Extension],
+    read_only: false,
+    example: r#"{
+        "rules": [{"operation": "vapp.instantiate", "orgs": ["*"], "priority": 50,
+                   "timeout_ms": 60000, "max_timeout_ms": 3600000, "default_action": "abort"}],
+        "services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0",
+                      "url_patterns": ["^/ext/acme/greeter/.*"], "priority": 50, "timeout_ms": 10000}]
+    }"#,
+    build: |_| Command::Register,
+};
 
 #[cfg(test)]
 mod tests {

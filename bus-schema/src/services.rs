@@ -1,5 +1,6 @@
 //! Extension-service messages of SPEC.md "Extension services": the request the broker publishes
-//! to a service, the extension's response, and the MQTT-native call a client sends instead of HTTP.
+//! to a service, the extension's response, and the MQTT-native call a client sends instead of HTTP,
+//! with their command rows (`FAMILY`).
 //! Bodies stay base64 text here; encoding, routing and timeouts belong to the broker.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::commands::Command;
+use crate::roles::Role;
+use crate::spec::{arg, Spec, ANY_ROLE};
 use crate::time_fmt;
+use crate::validate::schema;
 
 /// A request for an extension service, published on `extbus/services/<v>/<n>/<ver>/requests`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +120,38 @@ pub struct ServiceCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
 }
+
+/// The commands of this family (`spec::FAMILIES`).
+pub const FAMILY: &[Spec] = &[RESPONSE, CALL];
+
+pub const RESPONSE: Spec = Spec {
+    suffix: "services/responses",
+    kind: "services/responses",
+    schema: schema!("service-response", Inbound),
+    channel: "cmdServiceResponse",
+    description: "extension: answer a service request.",
+    roles: &[Role::Extension],
+    read_only: false,
+    example: r#"{"id": "req-uuid", "status": 200, "headers": {"content-type": "text/plain"}, "body": "aGk="}"#,
+    build: |_| Command::ServiceResponse,
+};
+
+pub const CALL: Spec = Spec {
+    suffix: "services/{vendor}/{name}/{version}",
+    kind: "services/call",
+    schema: schema!("service-call", Inbound),
+    channel: "cmdServiceCall",
+    description:
+        "any role: call an extension service over MQTT; the response is the reply's result.",
+    roles: ANY_ROLE,
+    read_only: false,
+    example: r#"{"method": "POST", "path": "/ext/acme/greeter/hello", "query": "lang=en", "headers": {"content-type": "application/json"}, "body": "eyJhIjoxfQ=="}"#,
+    build: |p| Command::ServiceCall {
+        vendor: arg(p, 0),
+        name: arg(p, 1),
+        version: arg(p, 2),
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,17 @@
 //! Blocking-task messages of SPEC.md: the task object, its states, history, callout rules,
-//! the submit / resolve / extend / query command bodies and the outcome notice.
+//! the submit / resolve / extend / query command bodies, their command rows (`FAMILY`) and
+//! the outcome notice.
 //! Pure data: the state machine that moves tasks lives in `extbus-callouts`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 
+use crate::commands::Command;
+use crate::roles::Role;
+use crate::spec::{arg, Spec, ANY_ROLE};
 use crate::time_fmt;
+use crate::validate::schema;
 
 /// Task states (SPEC.md state table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -266,6 +271,106 @@ pub fn state_table() -> Value {
         {"from": "blocked", "to": "aborted", "by": "abort; timeout with default abort"}
     ])
 }
+
+/// The commands of this family (`spec::FAMILIES`).
+pub const FAMILY: &[Spec] = &[SUBMIT, RESUME, CANCEL, ABORT, EXTEND, QUERY, GET];
+
+pub const SUBMIT: Spec = Spec {
+    suffix: "tasks/submit",
+    kind: "tasks/submit",
+    schema: schema!("tasks-submit", Inbound),
+    channel: "cmdTasksSubmit",
+    description: "platform: block the operation if a callout rule matches, else resume it at once.",
+    roles: &[Role::Platform],
+    read_only: false,
+    example: r#"{"request_id": "idem-1", "operation": "vapp.instantiate", "org": "acme", "subject": "urn:acme:vapp:42", "data": {"cpu": 2}}"#,
+    build: |_| Command::TasksSubmit,
+};
+
+pub const RESUME: Spec = Spec {
+    suffix: "tasks/{task_id}/resume",
+    kind: "tasks/resume",
+    schema: schema!("task-resolve", Inbound),
+    channel: "cmdTaskResume",
+    description: "extension, operator: let the operation continue.",
+    roles: &[Role::Extension, Role::Operator],
+    read_only: false,
+    example: r#"{"message": "approved", "result": {"host": "h1"}}"#,
+    build: |p| Command::TaskAction {
+        task_id: arg(p, 0),
+        action: TaskAction::Resume,
+    },
+};
+
+pub const CANCEL: Spec = Spec {
+    suffix: "tasks/{task_id}/cancel",
+    kind: "tasks/cancel",
+    schema: schema!("task-resolve", Inbound),
+    channel: "cmdTaskCancel",
+    description: "extension, operator: stop the operation and roll it back.",
+    roles: &[Role::Extension, Role::Operator],
+    read_only: false,
+    example: r#"{"message": "no"}"#,
+    build: |p| Command::TaskAction {
+        task_id: arg(p, 0),
+        action: TaskAction::Cancel,
+    },
+};
+
+pub const ABORT: Spec = Spec {
+    suffix: "tasks/{task_id}/abort",
+    kind: "tasks/abort",
+    schema: schema!("task-resolve", Inbound),
+    channel: "cmdTaskAbort",
+    description: "extension, operator: stop the operation as failed.",
+    roles: &[Role::Extension, Role::Operator],
+    read_only: false,
+    example: r#"{}"#,
+    build: |p| Command::TaskAction {
+        task_id: arg(p, 0),
+        action: TaskAction::Abort,
+    },
+};
+
+pub const EXTEND: Spec = Spec {
+    suffix: "tasks/{task_id}/extend",
+    kind: "tasks/extend",
+    schema: schema!("task-extend", Inbound),
+    channel: "cmdTaskExtend",
+    description:
+        "extension, operator: move the deadline to now + extend_ms, bounded by the rule's max.",
+    roles: &[Role::Extension, Role::Operator],
+    read_only: false,
+    example: r#"{"extend_ms": 60000, "message": "need time"}"#,
+    build: |p| Command::TaskAction {
+        task_id: arg(p, 0),
+        action: TaskAction::Extend,
+    },
+};
+
+pub const QUERY: Spec = Spec {
+    suffix: "tasks/query",
+    kind: "tasks/query",
+    schema: schema!("tasks-query", Inbound),
+    channel: "cmdTasksQuery",
+    description: "any role: list tasks.",
+    roles: ANY_ROLE,
+    read_only: true,
+    example: r#"{"state": "blocked", "operation": "vapp.instantiate", "org": "acme", "limit": 10, "after": "0193f6c2-aa"}"#,
+    build: |_| Command::TasksQuery,
+};
+
+pub const GET: Spec = Spec {
+    suffix: "tasks/{task_id}/get",
+    kind: "tasks/get",
+    schema: schema!("task-get", Inbound),
+    channel: "cmdTaskGet",
+    description: "any role: one task with its history.",
+    roles: ANY_ROLE,
+    read_only: true,
+    example: r#"{}"#,
+    build: |p| Command::TaskGet { task_id: arg(p, 0) },
+};
 
 #[cfg(test)]
 mod tests {

@@ -41,28 +41,20 @@ impl SchemaFile {
     }
 }
 
+/// A `SchemaFile` for `schemas/<name>.json`, embedded at build time.
 macro_rules! schema {
     ($name:literal, $dir:ident) => {
-        SchemaFile {
+        $crate::validate::SchemaFile {
             name: $name,
-            direction: Direction::$dir,
+            direction: $crate::validate::Direction::$dir,
             source: include_str!(concat!("../schemas/", $name, ".json")),
         }
     };
 }
+pub(crate) use schema;
 
-/// Every schema file, commands first.
-pub const SCHEMAS: &[SchemaFile] = &[
-    schema!("event-draft", Inbound),
-    schema!("events-replay", Inbound),
-    schema!("tasks-submit", Inbound),
-    schema!("task-resolve", Inbound),
-    schema!("task-extend", Inbound),
-    schema!("tasks-query", Inbound),
-    schema!("task-get", Inbound),
-    schema!("register", Inbound),
-    schema!("service-response", Inbound),
-    schema!("service-call", Inbound),
+/// The schemas of what the broker publishes; command schemas live in their `Spec` rows.
+pub const OUTBOUND: &[SchemaFile] = &[
     schema!("cloud-event", Outbound),
     schema!("task", Outbound),
     schema!("outcome", Outbound),
@@ -70,9 +62,25 @@ pub const SCHEMAS: &[SchemaFile] = &[
     schema!("service-request", Outbound),
 ];
 
+static SCHEMAS: LazyLock<Vec<SchemaFile>> = LazyLock::new(|| {
+    let mut all: Vec<SchemaFile> = Vec::new();
+    for s in crate::spec::all() {
+        if !all.iter().any(|f| f.name == s.schema.name) {
+            all.push(s.schema);
+        }
+    }
+    all.extend_from_slice(OUTBOUND);
+    all
+});
+
+/// Every schema file, commands first (in `FAMILIES` order), each once.
+pub fn schemas() -> &'static [SchemaFile] {
+    &SCHEMAS
+}
+
 /// The schema file named `name`.
 pub fn schema_file(name: &str) -> Option<&'static SchemaFile> {
-    SCHEMAS.iter().find(|s| s.name == name)
+    schemas().iter().find(|s| s.name == name)
 }
 
 struct Compiled {
@@ -91,7 +99,7 @@ fn compile(file: &SchemaFile) -> Result<Compiled, String> {
 }
 
 static COMPILED: LazyLock<HashMap<&'static str, Result<Compiled, String>>> =
-    LazyLock::new(|| SCHEMAS.iter().map(|f| (f.name, compile(f))).collect());
+    LazyLock::new(|| schemas().iter().map(|f| (f.name, compile(f))).collect());
 
 /// Describes one failure without echoing large client values back.
 fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value) -> String {
@@ -181,10 +189,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         on_disk.sort();
-        let mut listed: Vec<String> = SCHEMAS.iter().map(|s| s.file_name()).collect();
+        let mut listed: Vec<String> = schemas().iter().map(|s| s.file_name()).collect();
         listed.sort();
         assert_eq!(on_disk, listed);
-        for f in SCHEMAS {
+        for f in schemas() {
             let c = COMPILED[f.name].as_ref().unwrap();
             assert_eq!(
                 c.schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
@@ -214,7 +222,10 @@ mod tests {
                 _ => {}
             }
         }
-        for f in SCHEMAS.iter().filter(|f| f.direction == Direction::Inbound) {
+        for f in schemas()
+            .iter()
+            .filter(|f| f.direction == Direction::Inbound)
+        {
             let v = f.value();
             assert_eq!(
                 v["properties"]["correlation_id"]["type"],
@@ -317,7 +328,7 @@ mod tests {
     #[test]
     fn every_spec_command_example_satisfies_its_schema() {
         for (suffix, body) in crate::examples::commands() {
-            let cmd = crate::commands::Command::parse(suffix).unwrap();
+            let cmd = crate::commands::Command::parse(&suffix).unwrap();
             validate(cmd.schema_name(), &body).unwrap_or_else(|e| panic!("{suffix}: {e:?}"));
         }
     }

@@ -92,21 +92,6 @@ pub(super) const AUTH_RESULTS: [&str; 7] = [
     "throttled",
     "abandoned",
 ];
-/// One topic suffix of each command kind, for `extbus_commands_total{result="ok"}` at zero.
-pub(super) const COMMAND_SAMPLES: [&str; 12] = [
-    "events",
-    "events/replay",
-    "tasks/submit",
-    "tasks/query",
-    "tasks/t/get",
-    "tasks/t/resume",
-    "tasks/t/cancel",
-    "tasks/t/abort",
-    "tasks/t/extend",
-    "register",
-    "services/responses",
-    "services/v/n/1",
-];
 pub(super) const HTTP_REFUSED: [&str; 2] = ["connection_limit", "address_limit"];
 pub(super) const HTTP_CLOSED: [&str; 4] =
     ["header_timeout", "body_timeout", "idle_timeout", "shutdown"];

@@ -21,7 +21,7 @@ mod labels;
 pub use labels::{
     Action, Cap, CheckResult, CommandResult, ExecName, ExecRun, Outcome, Reason, State, Status,
 };
-use labels::{AUTH_RESULTS, COMMAND_SAMPLES, CONNECT_REFUSED, HTTP_CLOSED, HTTP_REFUSED};
+use labels::{AUTH_RESULTS, CONNECT_REFUSED, HTTP_CLOSED, HTTP_REFUSED};
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -140,10 +140,10 @@ impl Metrics {
                 .tasks_resolved
                 .get_or_create(&State { state: s.as_str() });
         }
-        for suffix in COMMAND_SAMPLES {
-            let command = command_kind(suffix);
+        // One `ok` series per command kind, from the command tables.
+        for spec in extbus_schema::spec::all() {
             let _ = self.commands.get_or_create(&CommandResult {
-                command,
+                command: spec.kind,
                 result: "ok",
             });
         }
