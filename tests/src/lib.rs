@@ -63,45 +63,66 @@ impl TestBroker {
         clock: ManualClock,
         (mqtt, http, tls): (SocketAddr, SocketAddr, Option<SocketAddr>),
     ) -> TestBroker {
-        let mqtt_l = bind_retry(mqtt).await;
-        let http_l = bind_retry(http).await;
-        let tls_l = match tls {
-            Some(a) => Some(bind_retry(a).await),
-            None => None,
-        };
-        let mqtt = mqtt_l.local_addr().unwrap();
-        let http = http_l.local_addr().unwrap();
-        let mqtt_tls = tls_l.as_ref().map(|l| l.local_addr().unwrap());
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let listeners = Listeners {
-            mqtt: mqtt_l,
-            http: http_l,
-            mqtt_tls: tls_l,
-        };
-        let cfg = config.clone();
-        let clk: Arc<dyn Clock> = Arc::new(clock.clone());
-        let task = tokio::spawn(async move {
-            server::run(cfg, listeners, clk, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-        });
-        let b = TestBroker {
-            mqtt,
-            http,
-            mqtt_tls,
-            config,
-            clock,
-            dir,
-            stop: Some(stop_tx),
-            task: Some(task),
-        };
-        b.wait_ready().await;
-        b
+        let mut tries = 0;
+        let (mut mqtt, mut http, mut tls) = (mqtt, http, tls);
+        loop {
+            let mqtt_l = bind_retry(mqtt).await;
+            let http_l = bind_retry(http).await;
+            let tls_l = match tls {
+                Some(a) => Some(bind_retry(a).await),
+                None => None,
+            };
+            mqtt = mqtt_l.local_addr().unwrap();
+            http = http_l.local_addr().unwrap();
+            tls = tls_l.as_ref().map(|l| l.local_addr().unwrap());
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let listeners = Listeners {
+                mqtt: mqtt_l,
+                http: http_l,
+                mqtt_tls: tls_l,
+            };
+            let cfg = config.clone();
+            let clk: Arc<dyn Clock> = Arc::new(clock.clone());
+            let task = tokio::spawn(async move {
+                server::run(cfg, listeners, clk, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+            });
+            let mut b = TestBroker {
+                mqtt,
+                http,
+                mqtt_tls: tls,
+                config: config.clone(),
+                clock: clock.clone(),
+                dir: dir.clone(),
+                stop: Some(stop_tx),
+                task: Some(task),
+            };
+            let Err(e) = b.wait_ready().await else {
+                return b;
+            };
+            // It stopped while starting: say why. A store still held by the instance just
+            // stopped (its last handles drop a moment after) is retried.
+            let task = b.task.take().expect("task");
+            let why = match tokio::time::timeout(std::time::Duration::from_secs(10), task).await {
+                Ok(Ok(Err(err))) => format!("{err:#}"),
+                Ok(Ok(Ok(()))) => format!("it stopped without error ({e})"),
+                Ok(Err(err)) => format!("it panicked: {err}"),
+                Err(_) => format!("it runs but does not answer: {e}"),
+            };
+            b.stop.take();
+            tries += 1;
+            if why.contains("another extbus") && tries < 50 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            panic!("the broker did not start: {why}");
+        }
     }
 
     /// Waits until the broker answers a command (the coordinator is subscribed).
-    async fn wait_ready(&self) {
+    async fn wait_ready(&self) -> Result<(), String> {
         let secret = if self.config.dev {
             "admin".to_string()
         } else {
@@ -117,9 +138,11 @@ impl TestBroker {
                 }
             }
         };
-        let c = BusClient::connect(self, Proto::V5, "admin", &secret)
-            .await
-            .expect("admin connects");
+        let c = match BusClient::connect(self, Proto::V5, "admin", &secret).await {
+            Ok(c) => c,
+            // The listeners are bound before the broker runs: a refusal means it stopped.
+            Err(e) => return Err(format!("admin connects: {e}")),
+        };
         for _ in 0..100 {
             if tokio::time::timeout(
                 std::time::Duration::from_millis(200),
@@ -129,7 +152,7 @@ impl TestBroker {
             .is_ok()
             {
                 c.disconnect().await;
-                return;
+                return Ok(());
             }
         }
         panic!("broker did not become ready");

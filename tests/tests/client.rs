@@ -185,37 +185,9 @@ async fn connects_over_tls_with_a_ca_file() {
 
 // Test-only certificates (the same as the broker's TLS transport test): a CA, and a leaf it
 // signed for `localhost` and 127.0.0.1.
-const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
-MIIBmDCCAT+gAwIBAgIUf2yfLu9mJyK1FFhyIHmwsDnMu6cwCgYIKoZIzj0EAwIw
-GTEXMBUGA1UEAwwOZXh0YnVzIHRlc3QgQ0EwIBcNMjYxMTIyMDQxMjE2WhgPMjEy
-NjEwMjkwNDEyMTZaMBkxFzAVBgNVBAMMDmV4dGJ1cyB0ZXN0IENBMFkwEwYHKoZI
-zj0CAQYIKoZIzj0DAQcDQgAEszk7Z7zqJZC0B9feqIU3xGBbtMcvKnm6yJJJHN7o
-LlnkDBM46ZDIQaMOronKXLFxHEZJ3nv3O0Lix65O0YSiaKNjMGEwHQYDVR0OBBYE
-FNvY9r73D5+rUZSk1J0emt2TxmM/MB8GA1UdIwQYMBaAFNvY9r73D5+rUZSk1J0e
-mt2TxmM/MA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49
-BAMCA0cAMEQCIF1APSm6Zh2qoHe5UxSCGxwypLaA+nTkJhlfl/9tfWB5AiBGGeYM
-6k7SIysKjL0k89/Ea5TEdBz3pnyvwxp5srUAxA==
------END CERTIFICATE-----
-";
+const CA_PEM: &str = include_str!("../../broker/tests/certs/ca.pem");
 
 /// Signed by `CA_PEM`, for `localhost` and 127.0.0.1; a test-only key.
-const LEAF_PEM: &str = "-----BEGIN CERTIFICATE-----
-MIIBwTCCAWegAwIBAgIUbNNT44CA3PGypAhvN5UCiIe8qdEwCgYIKoZIzj0EAwIw
-GTEXMBUGA1UEAwwOZXh0YnVzIHRlc3QgQ0EwIBcNMjYxMTIyMDQxMjE2WhgPMjEy
-NjEwMjkwNDEyMTZaMBQxEjAQBgNVBAMMCWxvY2FsaG9zdDBZMBMGByqGSM49AgEG
-CCqGSM49AwEHA0IABClKQfwEJqrEMv9cTXUSFu1kR8C35dKEvAUdoqO9mwkXOhgL
-03WLdIwMZuMFwCk/zpoNYLqDYUjAzNNc1qo55LejgY8wgYwwCQYDVR0TBAIwADAO
-BgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwEwGgYDVR0RBBMwEYIJ
-bG9jYWxob3N0hwR/AAABMB0GA1UdDgQWBBSoaXCBm4Pw/8qGesS/BBeOTzr+lTAf
-BgNVHSMEGDAWgBTb2Pa+9w+fq1GUpNSdHprdk8ZjPzAKBggqhkjOPQQDAgNIADBF
-AiA1VNGAg+ug4AoK4Hluo+ZVcGzBpr0AOLn6URo5RMS9BwIhAL9QuTKbsO/HVn0L
-f792/EAfC5JKhIz63Duh/dQpRyKB
------END CERTIFICATE-----
-";
+const LEAF_PEM: &str = include_str!("../../broker/tests/certs/leaf.pem");
 
-const LEAF_KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgP65lvER+vCHTTTFU
-WPSqj54EW5+Dd5+8MauhZ4m1Y4ShRANCAAQpSkH8BCaqxDL/XE11EhbtZEfAt+XS
-hLwFHaKjvZsJFzoYC9N1i3SMDGbjBcApP86aDWC6g2FIwMzTXNaqOeS3
------END PRIVATE KEY-----
-";
+const LEAF_KEY: &str = include_str!("../../broker/tests/certs/leaf.key");
