@@ -4,22 +4,12 @@
 //! original did.
 
 mod support;
-use support::free_port;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-struct Broker(Child, u16);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn extbus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_extbus"))
@@ -28,26 +18,9 @@ fn extbus(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn serve(dir: &Path, config: &Path) -> Broker {
-    let (mqtt, http) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_extbus"))
-        .args(["serve", "--dev", "--config", config.to_str().unwrap()])
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "broker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Broker(child, mqtt)
+fn serve(dir: &Path, config: &Path) -> support::Served {
+    let (c, d) = (config.to_str().unwrap(), dir.to_str().unwrap());
+    support::serve(&["--config", c, "--data-dir", d], Stdio::null())
 }
 
 /// One command as `user`, on a fresh connection; returns its reply.
@@ -115,7 +88,7 @@ async fn a_backup_taken_after_a_stop_serves_everything_the_original_acknowledged
 
     let broker = serve(&data, &config);
     let task = call(
-        broker.1,
+        broker.mqtt,
         "platform",
         "platform",
         "tasks/submit",
@@ -125,7 +98,7 @@ async fn a_backup_taken_after_a_stop_serves_everything_the_original_acknowledged
     assert_eq!(task["result"]["state"], "blocked", "{task}");
     let id = task["result"]["id"].as_str().unwrap().to_string();
     let ev = call(
-        broker.1,
+        broker.mqtt,
         "platform",
         "platform",
         "events",
@@ -134,7 +107,7 @@ async fn a_backup_taken_after_a_stop_serves_everything_the_original_acknowledged
     .await;
     assert_eq!(ev["ok"], true, "{ev}");
     let before = call(
-        broker.1,
+        broker.mqtt,
         "ops",
         &secret,
         "events/replay",
@@ -179,7 +152,7 @@ async fn a_backup_taken_after_a_stop_serves_everything_the_original_acknowledged
     // The copy, served on its own, has the task, the events with their seqs, and the principal.
     let restored = serve(&copy, &config);
     let got = call(
-        restored.1,
+        restored.mqtt,
         "ops",
         &secret,
         &format!("tasks/{id}/get"),
@@ -188,7 +161,7 @@ async fn a_backup_taken_after_a_stop_serves_everything_the_original_acknowledged
     .await;
     assert_eq!(got["result"]["state"], "blocked", "{got}");
     let after = call(
-        restored.1,
+        restored.mqtt,
         "ops",
         &secret,
         "events/replay",
@@ -197,7 +170,7 @@ async fn a_backup_taken_after_a_stop_serves_everything_the_original_acknowledged
     .await;
     assert_eq!(after["result"]["events"], before, "{after}");
     let dup = call(
-        restored.1,
+        restored.mqtt,
         "platform",
         "platform",
         "events",

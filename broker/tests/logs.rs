@@ -3,13 +3,12 @@
 //! and one access line per HTTP request.
 
 mod support;
-use support::free_port;
 
 use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 /// Connects as `user`, waits for the CONNACK's verdict, then DISCONNECTs; true when accepted.
 fn login(port: u16, user: &str, secret: &str, client_id: &str) -> bool {
@@ -48,25 +47,9 @@ fn lines_with<'a>(lines: &'a [Value], message: &str) -> Vec<&'a Value> {
 #[test]
 fn connections_logins_and_http_requests_are_logged_at_info() {
     let dir = tempfile::tempdir().unwrap();
-    let (mqtt, http) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_extbus"))
-        .args(["serve", "--dev", "--log-format", "json"])
-        .args(["--data-dir", dir.path().to_str().unwrap()])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "broker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = dir.path().to_str().unwrap();
+    let mut served = support::serve(&["--log-format", "json", "--data-dir", d], Stdio::piped());
+    let (mqtt, http) = (served.mqtt, served.http);
     assert!(login(mqtt, "platform", "platform", "plat-1"));
     assert!(!login(mqtt, "platform", "wrong", "plat-2"));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
@@ -77,16 +60,11 @@ fn connections_logins_and_http_requests_are_logged_at_info() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     std::thread::sleep(Duration::from_millis(500));
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(served.child.id() as i32, libc::SIGTERM);
     }
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    child.wait().unwrap();
+    let mut stderr = served.child.stderr.take().unwrap();
+    stderr.read_to_string(&mut err).unwrap();
     let lines: Vec<Value> = err
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -3,7 +3,6 @@
 //! and names the sections that wait for a restart; each outcome is counted on `/metrics`.
 
 mod support;
-use support::free_port;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -71,27 +70,27 @@ fn sighup_refuses_a_bad_file_and_applies_a_new_log_level() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("extbus.toml");
     std::fs::write(&file, GOOD).unwrap();
-    let (mqtt, http) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_extbus"))
-        .args(["serve", "--dev", "--log-format", "json"])
-        .args(["--config", file.to_str().unwrap()])
-        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (f, d) = (file.to_str().unwrap(), dir.path().join("data"));
+    let args = [
+        "--log-format",
+        "json",
+        "--config",
+        f,
+        "--data-dir",
+        d.to_str().unwrap(),
+    ];
+    let mut served = support::serve(&args, Stdio::piped());
+    let http = served.http;
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let (l2, stderr) = (lines.clone(), child.stderr.take().unwrap());
+    let (l2, stderr) = (lines.clone(), served.child.stderr.take().unwrap());
     std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
             l2.lock().unwrap().push(l);
         }
     });
     wait_line(&lines, "extbus serving");
-    let hup = || unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let pid = served.child.id() as i32;
+    let hup = || unsafe { libc::kill(pid, libc::SIGHUP) };
 
     std::fs::write(&file, BAD).unwrap();
     hup();
@@ -129,6 +128,5 @@ fn sighup_refuses_a_bad_file_and_applies_a_new_log_level() {
         .filter(|l| l.contains("\"HTTP request\""))
         .count();
     assert_eq!(access, 1, "only the scrape before the new level was logged");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
 }

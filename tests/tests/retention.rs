@@ -33,15 +33,7 @@ async fn wait_for(b: &TestBroker, id: &str, done: impl Fn(&Value) -> bool) -> Va
 #[tokio::test]
 async fn finished_tasks_are_removed_after_retention_and_blocked_ones_kept() {
     let b = TestBroker::start_with(|c| c.tasks.retention_ms = KEEP_MS).await;
-    let ext = b.client("extension").await;
-    let r = ext
-        .command(
-            "register",
-            json!({"rules": [{"operation": "vm.create", "timeout_ms": 3_600_000, "max_timeout_ms": 3_600_000}]}),
-        )
-        .await;
-    assert_eq!(r["ok"], true, "{r}");
-    let p = b.client("platform").await;
+    let (ext, p) = blocking_world(&b).await;
     let submit = |rid: &'static str| {
         let p = p.clone();
         async move {
