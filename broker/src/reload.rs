@@ -59,28 +59,28 @@ pub async fn on_sighup(mut running: Config, load: Loader, metrics: Arc<Metrics>)
         return;
     };
     while hup.recv().await.is_some() {
-        let result = match load() {
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: configuration refused; the running configuration stays");
-                "refused"
-            }
-            Ok(new) => match apply(&mut running, new) {
-                Ok(r) if r.restart.is_empty() => {
-                    tracing::info!(applied = ?r.applied, "SIGHUP: configuration reloaded");
-                    "ok"
-                }
-                Ok(r) => {
-                    tracing::warn!(applied = ?r.applied, restart_needed = ?r.restart, "SIGHUP: configuration checked; changed sections take effect at the next start");
-                    "partial"
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: applying the log filter failed");
-                    "refused"
-                }
-            },
+        let outcome = load()
+            .map_err(|e| format!("configuration refused; the running configuration stays: {e}"))
+            .and_then(|new| {
+                apply(&mut running, new).map_err(|e| format!("applying the log filter failed: {e}"))
+            });
+        let result = match &outcome {
+            Err(_) => "refused",
+            Ok(r) if r.restart.is_empty() => "ok",
+            Ok(_) => "partial",
         };
+        // Counted before the line is written: whoever reads the line sees the count.
         let r = crate::metrics::Outcome { result };
         metrics.config_reloads.get_or_create(&r).inc();
+        match outcome {
+            Err(e) => tracing::error!("SIGHUP: {e}"),
+            Ok(r) if r.restart.is_empty() => {
+                tracing::info!(applied = ?r.applied, "SIGHUP: configuration reloaded")
+            }
+            Ok(r) => {
+                tracing::warn!(applied = ?r.applied, restart_needed = ?r.restart, "SIGHUP: configuration checked; changed sections take effect at the next start")
+            }
+        }
     }
 }
 
