@@ -21,7 +21,17 @@ async fn a_service_without_a_connected_extension_answers_503_at_once() {
         .await;
     assert_eq!(r["ok"], true, "{r}");
     ext.disconnect().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Gone once the gate has closed its connection (the gauge drops after presence is updated).
+    let mut gone = false;
+    for _ in 0..100 {
+        let m = request(b.http, "GET", "/metrics", &[], b"").await;
+        if String::from_utf8_lossy(&m.body).contains("\nextbus_connections_open 0\n") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the extension's connection never closed");
 
     let auth = basic("observer", "observer");
     let started = std::time::Instant::now();
