@@ -33,18 +33,13 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     };
     // A Response Topic outside the sender's outbox is refused (on its usual replies topic)
     // once the command's correlation id is known; a good one takes every reply, errors too.
-    let refused_topic = match m
-        .response_topic
-        .as_deref()
-        .map(|t| (t, super::ctx::response_topic(name, t)))
-    {
-        Some((t, Ok(()))) => {
-            ctx.reply_topic = Some(t.to_string());
-            None
+    let mut refused_topic = None;
+    if let Some(t) = &m.response_topic {
+        match super::ctx::response_topic(name, t) {
+            Ok(()) => ctx.reply_topic = Some(t.clone()),
+            Err(e) => refused_topic = Some(e),
         }
-        Some((_, Err(e))) => Some(e),
-        None => None,
-    };
+    }
     let decoded = match decode(suffix, &m.payload, co.config.mqtt.max_payload) {
         Ok(d) => d,
         Err(f) => {
