@@ -43,18 +43,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             roles,
             orgs,
             config,
-        }) => admin::principal_add(&name, &roles, &orgs, &config),
+        }) => admin::principal_add(&name, &roles, &orgs, &config.config_args()),
         Command::Principal(PrincipalCmd::List { json, config }) => {
-            admin::principal_list(json, &config)
+            admin::principal_list(json, &config.config_args())
         }
         Command::Principal(PrincipalCmd::Remove { name, config }) => {
-            admin::principal_remove(&name, &config)
+            admin::principal_remove(&name, &config.config_args())
         }
         Command::Schema(SchemaCmd::Export { dir }) => admin::schema_export(&dir),
         Command::Task(args) => extbus::cli::task::run(args),
         Command::Events(args) => extbus::cli::events::run(args),
         Command::Ext(args) => extbus::cli::ext::run(args),
-        Command::Backup { dest, config } => admin::backup(&dest, &config),
+        Command::Backup { dest, config } => admin::backup(&dest, &config.config_args()),
         Command::Completions { shell } => extbus::cli::docs::completions(shell),
         Command::Man => extbus::cli::docs::man(),
     }

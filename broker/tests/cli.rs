@@ -264,6 +264,82 @@ fn task_commands_list_get_resolve_and_extend() {
 }
 
 #[test]
+fn the_cli_says_what_its_replies_leave_unsaid() {
+    let b = Broker::start();
+    let id = b.platform(&[submit("r-1")])[0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Stages count from 1 everywhere; an extension past the rule's bound says so.
+    let out = b.cli("operator", &["task", "extend", &id, "--by", "400d"]);
+    assert!(out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("stage 1/1 extension"), "{stdout}");
+    assert!(stderr.contains("capped at"), "{stderr}");
+    let out = b.cli("operator", &["task", "extend", &id, "--by", "1m"]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An empty list for an org says why it may be empty.
+    let out = b.cli("operator", &["task", "list", "--org", "globex"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no task of org 'globex'"));
+    // Not-found errors quote the id the same way, whichever command met it.
+    let get = b.fails("operator", &["task", "get", "nope"]);
+    let resume = b.fails("operator", &["task", "resume", "nope"]);
+    assert!(
+        get.contains("no task 'nope'") && resume.contains("no task 'nope'"),
+        "{get}{resume}"
+    );
+    // A URL naming a port that is not MQTT (here: an HTTP server) is named as such.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in http.incoming().flatten() {
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let out = extbus()
+        .args(["task", "list", "--user", "operator", "--secret", "operator"])
+        .args(["--url", &format!("mqtt://127.0.0.1:{port}"), "--wait", "5s"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("is not an MQTT listener"), "{e}");
+}
+
+#[test]
+fn offline_commands_offer_only_their_own_flags() {
+    let help = extbus()
+        .args(["principal", "add", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--data-dir") && help.contains("--role"),
+        "{help}"
+    );
+    for serve_only in ["--mqtt-listen", "--http-listen", "--dev", "--log-level"] {
+        assert!(!help.contains(serve_only), "{serve_only} in {help}");
+    }
+    let list = extbus().args(["task", "list", "--help"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("oldest first") && list.contains("Only this org"),
+        "{list}"
+    );
+}
+
+#[test]
 fn credentials_come_from_flags_environment_or_a_file() {
     let b = Broker::start();
     let out = extbus()

@@ -398,7 +398,7 @@ pub(crate) fn entry(
 
 fn load(txn: &Txn, task_id: &str) -> Result<Stored, CommandError> {
     txn.stored(task_id)?
-        .ok_or_else(|| CommandError::not_found(format!("no task {task_id}")))
+        .ok_or_else(|| CommandError::not_found(format!("no task '{task_id}'")))
 }
 
 fn in_current_stage(t: &Task, principal: &str) -> bool {

@@ -129,7 +129,25 @@ fn connect_error(e: ConnectionError, user: &str) -> Error {
         ConnectionError::ConnectionRefused(code) => refusal(code, user),
         ConnectionError::Io(e) => Error::Unreachable(e.to_string()),
         ConnectionError::Tls(e) => Error::Unreachable(format!("tls: {e}")),
+        // Bytes that do not parse as MQTT before CONNACK: something else is listening there.
+        ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(e)) => {
+            Error::NotMqtt(format!("the peer is not an MQTT listener: {e}"))
+        }
+        ConnectionError::NotConnAck(p) => Error::NotMqtt(format!(
+            "the peer is not an MQTT broker: {p:?} before CONNACK"
+        )),
         other => Error::Lost(other.to_string()),
+    }
+}
+
+/// `connect_error` for the first connection, naming the address.
+fn first_connect_error(e: ConnectionError, user: &str, addr: &str) -> Error {
+    match connect_error(e, user) {
+        Error::NotMqtt(why) => Error::NotMqtt(format!(
+            "{addr} is not an MQTT listener (is the URL the broker's HTTP port?): {}",
+            why.rsplit(": ").next().unwrap_or(&why)
+        )),
+        other => other,
     }
 }
 
@@ -176,6 +194,7 @@ impl Client {
             shared.clone(),
             ready_tx,
             o.reconnect,
+            format!("{}:{}", o.host, o.port),
         ));
         let abort = task.abort_handle();
         if let Ok(mut t) = shared.task.lock() {
@@ -291,6 +310,7 @@ async fn drive(
     shared: Arc<Shared>,
     ready: oneshot::Sender<Result<(), Error>>,
     reconnect: bool,
+    addr: String,
 ) {
     let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
@@ -340,7 +360,7 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 if let Some(r) = ready.take() {
-                    let _ = r.send(Err(connect_error(e, &shared.user)));
+                    let _ = r.send(Err(first_connect_error(e, &shared.user, &addr)));
                     return;
                 }
                 let refused = matches!(e, ConnectionError::ConnectionRefused(_));

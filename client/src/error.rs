@@ -15,6 +15,9 @@ pub enum Error {
     /// No TCP (or TLS) connection could be made.
     #[error("cannot reach the broker: {0}")]
     Unreachable(String),
+    /// The peer answered, but not in MQTT (e.g. the URL names an HTTP port).
+    #[error("{0}")]
+    NotMqtt(String),
     /// No CONNACK in time.
     #[error("no answer from the broker at {addr} within {wait:?}")]
     ConnectTimeout { addr: String, wait: Duration },

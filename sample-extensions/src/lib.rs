@@ -10,6 +10,7 @@ pub mod event_logger;
 pub mod greeter;
 pub mod placer;
 pub mod platform_sim;
+pub mod usage;
 
 use anyhow::{anyhow, bail, Context, Result};
 use extbus_client::wire::topics;
@@ -45,11 +46,31 @@ impl Opts {
     /// Reads `--key value` pairs from the command line (and `EXTBUS_URL/USER/SECRET`).
     pub fn from_args() -> Result<Opts> {
         let mut extra = HashMap::new();
-        let mut args = std::env::args().skip(1);
+        let mut args = std::env::args();
+        let bin = args
+            .next()
+            .and_then(|a| {
+                let p = std::path::Path::new(&a);
+                p.file_stem().map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or_default();
+        let usage = usage::find(&bin);
         while let Some(k) = args.next() {
+            if k == "--help" || k == "-h" {
+                match usage {
+                    Some(u) => print!("{}", usage::text(u)),
+                    None => {
+                        println!("flags: --url URL --user NAME --secret SECRET [--key value]...")
+                    }
+                }
+                std::process::exit(0);
+            }
             let Some(key) = k.strip_prefix("--") else {
-                bail!("unexpected argument '{k}'; use --key value");
+                bail!("unexpected argument '{k}'; use --key value (see --help)");
             };
+            if !usage::knows(usage, key) {
+                bail!("unknown flag '--{key}' (see --help)");
+            }
             let v = args
                 .next()
                 .ok_or_else(|| anyhow!("--{key} needs a value"))?;

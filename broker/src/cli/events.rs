@@ -58,6 +58,22 @@ pub fn filter(org: Option<&str>, kind: Option<&str>) -> Result<String> {
     Ok(f)
 }
 
+const HEADERS: [&str; 7] = ["SEQ", "TIME", "ORG", "TYPE", "OUTCOME", "SUBJECT", "SOURCE"];
+/// A stream cannot size its columns to the widest cell, so they have fixed widths that fit
+/// the usual values (a millisecond RFC 3339 time is 24 characters); longer cells push on.
+const WIDTHS: [usize; 6] = [6, 24, 12, 24, 8, 24];
+
+/// One line of the events table: SEQ right-aligned, the rest left-aligned, the last unpadded.
+fn row(cells: &[String; 7]) -> String {
+    let mut s = format!("{:>w$}", cells[0], w = WIDTHS[0]);
+    for (c, w) in cells[1..6].iter().zip(&WIDTHS[1..]) {
+        s.push_str(&format!("  {c:<w$}"));
+    }
+    s.push_str("  ");
+    s.push_str(&cells[6]);
+    s.trim_end().to_string()
+}
+
 /// Prints events once each; remembers the highest `seq` printed.
 struct Printer {
     json: bool,
@@ -80,14 +96,16 @@ impl Printer {
             println!("{ev}");
         } else {
             println!(
-                "{:>6}  {}  {}  {}  {}  {}  {}",
-                seq,
-                cell(&ev["time"]),
-                cell(&ev["org"]),
-                cell(&ev["type"]),
-                cell(&ev["outcome"]),
-                cell(&ev["subject"]),
-                cell(&ev["source"]),
+                "{}",
+                row(&[
+                    seq.to_string(),
+                    cell(&ev["time"]),
+                    cell(&ev["org"]),
+                    cell(&ev["type"]),
+                    cell(&ev["outcome"]),
+                    cell(&ev["subject"]),
+                    cell(&ev["source"]),
+                ])
             );
         }
         self.printed += 1;
@@ -117,7 +135,7 @@ async fn tail(conn: &mut Conn, f: &str, t: &Tail, json: bool) -> Result<()> {
         return Ok(());
     }
     if !json {
-        println!("   SEQ  TIME  ORG  TYPE  OUTCOME  SUBJECT  SOURCE");
+        println!("{}", row(&HEADERS.map(String::from)));
     }
     if !t.no_follow {
         conn.subscribe(f).await?;
@@ -172,6 +190,28 @@ async fn tail(conn: &mut Conn, f: &str, t: &Tail, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_line_up_under_the_headers() {
+        let head = row(&HEADERS.map(String::from));
+        let line = row(&[
+            "7".into(),
+            "2026-12-02T14:00:00.000Z".into(),
+            "acme".into(),
+            "vapp.instantiate".into(),
+            "success".into(),
+            "vapp-1".into(),
+            "/platform".into(),
+        ]);
+        // SEQ is right-aligned: the number ends where its header does.
+        assert_eq!(
+            head.find("SEQ").map(|i| i + 3),
+            line.find('7').map(|i| i + 1)
+        );
+        assert_eq!(head.find("ORG"), line.find("acme"));
+        assert_eq!(head.find("TYPE"), line.find("vapp.instantiate"));
+        assert_eq!(head.find("SOURCE"), line.find("/platform"));
+    }
 
     #[test]
     fn filters_follow_org_and_type() {

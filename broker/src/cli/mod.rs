@@ -49,7 +49,7 @@ pub enum Command {
         /// A new or empty directory outside the data dir.
         dest: PathBuf,
         #[command(flatten)]
-        config: ConfigArgs,
+        config: StoreArgs,
     },
     /// Print a shell completion script, e.g. `extbus completions bash > /etc/bash_completion.d/extbus`.
     Completions {
@@ -84,6 +84,7 @@ pub enum SchemaCmd {
 pub enum PrincipalCmd {
     /// Add a principal and print its new secret (shown once).
     Add {
+        /// The principal's name: its MQTT user name and inbox (`[a-z0-9-]{1,64}`).
         name: String,
         /// platform, extension, operator, observer or admin; repeat for several.
         #[arg(long = "role", required = true)]
@@ -92,21 +93,46 @@ pub enum PrincipalCmd {
         #[arg(long = "org")]
         orgs: Vec<String>,
         #[command(flatten)]
-        config: ConfigArgs,
+        config: StoreArgs,
     },
     /// List principals (never their secrets).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        config: ConfigArgs,
+        config: StoreArgs,
     },
     /// Remove a principal.
     Remove {
+        /// The principal to remove.
         name: String,
         #[command(flatten)]
-        config: ConfigArgs,
+        config: StoreArgs,
     },
+}
+
+/// Where the data dir is, for the commands that work on it offline (principals, backup):
+/// the serve-only flags (listeners, `--dev`, logging) do not apply to them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', env = "EXTBUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (store and principals).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The same layers as `serve` reads, without its own flags.
+    pub fn config_args(&self) -> ConfigArgs {
+        ConfigArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            ..ConfigArgs::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -133,6 +159,7 @@ pub struct ConfigArgs {
     /// Create the sample principals platform, extension, operator, observer, admin (secret = name); loopback only.
     #[arg(long)]
     pub dev: bool,
+    /// Log lines for people (human) or for collectors (json).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormatArg>,
     /// Log filter, e.g. info or extbus=debug.

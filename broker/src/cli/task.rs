@@ -19,7 +19,7 @@ pub struct TaskArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCmd {
-    /// List tasks, newest first.
+    /// List tasks, oldest first (in id order); page on with --after.
     List {
         /// blocked, resumed, cancelled or aborted.
         #[arg(long, value_parser = ["blocked", "resumed", "cancelled", "aborted"])]
@@ -27,6 +27,7 @@ pub enum TaskCmd {
         /// Only this operation, e.g. vapp.instantiate.
         #[arg(long)]
         operation: Option<String>,
+        /// Only this org's tasks (an org-limited principal sees only its own orgs).
         #[arg(long)]
         org: Option<String>,
         /// Most tasks to list (the broker caps it at 1000).
@@ -37,7 +38,10 @@ pub enum TaskCmd {
         after: Option<String>,
     },
     /// Show one task with its history.
-    Get { id: String },
+    Get {
+        /// The task id, as in `task list` or the notice.
+        id: String,
+    },
     /// Let the operation continue.
     Resume(Resolve),
     /// Stop the operation and roll it back.
@@ -46,10 +50,13 @@ pub enum TaskCmd {
     Abort(Resolve),
     /// Move the task's deadline to now + DURATION (bounded by the rule's max).
     Extend {
+        /// The task id, as in `task list` or the notice.
         id: String,
-        /// e.g. 90s, 10m, 1h, 500ms.
+        /// e.g. 500ms, 90s, 10m, 1h, 2d; a bare number is seconds. The stage's start plus the
+        /// rule's `max_timeout_ms` caps it (the CLI says when it did).
         #[arg(long, value_parser = parse_duration)]
         by: Duration,
+        /// Why; recorded in the task's history.
         #[arg(short = 'm', long)]
         message: Option<String>,
     },
@@ -57,6 +64,7 @@ pub enum TaskCmd {
 
 #[derive(Debug, Args)]
 pub struct Resolve {
+    /// The task id, as in `task list` or the notice.
     pub id: String,
     /// Why; recorded in the task's history and sent with the outcome.
     #[arg(short = 'm', long)]
@@ -71,6 +79,9 @@ pub fn run(args: TaskArgs) -> Result<()> {
         // Bad input is refused before anything is sent.
         let (suffix, body) = request(&args.cmd)?;
         let mut conn = Conn::open(&args.conn).await?;
+        let sent_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let outcome = conn.command(&suffix, body).await;
         conn.close().await;
         let result = outcome?;
@@ -78,6 +89,9 @@ pub fn run(args: TaskArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&result)?);
         } else {
             print!("{}", readable(&args.cmd, &result));
+        }
+        if let Some(note) = note(&args.cmd, &result, &conn_user(&args.conn), sent_at) {
+            eprintln!("note: {note}");
         }
         Ok(())
     })
@@ -142,15 +156,52 @@ fn readable(cmd: &TaskCmd, result: &Value) -> String {
         _ => {
             let mut s = format!("task {}: {}", cell(&result["id"]), cell(&result["state"]));
             if result["state"] == "blocked" {
+                // Stages count from 1 here, as in `task get` and `task list`.
                 s.push_str(&format!(
                     " (stage {}, deadline {})",
-                    cell(&result["stage"]),
+                    stage_names(result),
                     cell(&result["deadline"])
                 ));
             }
             s.push('\n');
             s
         }
+    }
+}
+
+fn conn_user(c: &super::connect::ConnectArgs) -> String {
+    c.target().map(|t| t.user).unwrap_or_default()
+}
+
+/// What the reply leaves unsaid: an extension the rule capped, or an empty list that an org
+/// limit may explain.
+fn note(cmd: &TaskCmd, result: &Value, user: &str, sent_at: u64) -> Option<String> {
+    match cmd {
+        TaskCmd::Extend { by, .. } => {
+            let deadline = result["deadline"].as_str()?;
+            let got = extbus_schema::time_fmt::parse_ms(deadline).ok()?;
+            let asked = sent_at.saturating_add(by.as_millis() as u64);
+            // A second of slack for the time the command took.
+            (got.saturating_add(1_000) < asked).then(|| {
+                format!(
+                    "the deadline was capped at {deadline}: the rule's max_timeout_ms from the stage's start ends before --by {}",
+                    humanize(*by)
+                )
+            })
+        }
+        TaskCmd::List { org: Some(org), .. } if result["tasks"].as_array()?.is_empty() => Some(
+            format!("no task of org '{org}' is visible to '{user}'; a principal limited to other orgs sees none"),
+        ),
+        _ => None,
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1_000) {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms / 1_000)
     }
 }
 
