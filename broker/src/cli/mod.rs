@@ -77,7 +77,10 @@ pub enum ConfigCmd {
 #[derive(Debug, Subcommand)]
 pub enum SchemaCmd {
     /// Write the JSON Schema files and an AsyncAPI 3.0 document into DIR.
-    Export { dir: PathBuf },
+    Export {
+        /// Where the files go (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,8 +1,10 @@
 //! Broker configuration in layers: built-in defaults, a TOML file, `EXTBUS_*` environment
 //! variables (`EXTBUS_MQTT__LISTEN`, `__` between levels), then command-line flags.
-//! `Config::validate` refuses a bad value naming its field; nothing here touches the network.
+//! `Config::validate` refuses a bad value naming its field (`load_error` words what the loader
+//! itself refuses); nothing here touches the network.
 
 pub mod exec;
+mod load_error;
 
 pub use exec::{ExecConfig, ExecService};
 use extbus_schema::tasks::RuleSpec;
@@ -374,7 +376,7 @@ impl Config {
         fig = fig.merge(Serialized::defaults(overrides));
         let cfg: Config = fig
             .extract()
-            .map_err(|e| ConfigError::Load(e.to_string().replace("\n", "; ")))?;
+            .map_err(|e| ConfigError::Load(load_error::describe(e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
