@@ -160,6 +160,8 @@ pub fn document() -> Value {
                     "summary": v["description"],
                     "contentType": "application/json",
                     "payload": {"$ref": format!("schemas/{}", s.file_name())},
+                    // The schema's own absolute id, for tools that resolve by id.
+                    "x-schema-id": v["$id"],
                 }),
             )
         })

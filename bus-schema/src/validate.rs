@@ -78,6 +78,11 @@ pub fn schemas() -> &'static [SchemaFile] {
     &SCHEMAS
 }
 
+/// The absolute `$id` every schema file carries: `urn:extbus:schema:1:<name>` (contract 1).
+pub fn schema_id(name: &str) -> String {
+    format!("urn:extbus:schema:1:{name}")
+}
+
 /// The schema file named `name`.
 pub fn schema_file(name: &str) -> Option<&'static SchemaFile> {
     schemas().iter().find(|s| s.name == name)
@@ -199,6 +204,8 @@ mod tests {
                 "{}",
                 f.name
             );
+            // An absolute id, so a copy resolves wherever it is read from.
+            assert_eq!(c.schema["$id"], schema_id(f.name), "{}", f.name);
             assert!(c.schema["title"].is_string(), "{}", f.name);
             assert!(c.schema["description"].is_string(), "{}", f.name);
             assert!(jsonschema::meta::is_valid(&c.schema), "{}", f.name);
