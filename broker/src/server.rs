@@ -211,7 +211,7 @@ pub async fn run_with_metrics(
         verifier.clone(),
         registry.clone(),
         metrics.clone(),
-        notice_tx,
+        notice_tx.clone(),
     )
     .await
     .context("starting the MQTT bus")?;
@@ -239,14 +239,15 @@ pub async fn run_with_metrics(
         bus_rx,
         notices: notice_rx,
         principals: principals.clone(),
-        registry,
+        registry: registry.clone(),
         metrics: metrics.clone(),
         clock: clock.clone(),
         internal,
         services: services.clone(),
     };
     let http_state =
-        crate::http::HttpState::new(metrics.clone(), verifier, services, cfg.mqtt.max_payload);
+        crate::http::HttpState::new(metrics.clone(), verifier, services, cfg.mqtt.max_payload)
+            .with_bus_auth(registry, notice_tx);
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http = tokio::spawn(crate::http::serve(

@@ -65,6 +65,11 @@ impl Authenticator {
         Authenticator { verifier }
     }
 
+    /// The shared verifier (for checks of credentials other than the caller's own).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
     /// The calling principal (from `peer`, if known), or why not.
     pub async fn check(
         &self,

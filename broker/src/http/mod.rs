@@ -1,11 +1,13 @@
 //! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text, or OpenMetrics on
 //! request), and everything else through the extension services gateway (`gateway`, callers
 //! authenticated by `auth`).
+//! `/bus/authn` and `/bus/authz` answer an external broker's HTTP auth backends (`bus_auth`).
 //! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s; one access
 //! log line per request is `access`'s.
 
 mod access;
 pub mod auth;
+mod bus_auth;
 mod conn;
 mod gateway;
 
@@ -34,6 +36,10 @@ pub struct HttpState {
     pub max_payload: usize,
     /// Becomes true when the shutdown grace period is over: waiting calls answer 503.
     pub closing: watch::Receiver<bool>,
+    /// What extensions registered, for `/bus/authz` (none: it refuses everything).
+    pub registry: Option<Arc<crate::registry::Registry>>,
+    /// Where `/bus/authz` refusals go to be audited as `security.denied`.
+    pub notices: Option<tokio::sync::mpsc::Sender<crate::notices::GateNotice>>,
 }
 
 impl HttpState {
@@ -49,7 +55,20 @@ impl HttpState {
             auth: auth::Authenticator::new(verifier),
             max_payload,
             closing: watch::channel(false).1,
+            registry: None,
+            notices: None,
         }
+    }
+
+    /// Lets `/bus/authz` decide with `registry` and audit its refusals through `notices`.
+    pub fn with_bus_auth(
+        mut self,
+        registry: Arc<crate::registry::Registry>,
+        notices: tokio::sync::mpsc::Sender<crate::notices::GateNotice>,
+    ) -> Self {
+        self.registry = Some(registry);
+        self.notices = Some(notices);
+        self
     }
 }
 
@@ -57,6 +76,8 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/bus/authn", axum::routing::post(bus_auth::authn))
+        .route("/bus/authz", axum::routing::post(bus_auth::authz))
         .fallback(gateway::handle)
         .layer(axum::middleware::from_fn(access::log))
         .with_state(state)

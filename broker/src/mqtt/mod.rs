@@ -8,6 +8,7 @@ mod gate;
 
 pub use bus::{BusError, BusRx, BusTx, InboundPublish, PublishProps};
 pub use gate::acl::{may_publish, may_subscribe, Denial};
+pub use gate::acl_unfiltered::may_subscribe_unfiltered;
 pub use gate::tls::TlsFiles;
 
 use crate::auth::Verifier;

@@ -7,6 +7,7 @@
 
 mod ackorder;
 pub mod acl;
+pub mod acl_unfiltered;
 pub(crate) mod codec;
 mod connect;
 mod connection;
