@@ -77,7 +77,7 @@ impl TestBroker {
             tls = tls_l.as_ref().map(|l| l.local_addr().unwrap());
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             let listeners = Listeners {
-                mqtt: mqtt_l,
+                mqtt: Some(mqtt_l),
                 http: http_l,
                 mqtt_tls: tls_l,
             };

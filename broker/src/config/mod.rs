@@ -3,9 +3,11 @@
 //! `Config::validate` refuses a bad value naming its field (`load_error` words what the loader
 //! itself refuses); nothing here touches the network.
 
+pub mod bus;
 pub mod exec;
 mod load_error;
 
+pub use bus::{BusConfig, BusMode};
 pub use exec::{ExecConfig, ExecService};
 use extbus_schema::tasks::RuleSpec;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -21,6 +23,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Create the five sample principals (name = secret). Loopback listeners only.
     pub dev: bool,
+    /// Where the bus is (`[bus]`): embedded (default) or an external broker.
+    pub bus: BusConfig,
     pub mqtt: MqttConfig,
     pub http: HttpConfig,
     pub tasks: TasksConfig,
@@ -230,6 +234,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./extbus-data"),
             dev: false,
+            bus: BusConfig::default(),
             mqtt: MqttConfig::default(),
             http: HttpConfig::default(),
             tasks: TasksConfig::default(),
@@ -390,6 +395,7 @@ impl Config {
             ));
         }
         self.mqtt.subscriptions.validate()?;
+        self.bus.validate()?;
         if self.tasks.renotify_ms < 100 {
             return Err(invalid("tasks.renotify_ms", "must be at least 100"));
         }

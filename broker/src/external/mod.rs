@@ -1,0 +1,30 @@
+//! External bus mode beyond the connection itself: the settings `[bus]` gives, and keeping
+//! Mosquitto's dynamic-security clients, roles and ACLs in step with extbus's principals and
+//! registrations (`dynsec` talks to the plugin, `sync` decides what to tell it).
+
+pub mod dynsec;
+pub mod sync;
+
+use crate::config::{bus::parse_url, Config};
+use crate::mqtt::external::ExternalSettings;
+use anyhow::{anyhow, Result};
+
+/// The external broker's connection settings from `[bus]`.
+pub fn settings(cfg: &Config) -> Result<ExternalSettings> {
+    let b = &cfg.bus;
+    let url = parse_url(&b.url).map_err(|e| anyhow!("bus.url: {e}"))?;
+    let tls = url.tls.then(|| match &b.ca_file {
+        Some(p) => extbus_client::Tls::CaFile(p.clone()),
+        None => extbus_client::Tls::NativeRoots,
+    });
+    Ok(ExternalSettings {
+        host: url.host,
+        port: url.port,
+        tls,
+        user: b.user.clone(),
+        secret: b.secret.clone(),
+        client_id: format!("{}-coordinator", b.client_id_prefix),
+        session_expiry_s: b.session_expiry_s,
+        max_payload: cfg.mqtt.max_payload,
+    })
+}
