@@ -251,6 +251,7 @@ pub async fn run_with_metrics(
                     dynsec,
                     principals: principals.clone(),
                     registry: registry.clone(),
+                    dev: cfg.dev,
                 }));
             }
             // Nothing raises gate notices here; the sender stays so the queue stays open.

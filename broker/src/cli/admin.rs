@@ -44,6 +44,11 @@ pub fn principal_add(
         .collect::<Result<Vec<_>>>()?;
     let p = Principals::open(&cfg.data_dir)?;
     let secret = p.add(name, roles, orgs.to_vec(), None)?;
+    if cfg.bus.external() && cfg.bus.dynsec {
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(crate::external::principal_added(&cfg, name, &secret))
+            .context("the principal is added, but the broker's client is not: run `extbus principal remove` and add it again")?;
+    }
     eprintln!("added principal '{name}'; its secret is shown once, keep it safe:");
     println!("{secret}");
     Ok(())

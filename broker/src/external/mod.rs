@@ -28,3 +28,22 @@ pub fn settings(cfg: &Config) -> Result<ExternalSettings> {
         max_payload: cfg.mqtt.max_payload,
     })
 }
+
+/// `principal add` with `bus.dynsec`: the new principal's client gets its password (known
+/// only now; extbus keeps a hash) and its role, before the secret is shown.
+pub async fn principal_added(cfg: &Config, name: &str, secret: &str) -> Result<()> {
+    let s = settings(cfg)?;
+    let dynsec = dynsec::Dynsec::connect(&s)
+        .await
+        .map_err(|e| anyhow!("dynamic security (bus.dynsec): {e}"))?;
+    let sync = sync::Sync {
+        dynsec,
+        principals: std::sync::Arc::new(crate::principals::Principals::open(&cfg.data_dir)?),
+        registry: std::sync::Arc::new(crate::registry::Registry::new()),
+        dev: false,
+    };
+    sync.principal(name, Some(secret))
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

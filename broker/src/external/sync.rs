@@ -61,6 +61,8 @@ pub struct Sync {
     pub dynsec: Arc<Dynsec>,
     pub principals: Arc<Principals>,
     pub registry: Arc<Registry>,
+    /// `--dev`: the sample principals' secrets are their names, so their clients get them.
+    pub dev: bool,
 }
 
 fn refused(answers: &[Answer], tolerated: &[&str]) -> Result<(), String> {
@@ -108,26 +110,58 @@ impl Sync {
         if let Some(pw) = password {
             client["password"] = json!(pw);
         }
-        let mut commands = vec![
+        let commands = vec![
             json!({"command": "createRole", "rolename": role}),
             json!({"command": "modifyRole", "rolename": role, "acls": want}),
             client,
-            json!({"command": "addClientRole", "username": name, "rolename": role}),
         ];
+        let a = self.dynsec.run(commands).await?;
+        refused(&a, &["already"])?;
+        let existed = a.get(2).is_some_and(|c| c.error.is_some());
+        if existed {
+            self.existing_client(name, &role, password).await?;
+        }
+        Ok(drifted)
+    }
+
+    /// A client that was there already: give it its role if it lacks it (the plugin refuses
+    /// adding a role twice), and the password if one is known.
+    async fn existing_client(
+        &self,
+        name: &str,
+        role: &str,
+        password: Option<&str>,
+    ) -> Result<(), String> {
+        let got = self
+            .dynsec
+            .run(vec![json!({"command": "getClient", "username": name})])
+            .await?;
+        let has_role = got.first().is_some_and(|a| {
+            a.data["client"]["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["rolename"] == role))
+        });
+        let mut commands = Vec::new();
+        if !has_role {
+            commands.push(json!({"command": "addClientRole", "username": name, "rolename": role}));
+        }
         if let Some(pw) = password {
             commands
                 .push(json!({"command": "setClientPassword", "username": name, "password": pw}));
         }
         let a = self.dynsec.run(commands).await?;
-        refused(&a, &["already"])?;
-        Ok(drifted)
+        refused(&a, &[])
     }
 
     /// Applies every principal, and removes `extbus:` roles whose principal is gone.
     pub async fn all(&self) -> Result<Report, String> {
         let mut report = Report::default();
         for p in self.principals.list() {
-            if self.principal(&p.name, None).await? {
+            let known = crate::server::DEV_PRINCIPALS
+                .iter()
+                .any(|(n, _)| self.dev && *n == p.name);
+            let password = known.then_some(p.name.as_str());
+            if self.principal(&p.name, password).await? {
                 report.drifted.push(p.name.clone());
             }
             report.applied.push(p.name);
