@@ -8,6 +8,7 @@ use extbus_schema::Role;
 use extbus_tests::mosquitto::Mosquitto;
 use extbus_tests::{BusClient, Proto, TestBroker};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 async fn world() -> (Mosquitto, TestBroker) {
     let m = Mosquitto::start().await;
@@ -151,5 +152,143 @@ async fn a_registered_service_is_subscribable_right_after_the_reply() {
         .await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(ext.subscribe(filter).await, vec![1]);
+    b.stop().await;
+}
+
+/// A platform client of its own (persistent session, QoS 1) that records which of its
+/// commands Mosquitto acknowledged: PUBACK is what "accepted" means to a publisher.
+struct Acked {
+    client: rumqttc::v5::AsyncClient,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    sent: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    inflight: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u16, String>>>,
+}
+
+impl Acked {
+    fn connect(m: &Mosquitto) -> Acked {
+        use rumqttc::v5::mqttbytes::v5::Packet;
+        use rumqttc::v5::{Event, MqttOptions};
+        let mut o = MqttOptions::new("platform-acked", "127.0.0.1", m.addr.port());
+        o.set_credentials("platform", "platform")
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(600))
+            .set_keep_alive(Duration::from_secs(5));
+        let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 10_000);
+        let a = Acked {
+            client,
+            acked: Default::default(),
+            sent: Default::default(),
+            inflight: Default::default(),
+        };
+        let (acked, sent, inflight) = (a.acked.clone(), a.sent.clone(), a.inflight.clone());
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    // A first transmission takes the next request id; a resend keeps its own.
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                        let mut f = inflight.lock().unwrap();
+                        if let std::collections::hash_map::Entry::Vacant(e) = f.entry(pkid) {
+                            if let Some(r) = sent.lock().unwrap().pop_front() {
+                                e.insert(r);
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(r) = inflight.lock().unwrap().remove(&ack.pkid) {
+                            acked.lock().unwrap().push(r);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        a
+    }
+
+    async fn submit(&self, request_id: &str) {
+        self.sent.lock().unwrap().push_back(request_id.to_string());
+        let body = serde_json::to_vec(&submit_body(request_id, "vm.create")).unwrap();
+        self.client
+            .publish(
+                topics::inbox("platform", "tasks/submit"),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                body,
+            )
+            .await
+            .expect("queue publish");
+    }
+}
+
+/// Every task's request id, page by page.
+async fn request_ids(p: &BusClient) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let r = p
+            .command("tasks/query", json!({"limit": 1000, "after": after}))
+            .await;
+        let tasks = r["result"]["tasks"].as_array().cloned().unwrap_or_default();
+        let Some(last) = tasks.last() else {
+            return out;
+        };
+        after = last["id"].clone();
+        out.extend(
+            tasks
+                .iter()
+                .map(|t| t["request_id"].as_str().unwrap().to_string()),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_mosquitto_restart_under_load_loses_nothing_acknowledged() {
+    let (mut m, b) = world().await;
+    let ext = b.client("extension").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "timeout_ms": 600000}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let p = Acked::connect(&m);
+    const N: usize = 300;
+    for i in 0..N {
+        p.submit(&format!("r-{i}")).await;
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if i == N / 3 {
+            m.restart().await;
+        }
+    }
+    // Everything sent is acknowledged once Mosquitto and both clients are back.
+    let start = std::time::Instant::now();
+    while p.acked.lock().unwrap().len() < N && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let acked = p.acked.lock().unwrap().clone();
+    // The publisher resends what was in flight at the restart: in the end all are accepted.
+    assert_eq!(acked.len(), N, "acknowledged: {}", acked.len());
+    let reader = b.client("platform").await;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids = request_ids(&reader).await;
+        if acked.iter().all(|r| ids.contains(r)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let missing: Vec<_> = acked.iter().filter(|r| !ids.contains(r)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not applied: {missing:?}"
+    );
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "a command applied twice");
     b.stop().await;
 }

@@ -31,6 +31,11 @@ pub struct BusConfig {
     /// How long the broker keeps the coordinator's session (and its queued commands) while
     /// extbus is away, in seconds.
     pub session_expiry_s: u32,
+    /// Take commands through `$share/<group>/extbus/in/+/#` instead of `extbus/in/+/#`.
+    /// Empty (the default): a plain subscription, which Mosquitto 2.0 keeps across its own
+    /// restart; it does not keep shared ones, and commands published before extbus is back
+    /// would be acknowledged to their senders and dropped.
+    pub share_group: String,
     /// Keep Mosquitto's dynamic-security clients, roles and ACLs in step with principals
     /// and registrations.
     pub dynsec: bool,
@@ -46,6 +51,7 @@ impl Default for BusConfig {
             client_id_prefix: "extbus".into(),
             ca_file: None,
             session_expiry_s: 86_400,
+            share_group: String::new(),
             dynsec: false,
         }
     }
@@ -128,6 +134,17 @@ impl BusConfig {
                 "must be 1 to 40 of [A-Za-z0-9_-]",
             ));
         }
+        let g = &self.share_group;
+        if g.len() > 40
+            || !g
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "bus.share_group",
+                "must be empty or up to 40 of [A-Za-z0-9_-]",
+            ));
+        }
         if self.ca_file.is_some() && !url.tls {
             return Err(invalid(
                 "bus.ca_file",
@@ -208,6 +225,9 @@ mod tests {
         let mut c = external();
         c.ca_file = Some("ca.pem".into());
         assert_eq!(field(&c), "bus.ca_file");
+        let mut c = external();
+        c.share_group = "a/b".into();
+        assert_eq!(field(&c), "bus.share_group");
         let c = BusConfig {
             dynsec: true,
             ..Default::default()

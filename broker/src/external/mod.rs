@@ -26,6 +26,7 @@ pub fn settings(cfg: &Config) -> Result<ExternalSettings> {
         client_id: format!("{}-coordinator", b.client_id_prefix),
         session_expiry_s: b.session_expiry_s,
         max_payload: cfg.mqtt.max_payload,
+        share_group: (!b.share_group.is_empty()).then(|| b.share_group.clone()),
     })
 }
 

@@ -1,6 +1,6 @@
 //! External-broker mode: the coordinator as an MQTT 5 client (rumqttc) of an existing broker.
 //! A persistent session (clean start off, a session expiry) and QoS 1 both ways: commands
-//! come from the shared subscription `$share/extbus/extbus/in/+/#`, and each is acknowledged
+//! come from `extbus/in/+/#` (or `$share/<group>/...`, see `bus.share_group`), and each is acknowledged
 //! (PUBACK) only once it is in the coordinator's queue, so the broker keeps, and redelivers,
 //! whatever extbus has not taken. Reconnects with backoff and subscribes again.
 
@@ -14,9 +14,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// The coordinator's one subscription: every principal's inbox, in a shared group so a
-/// standby instance can join it.
-pub const SHARED_INBOX: &str = "$share/extbus/extbus/in/+/#";
+/// Every principal's inbox: the coordinator's one subscription.
+pub const INBOX_FILTER: &str = "extbus/in/+/#";
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -37,9 +36,19 @@ pub struct ExternalSettings {
     pub session_expiry_s: u32,
     /// Largest command extbus accepts; the broker is told a little more, for headers.
     pub max_payload: usize,
+    /// A shared-subscription group for the inboxes; `None`: a plain subscription.
+    pub share_group: Option<String>,
 }
 
 impl ExternalSettings {
+    /// The coordinator's subscription.
+    pub fn inbox_filter(&self) -> String {
+        match &self.share_group {
+            Some(g) => format!("$share/{g}/{INBOX_FILTER}"),
+            None => INBOX_FILTER.to_string(),
+        }
+    }
+
     /// rumqttc options for a client of this broker with `client_id`.
     pub(crate) fn options(&self, client_id: &str) -> Result<MqttOptions, MqttError> {
         let mut o = MqttOptions::new(client_id, &self.host, self.port);
@@ -105,7 +114,13 @@ pub async fn connect(s: &ExternalSettings) -> Result<(ExternalHandle, BusTx, Bus
     first_connack(&mut eventloop, &client, s).await?;
     let (commands, commands_rx) = mpsc::channel(bus::COMMAND_QUEUE);
     let (up_tx, _) = watch::channel(true);
-    let task = tokio::spawn(drive(eventloop, client.clone(), commands, up_tx));
+    let task = tokio::spawn(drive(
+        eventloop,
+        client.clone(),
+        commands,
+        up_tx,
+        s.inbox_filter(),
+    ));
     let publisher = Publisher {
         client: client.clone(),
     };
@@ -139,12 +154,12 @@ async fn first_connack(
             s.host, s.port, s.user
         ))
     })?;
-    subscribe(client);
+    subscribe(client, &s.inbox_filter());
     Ok(())
 }
 
-fn subscribe(client: &AsyncClient) {
-    if let Err(e) = client.try_subscribe(SHARED_INBOX, QoS::AtLeastOnce) {
+fn subscribe(client: &AsyncClient, filter: &str) {
+    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
         tracing::error!(error = %e, "cannot subscribe to the inboxes on the external broker");
     }
 }
@@ -156,6 +171,7 @@ async fn drive(
     client: AsyncClient,
     commands: mpsc::Sender<InboundPublish>,
     up: watch::Sender<bool>,
+    filter: String,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -169,7 +185,7 @@ async fn drive(
                 tracing::info!("connected to the external MQTT broker again");
                 backoff = MIN_BACKOFF;
                 up.send_replace(true);
-                subscribe(&client);
+                subscribe(&client, &filter);
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 let refused = ack
@@ -177,7 +193,7 @@ async fn drive(
                     .iter()
                     .any(|c| !matches!(c, SubscribeReasonCode::Success(_)));
                 if refused {
-                    tracing::error!(codes = ?ack.return_codes, filter = SHARED_INBOX, "the external broker refused the inbox subscription: bus.user needs subscribe rights on it");
+                    tracing::error!(codes = ?ack.return_codes, filter = %filter, "the external broker refused the inbox subscription: bus.user needs subscribe rights on it");
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
