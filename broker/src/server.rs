@@ -127,7 +127,7 @@ pub fn ensure_principals(cfg: &Config, p: &Principals) -> Result<()> {
     Ok(())
 }
 
-fn open_store(dir: &Path) -> Result<sled::Db> {
+pub(crate) fn open_store(dir: &Path) -> Result<sled::Db> {
     let store = dir.join("store");
     crate::datadir::create_private(&store)
         .with_context(|| format!("creating the store dir {}", store.display()))?;

@@ -292,3 +292,52 @@ async fn a_mosquitto_restart_under_load_loses_nothing_acknowledged() {
     assert_eq!(unique.len(), ids.len(), "a command applied twice");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn bus_sync_repairs_and_reports_drift_with_registrations_from_the_store() {
+    use extbus::external::{dynsec::Dynsec, settings};
+    let (m, b) = world().await;
+    let ext = b.client("extension").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"rules": [{"operation": "vm.create", "timeout_ms": 60000}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let (cfg, _dir, _clock) = b.stop().await;
+    let ds = Dynsec::connect(&settings(&cfg).unwrap()).await.unwrap();
+    let tamper = ds
+        .run(vec![
+            // (Not deleteRole: Mosquitto 2.0.11 corrupts the clients of a role deleted under them.)
+            json!({"command": "removeClientRole", "username": "observer", "rolename": "extbus:observer"}),
+            json!({"command": "modifyRole", "rolename": "extbus:observer", "acls": []}),
+            json!({"command": "modifyRole", "rolename": "extbus:extension", "acls": []}),
+            json!({"command": "createRole", "rolename": "extbus:gone"}),
+        ])
+        .await
+        .unwrap();
+    assert!(tamper.iter().all(|a| a.error.is_none()), "{tamper:?}");
+    let report = extbus::external::sync_all(&cfg).await.expect("bus sync");
+    assert_eq!(report.drifted, ["extension", "observer"], "{report:?}");
+    assert_eq!(report.removed, ["gone"]);
+    let role = ds
+        .run(vec![
+            json!({"command": "getRole", "rolename": "extbus:extension"}),
+        ])
+        .await
+        .unwrap();
+    let acls = role[0].data["role"]["acls"].to_string();
+    assert!(acls.contains("extbus/tasks/blocked/vm/create"), "{acls}");
+    // Nothing left to repair.
+    let again = extbus::external::sync_all(&cfg).await.unwrap();
+    assert!(
+        again.drifted.is_empty() && again.removed.is_empty(),
+        "{again:?}"
+    );
+    // The observer's client has its role back: it may read events again.
+    let obs = BusClient::connect_addr(m.addr, Proto::V5, "observer", "observer")
+        .await
+        .unwrap();
+    assert_eq!(obs.subscribe(topics::EVENTS_ALL).await, vec![1]);
+}

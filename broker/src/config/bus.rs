@@ -24,7 +24,7 @@ pub struct BusConfig {
     /// under `extbus/` and, with `dynsec`, to `$CONTROL/dynamic-security/#`).
     pub user: String,
     pub secret: String,
-    /// Start of the coordinator's MQTT client ids (`<prefix>-coordinator`, `<prefix>-dynsec`).
+    /// Start of the coordinator's MQTT client ids (`<prefix>-coordinator`, `<prefix>-dynsec-<random>`).
     pub client_id_prefix: String,
     /// PEM CA file for `mqtts://` (the system's roots when unset).
     pub ca_file: Option<PathBuf>,

@@ -141,6 +141,24 @@ impl Coordinator {
     }
 }
 
+/// What is registered in the store `db` (and the config's rules and services), as the
+/// coordinator restores it at start: for tools that work on a stopped broker's data dir.
+pub fn registrations(db: &sled::Db, config: &Config) -> Result<Registry, CoordinatorError> {
+    let store_err = |e: String| CoordinatorError::Store(e);
+    let trees = Trees::open(db).map_err(|e| store_err(e.to_string()))?;
+    let store = Store::with_trees(trees.clone());
+    let engine = tasks::engine(&store, config).map_err(|e| store_err(e.to_string()))?;
+    let registry = Registry::new();
+    for (owner, ops) in engine.rules().registrations() {
+        for op in ops {
+            registry.add_operation(&owner, &op);
+        }
+    }
+    let router = crate::services::router::Router::new();
+    register::restore_services(&trees, config, &registry, &router);
+    Ok(registry)
+}
+
 /// Runs the coordinator until `shutdown` resolves; the batch in hand is finished and flushed.
 pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(), CoordinatorError> {
     let mut co = Coordinator::open(&parts)?;

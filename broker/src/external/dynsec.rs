@@ -34,10 +34,15 @@ pub struct Dynsec {
 }
 
 impl Dynsec {
-    /// Connects as the bus principal (client id `<prefix>-dynsec`) and subscribes to the
-    /// answers before returning.
+    /// Connects as the bus principal (client id `<prefix>-dynsec-<random>`: the running
+    /// broker and `extbus principal add` each have their own) and subscribes to the answers
+    /// before returning.
     pub async fn connect(s: &ExternalSettings) -> Result<Arc<Dynsec>, String> {
-        let id = s.client_id.replace("-coordinator", "-dynsec");
+        let id = format!(
+            "{}-{}",
+            s.client_id.replace("-coordinator", "-dynsec"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let o = s.options(&id).map_err(|e| e.to_string())?;
         let (client, mut el) = AsyncClient::new(o, 1024);
         client

@@ -48,3 +48,27 @@ pub async fn principal_added(cfg: &Config, name: &str, secret: &str) -> Result<(
         .map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
+
+/// `extbus bus sync`: applies every principal's client, role and ACLs (with what the stopped
+/// broker's store has registered) and reports the drift it corrected.
+pub async fn sync_all(cfg: &Config) -> Result<sync::Report> {
+    if !(cfg.bus.external() && cfg.bus.dynsec) {
+        anyhow::bail!("bus sync needs bus.mode = \"external\" and bus.dynsec = true");
+    }
+    let principals = std::sync::Arc::new(crate::principals::Principals::open(&cfg.data_dir)?);
+    let db = crate::server::open_store(&cfg.data_dir).map_err(|e| {
+        anyhow!("{e:#}: a running extbus applies everything at its start; stop it, or restart it instead")
+    })?;
+    let registry = crate::coordinator::registrations(&db, cfg).map_err(|e| anyhow!("{e}"))?;
+    drop(db);
+    let dynsec = dynsec::Dynsec::connect(&settings(cfg)?)
+        .await
+        .map_err(|e| anyhow!("dynamic security (bus.dynsec): {e}"))?;
+    let sync = sync::Sync {
+        dynsec,
+        principals,
+        registry: std::sync::Arc::new(registry),
+        dev: false,
+    };
+    sync.all().await.map_err(|e| anyhow!("{e}"))
+}

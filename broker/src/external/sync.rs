@@ -86,6 +86,8 @@ impl Sync {
     pub async fn principal(&self, name: &str, password: Option<&str>) -> Result<bool, String> {
         let role = role_name(name);
         let Some(p) = self.principals.get(name) else {
+            // The client first: Mosquitto 2.0.11 keeps a dangling pointer in the clients of
+            // a role deleted under them.
             let a = self
                 .dynsec
                 .run(vec![
