@@ -341,3 +341,35 @@ async fn bus_sync_repairs_and_reports_drift_with_registrations_from_the_store() 
         .unwrap();
     assert_eq!(obs.subscribe(topics::EVENTS_ALL).await, vec![1]);
 }
+
+#[tokio::test]
+async fn a_removed_principal_loses_its_mosquitto_client() {
+    let (m, b) = world().await;
+    b.add_principal_external("temp", &[Role::Platform], &["*"])
+        .await;
+    let t = b.client("temp").await;
+    let r = t.command("tasks/query", json!({})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    // Let the once-a-second check see the new principal first.
+    b.clock.advance(1_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    extbus::principals::Principals::open(&b.data_dir())
+        .unwrap()
+        .remove("temp")
+        .unwrap();
+    // The coordinator's once-a-second check notices and deletes the client and its role.
+    let mut refused = false;
+    for _ in 0..50 {
+        b.clock.advance(1_000);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if BusClient::connect_addr(m.addr, Proto::V5, "temp", "temp")
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "temp still logs in to Mosquitto");
+    b.stop().await;
+}

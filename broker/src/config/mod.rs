@@ -575,8 +575,14 @@ impl Config {
     }
 
     /// The effective config as TOML, for `extbus config print`.
+    /// The configuration as TOML, with `bus.secret` masked (`config print` output is shown
+    /// and pasted around).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut shown = self.clone();
+        if !shown.bus.secret.is_empty() {
+            shown.bus.secret = "********".into();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 

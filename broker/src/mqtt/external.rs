@@ -34,7 +34,8 @@ pub struct ExternalSettings {
     pub client_id: String,
     /// How long the broker keeps the session (and the commands queued in it) while away.
     pub session_expiry_s: u32,
-    /// Largest command extbus accepts; the broker is told a little more, for headers.
+    /// Largest command extbus accepts. The broker is told 4 MiB more, so that a command up to
+    /// the broker's own limit still reaches extbus and gets its `payload_too_large` reply.
     pub max_payload: usize,
     /// A shared-subscription group for the inboxes; `None`: a plain subscription.
     pub share_group: Option<String>,
@@ -54,7 +55,7 @@ impl ExternalSettings {
         let mut o = MqttOptions::new(client_id, &self.host, self.port);
         o.set_credentials(&self.user, &self.secret)
             .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(Some((self.max_payload + 64 * 1024) as u32));
+            .set_max_packet_size(Some((self.max_payload + (4 << 20)) as u32));
         if let Some(tls) = &self.tls {
             let t = extbus_client::tls_transport(tls).map_err(|e| MqttError::Tls(e.to_string()))?;
             o.set_transport(t);
