@@ -243,6 +243,8 @@ pub async fn run_with_metrics(
                 .await
                 .context("connecting to the external MQTT broker (bus.url)")?;
             tracing::info!(url = %cfg.bus.url, "using the external MQTT broker");
+            // The broker's connections are not seen here: services wait for their timeout.
+            registry.presence.untracked();
             if cfg.bus.dynsec {
                 let dynsec = crate::external::dynsec::Dynsec::connect(&settings)
                     .await

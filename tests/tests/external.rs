@@ -1,7 +1,8 @@
 //! External bus mode against a real Mosquitto 2 with dynamic security: commands and replies,
 //! a callout end to end, events to an observer, refusals by Mosquitto itself, a registration
-//! in force in Mosquitto before its reply, and a Mosquitto restart under load that loses
-//! nothing acknowledged.
+//! in force in Mosquitto before its reply, a Mosquitto restart under load that loses nothing
+//! acknowledged, `bus sync` repairing drift, a removed principal's client going, and an HTTP
+//! service call answered over Mosquitto.
 
 use extbus_schema::topics;
 use extbus_schema::Role;
@@ -371,5 +372,44 @@ async fn a_removed_principal_loses_its_mosquitto_client() {
         }
     }
     assert!(refused, "temp still logs in to Mosquitto");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_http_service_call_is_answered_by_an_extension_on_mosquitto() {
+    use extbus_tests::http::{basic, request};
+    let (_m, b) = world().await;
+    let ext = b.client("extension").await;
+    let r = ext
+        .command("register", json!({"services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0", "url_patterns": ["^/ext/acme/greeter/"], "timeout_ms": 5000}]}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let requests = "extbus/services/acme/greeter/1.0.0/requests";
+    assert_eq!(ext.subscribe(requests).await, vec![1]);
+    let answer = {
+        let ext = ext.clone();
+        tokio::spawn(async move {
+            let req = ext.expect_on(requests).await.json();
+            let r = ext
+                .command(
+                    "services/responses",
+                    json!({"id": req["id"], "status": 200, "json": {"hello": req["principal"]}}),
+                )
+                .await;
+            assert_eq!(r["ok"], true, "{r}");
+        })
+    };
+    let auth = basic("platform", "platform");
+    let resp = request(
+        b.http,
+        "GET",
+        "/ext/acme/greeter/hi",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.json()["hello"], "platform");
+    answer.await.unwrap();
     b.stop().await;
 }
