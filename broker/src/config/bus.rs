@@ -234,4 +234,22 @@ mod tests {
         };
         assert_eq!(field(&c), "bus.dynsec");
     }
+
+    #[test]
+    fn no_mqtt_listener_settings_in_external_mode() {
+        let mut cfg = super::super::Config {
+            bus: external(),
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_ok());
+        cfg.mqtt.tls = Some(super::super::TlsConfig {
+            listen: "127.0.0.1:8883".parse().unwrap(),
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        });
+        match cfg.validate() {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "mqtt.tls"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -396,6 +396,12 @@ impl Config {
         }
         self.mqtt.subscriptions.validate()?;
         self.bus.validate()?;
+        if self.bus.external() && self.mqtt.tls.is_some() {
+            return Err(invalid(
+                "mqtt.tls",
+                "bus.mode = \"external\" opens no MQTT listener: TLS is the external broker's (remove [mqtt.tls])",
+            ));
+        }
         if self.tasks.renotify_ms < 100 {
             return Err(invalid("tasks.renotify_ms", "must be at least 100"));
         }
