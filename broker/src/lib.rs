@@ -48,6 +48,7 @@ pub mod coordinator;
 pub mod datadir;
 pub mod eventlog;
 pub mod exec;
+pub mod external;
 pub mod http;
 pub mod link;
 pub mod log_limit;

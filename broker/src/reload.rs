@@ -25,8 +25,9 @@ pub fn changed(old: &Config, new: &Config) -> Vec<&'static str> {
         serde_json::to_value(old).unwrap_or_default(),
         serde_json::to_value(new).unwrap_or_default(),
     );
-    const SECTIONS: [&str; 10] = [
-        "data_dir", "dev", "mqtt", "http", "tasks", "events", "services", "log", "auth", "exec",
+    const SECTIONS: [&str; 11] = [
+        "data_dir", "dev", "bus", "mqtt", "http", "tasks", "events", "services", "log", "auth",
+        "exec",
     ];
     SECTIONS
         .into_iter()

@@ -18,19 +18,27 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 
-/// The sockets the broker serves on, bound by the caller.
+/// The sockets the broker serves on, bound by the caller. In external bus mode there is no
+/// MQTT listener (`mqtt` is `None`, `mqtt_tls` too): clients use the external broker.
 pub struct Listeners {
-    pub mqtt: TcpListener,
+    pub mqtt: Option<TcpListener>,
     pub http: TcpListener,
     pub mqtt_tls: Option<TcpListener>,
 }
 
 impl Listeners {
     pub async fn bind(cfg: &Config) -> Result<Self> {
-        let mqtt = bind(cfg.mqtt.listen, cfg.mqtt.backlog)
-            .with_context(|| format!("binding MQTT listener {} (mqtt.listen)", cfg.mqtt.listen))?;
         let http = bind(cfg.http.listen, cfg.http.backlog)
             .with_context(|| format!("binding HTTP listener {} (http.listen)", cfg.http.listen))?;
+        if cfg.bus.external() {
+            return Ok(Listeners {
+                mqtt: None,
+                http,
+                mqtt_tls: None,
+            });
+        }
+        let mqtt = bind(cfg.mqtt.listen, cfg.mqtt.backlog)
+            .with_context(|| format!("binding MQTT listener {} (mqtt.listen)", cfg.mqtt.listen))?;
         let mqtt_tls =
             match &cfg.mqtt.tls {
                 Some(t) => Some(bind(t.listen, cfg.mqtt.backlog).with_context(|| {
@@ -39,7 +47,7 @@ impl Listeners {
                 None => None,
             };
         Ok(Listeners {
-            mqtt,
+            mqtt: Some(mqtt),
             http,
             mqtt_tls,
         })
@@ -119,7 +127,7 @@ pub fn ensure_principals(cfg: &Config, p: &Principals) -> Result<()> {
     Ok(())
 }
 
-fn open_store(dir: &Path) -> Result<sled::Db> {
+pub(crate) fn open_store(dir: &Path) -> Result<sled::Db> {
     let store = dir.join("store");
     crate::datadir::create_private(&store)
         .with_context(|| format!("creating the store dir {}", store.display()))?;
@@ -139,6 +147,15 @@ fn open_store(dir: &Path) -> Result<sled::Db> {
         tracing::warn!(store = %store.display(), error = %e, "cannot make the store files private");
     }
     Ok(db)
+}
+
+/// What stops the bus at shutdown.
+enum BusHandle {
+    Embedded(mqtt::MqttHandle),
+    External {
+        client: mqtt::external::ExternalHandle,
+        _notices: mpsc::Sender<crate::notices::GateNotice>,
+    },
 }
 
 /// Runs the broker on the given listeners until `shutdown` resolves, then stops accepting,
@@ -180,41 +197,76 @@ pub async fn run_with_metrics(
     let registry = Arc::new(Registry::new());
     let (notice_tx, notice_rx) = mpsc::channel(4096);
 
-    let mqtt_addr = listeners.mqtt.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    let settings = MqttSettings {
-        max_payload: cfg.mqtt.max_payload,
-        gate: true,
-        subscriptions: cfg.mqtt.subscriptions,
-        connect_timeout: std::time::Duration::from_millis(cfg.mqtt.connect_timeout_ms),
-    };
-    let tls = match (listeners.mqtt_tls, &cfg.mqtt.tls) {
-        (Some(l), Some(t)) => Some((
-            l,
-            mqtt::TlsFiles {
-                cert: t.cert.clone(),
-                key: t.key.clone(),
-            },
-        )),
-        _ => None,
-    };
     let verifier = crate::auth::Verifier::start(
         principals.clone(),
         &cfg.auth,
         clock.clone(),
         metrics.clone(),
     );
-    let (mqtt_handle, bus_tx, bus_rx) = mqtt::start(
-        settings,
-        listeners.mqtt,
-        tls,
-        verifier.clone(),
-        registry.clone(),
-        metrics.clone(),
-        notice_tx.clone(),
-    )
-    .await
-    .context("starting the MQTT bus")?;
+    let mut acl_sync = None;
+    let (bus_handle, bus_tx, bus_rx) = match listeners.mqtt {
+        Some(mqtt_listener) => {
+            let settings = MqttSettings {
+                max_payload: cfg.mqtt.max_payload,
+                gate: true,
+                subscriptions: cfg.mqtt.subscriptions,
+                connect_timeout: std::time::Duration::from_millis(cfg.mqtt.connect_timeout_ms),
+            };
+            let tls = match (listeners.mqtt_tls, &cfg.mqtt.tls) {
+                (Some(l), Some(t)) => Some((
+                    l,
+                    mqtt::TlsFiles {
+                        cert: t.cert.clone(),
+                        key: t.key.clone(),
+                    },
+                )),
+                _ => None,
+            };
+            let (h, tx, rx) = mqtt::start(
+                settings,
+                mqtt_listener,
+                tls,
+                verifier.clone(),
+                registry.clone(),
+                metrics.clone(),
+                notice_tx.clone(),
+            )
+            .await
+            .context("starting the MQTT bus")?;
+            tracing::info!(mqtt = %h.local_addr(), "embedded MQTT bus listening");
+            (BusHandle::Embedded(h), tx, rx)
+        }
+        None => {
+            let settings = crate::external::settings(&cfg)?;
+            let (h, tx, rx) = mqtt::external::connect(&settings)
+                .await
+                .context("connecting to the external MQTT broker (bus.url)")?;
+            tracing::info!(url = %cfg.bus.url, "using the external MQTT broker");
+            // The broker's connections are not seen here: services wait for their timeout.
+            registry.presence.untracked();
+            if cfg.bus.dynsec {
+                let dynsec = crate::external::dynsec::Dynsec::connect(&settings)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("dynamic security (bus.dynsec): {e}"))?;
+                acl_sync = Some(Arc::new(crate::external::sync::Sync {
+                    dynsec,
+                    principals: principals.clone(),
+                    registry: registry.clone(),
+                    dev: cfg.dev,
+                }));
+            }
+            // Nothing raises gate notices here; the sender stays so the queue stays open.
+            (
+                BusHandle::External {
+                    client: h,
+                    _notices: notice_tx.clone(),
+                },
+                tx,
+                rx,
+            )
+        }
+    };
     let local: Vec<Arc<dyn crate::services::LocalAnswerer>> = exec
         .iter()
         .map(|e| e.clone() as Arc<dyn crate::services::LocalAnswerer>)
@@ -244,6 +296,7 @@ pub async fn run_with_metrics(
         clock: clock.clone(),
         internal,
         services: services.clone(),
+        acl_sync,
     };
     let http_state =
         crate::http::HttpState::new(metrics.clone(), verifier, services, cfg.mqtt.max_payload)
@@ -256,13 +309,16 @@ pub async fn run_with_metrics(
         crate::http::Limits::from(&cfg.http),
         stopped(http_stop_rx),
     ));
-    tracing::info!(mqtt = %mqtt_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");
+    tracing::info!(http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");
 
     shutdown.await;
     // HTTP first, while the bus still carries service responses; bounded by its grace period.
     let _ = http_stop_tx.send(true);
     let _ = http.await;
-    mqtt_handle.stop().await;
+    match bus_handle {
+        BusHandle::Embedded(h) => h.stop().await,
+        BusHandle::External { client, .. } => client.stop().await,
+    }
     let _ = stop_tx.send(true);
     let coord_result = coord.await.context("coordinator task")?;
     coord_result.context("coordinator")?;

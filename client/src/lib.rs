@@ -53,5 +53,7 @@ pub mod wire;
 pub use connect::{Client, Link, Options};
 pub use error::Error;
 pub use subscribe::{Delivery, Subscription};
+/// The rumqttc transport that trusts `Tls` (for other rumqttc clients of the same broker).
+pub use tls::transport as tls_transport;
 pub use tls::Tls;
 pub use wire::{ErrorCode, Notice};

@@ -46,7 +46,7 @@ fn pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
 
 /// The rumqttc transport for `tls`. The crypto provider is named explicitly: with more than
 /// one compiled in, rustls cannot pick a process default.
-pub(crate) fn transport(tls: &Tls) -> Result<Transport, Error> {
+pub fn transport(tls: &Tls) -> Result<Transport, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

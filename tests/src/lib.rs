@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod http;
+pub mod mosquitto;
 
 pub use client::{BusClient, Msg, Proto};
 
@@ -66,13 +67,20 @@ impl TestBroker {
         let mut tries = 0;
         let (mut mqtt, mut http, mut tls) = (mqtt, http, tls);
         loop {
-            let mqtt_l = bind_retry(mqtt).await;
+            // External bus mode: no MQTT listener; clients use the external broker.
+            let mqtt_l = match external_addr(&config) {
+                Some(_) => None,
+                None => Some(bind_retry(mqtt).await),
+            };
             let http_l = bind_retry(http).await;
             let tls_l = match tls {
                 Some(a) => Some(bind_retry(a).await),
                 None => None,
             };
-            mqtt = mqtt_l.local_addr().unwrap();
+            mqtt = match &mqtt_l {
+                Some(l) => l.local_addr().unwrap(),
+                None => external_addr(&config).expect("bus.url"),
+            };
             http = http_l.local_addr().unwrap();
             tls = tls_l.as_ref().map(|l| l.local_addr().unwrap());
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -138,10 +146,18 @@ impl TestBroker {
                 }
             }
         };
-        let c = match BusClient::connect(self, Proto::V5, "admin", &secret).await {
-            Ok(c) => c,
-            // The listeners are bound before the broker runs: a refusal means it stopped.
-            Err(e) => return Err(format!("admin connects: {e}")),
+        let mut tries = 0;
+        let c = loop {
+            match BusClient::connect(self, Proto::V5, "admin", &secret).await {
+                Ok(c) => break c,
+                // An external broker knows the principals once extbus has started: wait.
+                Err(_) if self.config.bus.external() && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                // The listeners are bound before the broker runs: a refusal means it stopped.
+                Err(e) => return Err(format!("admin connects: {e}")),
+            }
         };
         for _ in 0..100 {
             if tokio::time::timeout(
@@ -156,6 +172,38 @@ impl TestBroker {
             }
         }
         panic!("broker did not become ready");
+    }
+
+    /// A broker on the external Mosquitto `m` with dynamic security, `--dev` principals
+    /// (their passwords set at start-up), then `tweak`.
+    pub async fn start_external(
+        m: &mosquitto::Mosquitto,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestBroker {
+        Self::start_with(|c| {
+            c.bus.mode = extbus::config::BusMode::External;
+            c.bus.url = m.url();
+            c.bus.user = mosquitto::BUS_USER.into();
+            c.bus.secret = mosquitto::BUS_SECRET.into();
+            c.bus.client_id_prefix = format!("extbus-{}", uuid::Uuid::new_v4().simple());
+            c.bus.dynsec = true;
+            tweak(c);
+        })
+        .await
+    }
+
+    /// `add_principal`, and on an external broker with dynamic security its client and
+    /// password too, as `extbus principal add` does.
+    pub async fn add_principal_external(
+        &self,
+        name: &str,
+        roles: &[extbus_schema::Role],
+        orgs: &[&str],
+    ) {
+        self.add_principal(name, roles, orgs);
+        extbus::external::principal_added(&self.config, name, name)
+            .await
+            .expect("dynsec client for the new principal");
     }
 
     /// Adds a principal (secret = name) to the running broker's principals file.
@@ -221,6 +269,15 @@ impl TestBroker {
     ) -> TestBroker {
         Self::launch(config, dir, clock).await
     }
+}
+
+/// The external broker's address, in external bus mode.
+fn external_addr(config: &Config) -> Option<SocketAddr> {
+    if !config.bus.external() {
+        return None;
+    }
+    let u = extbus::config::bus::parse_url(&config.bus.url).ok()?;
+    format!("{}:{}", u.host, u.port).parse().ok()
 }
 
 /// Binds `addr`, retrying a moment while a just-stopped broker still holds it.

@@ -1,5 +1,5 @@
 //! Local administration commands that work on the data dir without a running broker:
-//! `config print|check`, `principal add|list|remove`, `schema export`, `backup`.
+//! `config print|check`, `principal add|list|remove`, `schema export`, `backup`, `bus sync`.
 
 use crate::cli::ConfigArgs;
 use crate::principals::Principals;
@@ -44,6 +44,11 @@ pub fn principal_add(
         .collect::<Result<Vec<_>>>()?;
     let p = Principals::open(&cfg.data_dir)?;
     let secret = p.add(name, roles, orgs.to_vec(), None)?;
+    if cfg.bus.external() && cfg.bus.dynsec {
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(crate::external::principal_added(&cfg, name, &secret))
+            .context("the principal is added, but the broker's client is not: run `extbus principal remove` and add it again")?;
+    }
     eprintln!("added principal '{name}'; its secret is shown once, keep it safe:");
     println!("{secret}");
     Ok(())
@@ -111,6 +116,19 @@ pub fn backup(dest: &Path, args: &ConfigArgs) -> Result<()> {
     eprintln!(
         "restore: stop the broker, then serve the copy (--data-dir {}) or put it in place of the data dir",
         r.dest.display()
+    );
+    Ok(())
+}
+
+pub fn bus_sync(args: &ConfigArgs) -> Result<()> {
+    let cfg = args.load()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let r = rt.block_on(crate::external::sync_all(&cfg))?;
+    println!(
+        "applied {} principals; drifted: [{}]; removed: [{}]",
+        r.applied.len(),
+        r.drifted.join(", "),
+        r.removed.join(", ")
     );
     Ok(())
 }

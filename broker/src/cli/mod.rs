@@ -37,6 +37,9 @@ pub enum Command {
     /// Export the wire contract.
     #[command(subcommand)]
     Schema(SchemaCmd),
+    /// External bus mode: keep the broker's own access control in step.
+    #[command(subcommand)]
+    Bus(BusCmd),
     /// Operators: list, inspect and resolve blocked tasks on a running broker.
     Task(task::TaskArgs),
     /// Follow audit events on a running broker.
@@ -80,6 +83,16 @@ pub enum SchemaCmd {
     Export {
         /// Where the files go (created if missing).
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BusCmd {
+    /// Apply every principal's client, role and ACLs to Mosquitto's dynamic security and
+    /// report what had drifted (the broker must be stopped: it does this at its start).
+    Sync {
+        #[command(flatten)]
+        config: StoreArgs,
     },
 }
 

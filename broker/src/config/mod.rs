@@ -3,9 +3,11 @@
 //! `Config::validate` refuses a bad value naming its field (`load_error` words what the loader
 //! itself refuses); nothing here touches the network.
 
+pub mod bus;
 pub mod exec;
 mod load_error;
 
+pub use bus::{BusConfig, BusMode};
 pub use exec::{ExecConfig, ExecService};
 use extbus_schema::tasks::RuleSpec;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -21,6 +23,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Create the five sample principals (name = secret). Loopback listeners only.
     pub dev: bool,
+    /// Where the bus is (`[bus]`): embedded (default) or an external broker.
+    pub bus: BusConfig,
     pub mqtt: MqttConfig,
     pub http: HttpConfig,
     pub tasks: TasksConfig,
@@ -230,6 +234,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./extbus-data"),
             dev: false,
+            bus: BusConfig::default(),
             mqtt: MqttConfig::default(),
             http: HttpConfig::default(),
             tasks: TasksConfig::default(),
@@ -390,6 +395,13 @@ impl Config {
             ));
         }
         self.mqtt.subscriptions.validate()?;
+        self.bus.validate()?;
+        if self.bus.external() && self.mqtt.tls.is_some() {
+            return Err(invalid(
+                "mqtt.tls",
+                "bus.mode = \"external\" opens no MQTT listener: TLS is the external broker's (remove [mqtt.tls])",
+            ));
+        }
         if self.tasks.renotify_ms < 100 {
             return Err(invalid("tasks.renotify_ms", "must be at least 100"));
         }
@@ -569,8 +581,14 @@ impl Config {
     }
 
     /// The effective config as TOML, for `extbus config print`.
+    /// The configuration as TOML, with `bus.secret` masked (`config print` output is shown
+    /// and pasted around).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut shown = self.clone();
+        if !shown.bus.secret.is_empty() {
+            shown.bus.secret = "********".into();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 

@@ -15,8 +15,14 @@ pub(crate) fn command(co: &mut Coordinator, b: &mut Batch, m: InboundPublish) {
     let Some((name, suffix)) = extbus_schema::topics::parse_inbox(&m.topic) else {
         return;
     };
-    let Some(principal) = co.principals.get(name) else {
-        // The gate let it in, so the principal was removed since; nobody to answer.
+    // A principal added a moment ago may be known to an external broker before the
+    // once-a-second check has read the file: read it now.
+    let known = co.principals.get(name).or_else(|| {
+        co.principals.reload_if_changed();
+        co.principals.get(name)
+    });
+    let Some(principal) = known else {
+        // The bus let it in, so the principal was removed since; nobody to answer.
         tracing::debug!(
             principal = name,
             "command from a principal that no longer exists"

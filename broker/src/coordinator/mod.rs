@@ -46,12 +46,16 @@ pub struct Parts {
     pub services: Arc<crate::services::Services>,
     /// Commands from in-process extensions (exec), and where blocked tasks go for them.
     pub internal: Option<crate::link::Link>,
+    /// External mode with dynamic security: the broker's ACLs, kept in step.
+    pub acl_sync: Option<Arc<crate::external::sync::Sync>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     #[error("store: {0}")]
     Store(String),
+    #[error("bus: {0}")]
+    Bus(String),
 }
 
 /// State shared by the command families while a batch is applied.
@@ -72,6 +76,7 @@ pub(crate) struct Coordinator {
     /// When finished tasks are next purged (retention).
     next_task_purge: u64,
     pub exec_tap: Option<mpsc::UnboundedSender<extbus_schema::tasks::Task>>,
+    acl_sync: Option<Arc<crate::external::sync::Sync>>,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -82,6 +87,8 @@ pub(crate) struct Batch {
     pub now: u64,
     /// Replies to internal commands, sent once the batch is durable.
     pub internal: Vec<(crate::link::InternalReply, crate::link::Answer)>,
+    /// Principals whose bus rights changed (registrations, the principals file).
+    pub acl_changed: Vec<String>,
 }
 
 enum Input {
@@ -129,8 +136,27 @@ impl Coordinator {
             clock: parts.clock.clone(),
             services: parts.services.clone(),
             exec_tap: None,
+            acl_sync: parts.acl_sync.clone(),
         })
     }
+}
+
+/// What is registered in the store `db` (and the config's rules and services), as the
+/// coordinator restores it at start: for tools that work on a stopped broker's data dir.
+pub fn registrations(db: &sled::Db, config: &Config) -> Result<Registry, CoordinatorError> {
+    let store_err = |e: String| CoordinatorError::Store(e);
+    let trees = Trees::open(db).map_err(|e| store_err(e.to_string()))?;
+    let store = Store::with_trees(trees.clone());
+    let engine = tasks::engine(&store, config).map_err(|e| store_err(e.to_string()))?;
+    let registry = Registry::new();
+    for (owner, ops) in engine.rules().registrations() {
+        for op in ops {
+            registry.add_operation(&owner, &op);
+        }
+    }
+    let router = crate::services::router::Router::new();
+    register::restore_services(&trees, config, &registry, &router);
+    Ok(registry)
 }
 
 /// Runs the coordinator until `shutdown` resolves; the batch in hand is finished and flushed.
@@ -150,6 +176,15 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
     bus_tx
         .subscribe(extbus_schema::topics::INBOX_ALL)
         .map_err(|e| CoordinatorError::Store(format!("bus: {e}")))?;
+    if let Some(sync) = &co.acl_sync {
+        // With the registrations restored: everything the broker must know, before any reply.
+        match sync.all().await {
+            Ok(r) => {
+                tracing::info!(applied = r.applied.len(), drifted = ?r.drifted, removed = ?r.removed, "dynamic security in step")
+            }
+            Err(e) => return Err(CoordinatorError::Bus(format!("dynamic security sync: {e}"))),
+        }
+    }
 
     let max_batch = co.config.tasks.max_batch;
     tokio::pin!(shutdown);
@@ -215,6 +250,7 @@ impl Coordinator {
             outbox: Outbox::default(),
             now,
             internal: Vec::new(),
+            acl_changed: Vec::new(),
         };
         let commands = inputs.len();
         for input in inputs {
@@ -234,6 +270,7 @@ impl Coordinator {
             mut staged,
             mut outbox,
             internal: replies,
+            acl_changed,
             ..
         } = b;
         // Events and retention go into the batch's one transaction, beside its tasks.
@@ -255,11 +292,26 @@ impl Coordinator {
         if let Some(tap) = &self.exec_tap {
             internal::tap(&outbox, tap);
         }
+        self.sync_acls(acl_changed).await;
         outbox.send(bus);
         for (tx, r) in replies {
             let _ = tx.send(r);
         }
         Ok(())
+    }
+
+    /// Tells the external broker the new rights of `changed` principals (awaiting its answer,
+    /// so a reply that follows finds them in force). A refusal is logged: the store has it,
+    /// and `extbus bus sync` applies it again.
+    async fn sync_acls(&self, mut changed: Vec<String>) {
+        let Some(sync) = &self.acl_sync else { return };
+        changed.sort();
+        changed.dedup();
+        for name in changed {
+            if let Err(e) = sync.principal(&name, None).await {
+                tracing::error!(principal = %name, error = %e, "dynamic security not updated");
+            }
+        }
     }
 
     /// Commits the batch's one transaction, then flushes once if it wrote anything. A batch

@@ -33,6 +33,7 @@ pub(crate) fn check(co: &mut Coordinator, b: &mut Batch) {
             Some(old) if old != p => "principal.changed",
             Some(_) => continue,
         };
+        b.acl_changed.push(name.clone());
         let data = serde_json::json!({"name": name, "roles": p.roles, "orgs": p.orgs});
         events::system(
             co,
@@ -43,6 +44,7 @@ pub(crate) fn check(co: &mut Coordinator, b: &mut Batch) {
         );
     }
     for name in before.keys().filter(|n| !now.contains_key(*n)) {
+        b.acl_changed.push(name.clone());
         events::system(
             co,
             b,

@@ -45,6 +45,8 @@ pub(crate) fn apply(
         &owner,
         registration(rules.iter().chain(config_rules.iter()), &services),
     );
+    // The external broker learns the new rights before the reply goes out.
+    b.acl_changed.push(owner.clone());
     Ok(serde_json::json!({"principal": owner, "rules": rules, "services": manifest.services}))
 }
 

@@ -3,6 +3,8 @@
 //! `BusRx` yields commands: those the gate hands over directly (a command needs no
 //! fan-out, so it never becomes rumqttd topic state) and any that reach the link's own
 //! subscriptions. The gate does not stand in the coordinator's path: it is trusted.
+//! In external mode the same types carry an MQTT client of the external broker instead
+//! (see `external`).
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -43,23 +45,41 @@ pub struct InboundPublish {
 pub enum BusError {
     #[error("the embedded MQTT broker refused the link: {0}")]
     Link(String),
+    #[error("the external MQTT broker's client: {0}")]
+    External(String),
 }
 
 /// Publishes and subscribes on the bus. Cheap to clone; clones share the link.
 #[derive(Clone)]
 pub struct BusTx {
-    link: Arc<Mutex<LinkTx>>,
+    link: Link,
+}
+
+#[derive(Clone)]
+enum Link {
+    Embedded(Arc<Mutex<LinkTx>>),
+    External(super::external::Publisher),
 }
 
 impl BusTx {
     pub(crate) fn new(link: LinkTx) -> Self {
         BusTx {
-            link: Arc::new(Mutex::new(link)),
+            link: Link::Embedded(Arc::new(Mutex::new(link))),
+        }
+    }
+
+    pub(crate) fn external(publisher: super::external::Publisher) -> Self {
+        BusTx {
+            link: Link::External(publisher),
         }
     }
 
     fn send(&self, packet: Packet) -> Result<(), BusError> {
-        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let link = match &self.link {
+            Link::Embedded(l) => l,
+            Link::External(_) => return Err(BusError::External("not a link packet".into())),
+        };
+        let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
         // LinkTx::send never awaits: it queues the packet and signals the router (which
         // can wait briefly only when the router's event queue is full).
         match link.send(packet).now_or_never() {
@@ -76,6 +96,9 @@ impl BusTx {
         payload: Bytes,
         props: PublishProps,
     ) -> Result<(), BusError> {
+        if let Link::External(p) = &self.link {
+            return p.publish(topic, payload, props);
+        }
         let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, false);
         let properties = (!props.is_empty()).then(|| PublishProperties {
             user_properties: props.user_properties,
@@ -87,8 +110,14 @@ impl BusTx {
     }
 
     /// Subscribes the link to `filter` (QoS 0).
+    /// In external mode the client holds its one shared subscription itself (taken again on
+    /// every connect), so this does nothing.
     pub fn subscribe(&self, filter: &str) -> Result<(), BusError> {
-        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let link = match &self.link {
+            Link::Embedded(l) => l,
+            Link::External(_) => return Ok(()),
+        };
+        let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
         link.subscribe(filter)
             .map(|_| ())
             .map_err(|e| BusError::Link(e.to_string()))

@@ -1,10 +1,13 @@
 //! The MQTT bus: an embedded rumqttd (`embed`), the gate in front of it that authenticates
 //! principals and enforces the protocol's publish/subscribe rights (`gate`), and the coordinator's
-//! in-process link (`bus`). The only way in from outside; no rumqttd type leaves this module.
+//! in-process link (`bus`); or, in external mode, a client of an existing broker (`external`).
+//! The only way in from outside; no rumqttd type leaves this module.
 
 mod bus;
 mod embed;
+pub mod external;
 mod gate;
+pub mod grants;
 
 pub use bus::{BusError, BusRx, BusTx, InboundPublish, PublishProps};
 pub use gate::acl::{may_publish, may_subscribe, Denial};
@@ -54,6 +57,8 @@ pub enum MqttError {
     Embed(String),
     #[error("MQTT TLS: {0}")]
     Tls(String),
+    #[error("external MQTT broker: {0}")]
+    External(String),
     #[error("MQTT listener: {0}")]
     Io(#[from] std::io::Error),
 }

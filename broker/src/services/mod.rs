@@ -119,7 +119,7 @@ impl Services {
     /// Why `route` cannot be served now: its owner is an extension with no MQTT connection
     /// (executable extensions answer in-process and are always there).
     pub fn absent(&self, route: &Route) -> Option<String> {
-        if self.local.contains_key(&route.owner) || self.presence.open(&route.owner) > 0 {
+        if self.local.contains_key(&route.owner) || self.presence.present(&route.owner) {
             return None;
         }
         Some(format!(
