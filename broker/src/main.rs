@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use extbus::cli::{admin, BusCmd, Cli, Command, ConfigCmd, PrincipalCmd, SchemaCmd};
+use extbus::cli::{admin, AclCmd, BusCmd, Cli, Command, ConfigCmd, PrincipalCmd, SchemaCmd};
 
 // Many small, short-lived buffers per command (frames, JSON, store pages): mimalloc keeps
 // them off glibc's consolidation paths, which took a tenth of the broker's time.
@@ -52,6 +52,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Schema(SchemaCmd::Export { dir }) => admin::schema_export(&dir),
         Command::Bus(BusCmd::Sync { config }) => admin::bus_sync(&config.config_args()),
+        Command::Acl(AclCmd::Export { format, config }) => {
+            let cfg = config.config_args().load()?;
+            print!("{}", extbus::cli::acl::render(&cfg, format)?);
+            Ok(())
+        }
         Command::Task(args) => extbus::cli::task::run(args),
         Command::Events(args) => extbus::cli::events::run(args),
         Command::Ext(args) => extbus::cli::ext::run(args),

@@ -318,6 +318,64 @@ fn the_cli_says_what_its_replies_leave_unsaid() {
 }
 
 #[test]
+fn acl_export_prints_the_role_table_for_brokers_managed_by_hand() {
+    let mut b = Broker::start();
+    // The config's vm.create rule names `extension`; stop the broker: the export reads its store.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let dir = b._dir.path().to_path_buf();
+    let export = |format: &str| {
+        let out = extbus()
+            .args(["acl", "export", "--format", format])
+            .args(["--config", dir.join("extbus.toml").to_str().unwrap()])
+            .args(["--data-dir", dir.join("data").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let m = export("mosquitto-acl");
+    for line in [
+        "user platform\ntopic write extbus/in/platform/#\ntopic read extbus/out/platform/#\n",
+        "topic read extbus/tasks/blocked/vm/create\n",
+        "user admin\ntopic write #\ntopic read #\n",
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
+    // An extension reads only the blocked tasks it answers, not every operation's.
+    assert!(!m.contains("topic read extbus/tasks/blocked/#"), "{m}");
+    let e = export("emqx-acl");
+    assert!(
+        e.contains("{allow, {user, \"platform\"}, publish, [\"extbus/in/platform/#\"]}.")
+            && e.trim_end().ends_with("{deny, all}."),
+        "{e}"
+    );
+    let d: Value = serde_json::from_str(&export("dynsec-json")).unwrap();
+    let cmds = d["commands"].as_array().unwrap();
+    let role = cmds
+        .iter()
+        .find(|c| c["command"] == "createRole" && c["rolename"] == "extbus:extension")
+        .unwrap();
+    assert!(role["acls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["acltype"] == "publishClientReceive"
+            && a["topic"] == "extbus/tasks/blocked/vm/create"
+            && a["allow"] == true));
+    let bad = extbus()
+        .args(["acl", "export", "--format", "nginx"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("mosquitto-acl"));
+}
+
+#[test]
 fn offline_commands_offer_only_their_own_flags() {
     let help = extbus()
         .args(["principal", "add", "--help"])

@@ -1,6 +1,7 @@
 //! Command-line interface: argument types (clap) and one file per command family.
 //! Parsing lives here; each command calls into the library and prints for people.
 
+pub mod acl;
 pub mod admin;
 pub mod connect;
 pub mod docs;
@@ -40,6 +41,10 @@ pub enum Command {
     /// External bus mode: keep the broker's own access control in step.
     #[command(subcommand)]
     Bus(BusCmd),
+    /// Print the role table as rules for a broker managed by hand (the broker must be
+    /// stopped: the rules include what its store has registered).
+    #[command(subcommand)]
+    Acl(AclCmd),
     /// Operators: list, inspect and resolve blocked tasks on a running broker.
     Task(task::TaskArgs),
     /// Follow audit events on a running broker.
@@ -91,6 +96,19 @@ pub enum BusCmd {
     /// Apply every principal's client, role and ACLs to Mosquitto's dynamic security and
     /// report what had drifted (the broker must be stopped: it does this at its start).
     Sync {
+        #[command(flatten)]
+        config: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCmd {
+    /// Every principal's publish and subscribe rules, in a broker's own format.
+    Export {
+        /// mosquitto-acl (acl_file), dynsec-json ($CONTROL/dynamic-security/v1 commands) or
+        /// emqx-acl (EMQX's acl.conf).
+        #[arg(long, value_enum)]
+        format: acl::AclFormat,
         #[command(flatten)]
         config: StoreArgs,
     },

@@ -2,7 +2,7 @@
 //! the role table itself (external mode). The topics are the protocol's layout; whether each
 //! is granted is `gate::acl`'s decision, so the role table is written once.
 
-use super::gate::acl::{self, filters_blocked_tasks};
+use super::gate::acl::{self, filters_blocked_tasks, filters_task_orgs};
 use crate::principals::Principal;
 use crate::registry::Registry;
 use extbus_schema::topics;
@@ -31,12 +31,14 @@ pub fn grants(p: &Principal, registry: &Registry) -> Vec<Grant> {
         out.push(Grant::Publish(inbox));
     }
     let reg = registry.get(&p.name).unwrap_or_default();
-    let mut candidates = vec![
-        topics::outbox_filter(&p.name),
-        topics::TASKS_ALL.to_string(),
-        topics::TASKS_BLOCKED_ALL.to_string(),
-        topics::EVENTS_ALL.to_string(),
-    ];
+    let mut candidates = vec![topics::outbox_filter(&p.name)];
+    // Task notices name their org only in the payload, which the broker does not read: an
+    // org-limited principal would hear every org's tasks, so it gets none (tasks/query).
+    if !filters_task_orgs(p) {
+        candidates.push(topics::TASKS_ALL.to_string());
+        candidates.push(topics::TASKS_BLOCKED_ALL.to_string());
+    }
+    candidates.push(topics::EVENTS_ALL.to_string());
     candidates.extend(p.orgs.iter().map(|o| topics::events_org_filter(o)));
     candidates.extend(
         reg.services
@@ -113,14 +115,19 @@ mod tests {
         reg.services.insert(("acme".into(), "greeter".into()));
         reg.operations.insert("vapp.instantiate".into());
         r.set("ext", reg);
-        let ext = grants(&principal("ext", &[Role::Extension], &["acme"]), &r);
+        // Org-limited: no task notices at all (the broker cannot filter them by org).
+        let limited = grants(&principal("ext", &[Role::Extension], &["acme"]), &r);
+        assert!(!subscribes(&limited)
+            .iter()
+            .any(|f| f.starts_with("extbus/tasks/")));
+        let ext = grants(&principal("ext", &[Role::Extension], &["*"]), &r);
         assert_eq!(ext[0], Grant::Publish("extbus/in/ext/#".into()));
         assert_eq!(
             subscribes(&ext),
             [
                 "extbus/out/ext/#",
                 "extbus/tasks/blocked/#",
-                "extbus/events/acme/#",
+                "extbus/events/#",
                 "extbus/services/acme/greeter/#"
             ]
         );
