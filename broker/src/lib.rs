@@ -12,6 +12,8 @@
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
 //! - `eventlog`: durable, sequenced audit events, written into the batch `Txn` (the store's
 //!   named trees, `extbus_callouts::Trees`, committed once per batch). `clock`: injected time.
+//! - `entities`: entity types (compiled once), stored entities, their index and sealed secure
+//!   fields; the commands are `coordinator/entities.rs`.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
 //! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
@@ -46,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod datadir;
+pub mod entities;
 pub mod eventlog;
 pub mod exec;
 pub mod http;

@@ -2,6 +2,7 @@
 //! variables (`EXTBUS_MQTT__LISTEN`, `__` between levels), then command-line flags.
 //! `Config::validate` refuses a bad value naming its field; nothing here touches the network.
 
+pub mod entities;
 pub mod exec;
 
 pub use exec::{ExecConfig, ExecService};
@@ -24,6 +25,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub events: EventsConfig,
     pub services: ServicesConfig,
+    pub entities: entities::EntitiesConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
     /// Executable extensions the broker runs itself (`[[exec]]`).
@@ -233,6 +235,7 @@ impl Default for Config {
             tasks: TasksConfig::default(),
             events: EventsConfig::default(),
             services: ServicesConfig::default(),
+            entities: entities::EntitiesConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             exec: Vec::new(),

@@ -5,10 +5,12 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `services` (one per command family).
+//! `services`, `entities` with `entity_types` (one per command family).
 
 mod ctx;
 mod dispatch;
+mod entities;
+mod entity_types;
 mod events;
 mod internal;
 pub mod outbox;
@@ -66,6 +68,9 @@ pub(crate) struct Coordinator {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub services: Arc<crate::services::Services>,
+    /// Entity types, compiled; the key that seals secure entity fields.
+    pub types: crate::entities::Types,
+    pub sealer: crate::entities::secure::Sealer,
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
@@ -108,6 +113,9 @@ impl Coordinator {
             &parts.services.router,
         );
         let log = EventLog::open(&trees).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let types = crate::entities::Types::load(&trees);
+        let sealer = crate::entities::secure::Sealer::open(&parts.config)
+            .map_err(CoordinatorError::Store)?;
         let known_principals = parts
             .principals
             .list()
@@ -128,6 +136,8 @@ impl Coordinator {
             metrics: parts.metrics.clone(),
             clock: parts.clock.clone(),
             services: parts.services.clone(),
+            types,
+            sealer,
             exec_tap: None,
         })
     }
