@@ -324,6 +324,7 @@ mod tests {
             "extbus/in/{principal}/entities/{entity_id}/resolve",
             "extbus/in/{principal}/entities/{entity_id}/delete",
             "extbus/in/{principal}/entities/query",
+            "extbus/in/{principal}/entities/types",
         ];
         expected.sort();
         assert_eq!(addresses, expected);

@@ -45,6 +45,8 @@ pub enum Command {
     },
     /// `entities/query`
     EntitiesQuery,
+    /// `entities/types`
+    EntityTypes,
 }
 
 impl Command {
@@ -90,6 +92,7 @@ impl Command {
                 format!("entities/{entity_id}/{}", action.as_str())
             }
             Command::EntitiesQuery => "entities/query".into(),
+            Command::EntityTypes => "entities/types".into(),
         }
     }
 
@@ -118,6 +121,7 @@ impl Command {
                 EntityAction::Delete => &entities::DELETE,
             },
             Command::EntitiesQuery => &entities::QUERY,
+            Command::EntityTypes => &entities::TYPES,
         }
     }
 

@@ -308,6 +308,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             EntityAction::Update => Body::EntityUpdate(Box::new(parse_as(command, body)?)),
             EntityAction::Delete => Body::EntityDelete(parse_as(command, body)?),
         },
+        Command::EntityTypes => Body::EntityEmpty,
         Command::EntitiesQuery => {
             let q: EntityQuery = parse_as(command, body)?;
             if let Some(org) = &q.org {

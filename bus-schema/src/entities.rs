@@ -186,7 +186,7 @@ fn on(p: &[&str], action: EntityAction) -> Command {
 }
 
 /// The commands of this family (`spec::FAMILIES`).
-pub const FAMILY: &[Spec] = &[CREATE, GET, UPDATE, RESOLVE, DELETE, QUERY];
+pub const FAMILY: &[Spec] = &[CREATE, GET, UPDATE, RESOLVE, DELETE, QUERY, TYPES];
 
 pub const CREATE: Spec = Spec {
     suffix: "entities/create",
@@ -260,6 +260,18 @@ pub const QUERY: Spec = Spec {
     read_only: true,
     example: r#"{"type": "urn:extbus:type:acme:k8s-cluster:1.2.0", "org": "acme", "state": "resolved", "limit": 10, "after": "urn:extbus:entity:0193f6c2-aa"}"#,
     build: |_| Command::EntitiesQuery,
+};
+
+pub const TYPES: Spec = Spec {
+    suffix: "entities/types",
+    kind: "entities/types",
+    schema: schema!("entity-types", Inbound),
+    channel: "cmdEntityTypes",
+    description: "any role: the registered entity types, in id order.",
+    roles: ANY_ROLE,
+    read_only: true,
+    example: r#"{}"#,
+    build: |_| Command::EntityTypes,
 };
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod connect;
 pub mod docs;
+pub mod entity;
 pub mod events;
 pub mod ext;
 pub mod table;
@@ -39,6 +40,8 @@ pub enum Command {
     Schema(SchemaCmd),
     /// Operators: list, inspect and resolve blocked tasks on a running broker.
     Task(task::TaskArgs),
+    /// Defined entities on a running broker: list, get, create, update, resolve, delete, types.
+    Entity(entity::EntityArgs),
     /// Follow audit events on a running broker.
     Events(events::EventsArgs),
     /// Executable extensions: write a skeleton script.

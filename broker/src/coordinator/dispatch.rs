@@ -110,6 +110,7 @@ pub(crate) fn apply(
         ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
         (Command::EntitiesCreate, Body::EntityCreate(r)) => entities::create(co, b, ctx, *r),
         (Command::EntitiesQuery, Body::EntityQuery(q)) => entities::query(co, b, ctx, &q),
+        (Command::EntityTypes, Body::EntityEmpty) => entities::types(co, b),
         (Command::Entity { entity_id, action }, body) => match (action, body) {
             (EntityAction::Get, Body::EntityEmpty) => entities::get(co, b, ctx, &entity_id),
             (EntityAction::Resolve, Body::EntityEmpty) => entities::resolve(co, b, ctx, &entity_id),

@@ -390,3 +390,16 @@ fn readable(co: &Coordinator, ctx: &Ctx, e: &Entity) -> bool {
             .get(&e.type_id)
             .is_some_and(|t| has_any(ctx, &t.record.spec.access.read))
 }
+
+/// `entities/types`: every registered type, in id order.
+pub(crate) fn types(co: &Coordinator, b: &Batch) -> Result<Value, CommandError> {
+    let mut out = Vec::new();
+    for t in co.types.list() {
+        let id = t.record.spec.id();
+        out.push(json!({"id": id, "owner": t.record.owner,
+            "registered_at": extbus_schema::time_fmt::format_ms(t.record.registered_at),
+            "in_use": entities::type_in_use(&b.txn, &id)?, "secure": t.secure,
+            "spec": t.record.spec}));
+    }
+    Ok(json!({ "types": out }))
+}
