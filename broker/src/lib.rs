@@ -23,7 +23,7 @@
 //!
 //! # How to add a command family
 //! A family's commands are described once, decoded once in bus-schema and applied by one broker
-//! module. Nine files, of which `<family>.rs` and `coordinator/<family>.rs` are its own:
+//! module. Eleven files, of which `<family>.rs` and `coordinator/<family>.rs` are its own:
 //! 1. `bus-schema/schemas/<command>.json` for each request body.
 //! 2. `bus-schema/src/<family>.rs`: the request and reply types (re-exported in its `lib.rs`)
 //!    and `FAMILY`, one `spec::Spec` row per command: suffix pattern, kind, schema, AsyncAPI
@@ -35,10 +35,13 @@
 //!    checks its names.
 //! 5. `broker/src/coordinator/<family>.rs`: functions that take the typed body and a `Ctx`;
 //!    one `mod` line in `coordinator/mod.rs` and one arm per command in `dispatch::apply`.
+//! 6. `docs/protocol.md`: a row per command (`bus-schema/tests/protocol_doc.rs` checks it), and
+//!    the addresses in `asyncapi`'s test `every_spec_channel_is_described`.
 //!
-//! Only if the family needs them: builders/parsers in `topics.rs` for a topic of its own (and
-//! its outbound schema and channel in `validate::OUTBOUND` / `asyncapi`), settings in
-//! `config/mod.rs`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
+//! Only if the family needs them: for a new `{parameter}` level, its sample value in
+//! `Spec::sample` and its description in `asyncapi::PARAMETERS`; builders/parsers in
+//! `topics.rs` for a topic of its own (and its outbound schema and channel in
+//! `validate::OUTBOUND` / `asyncapi`), settings in `config/`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
 //! publish a command needs no gate change: inboxes are per principal, roles come from its row.
 
 pub mod auth;

@@ -45,6 +45,11 @@ mod examples;
 
 pub use commands::Command;
 pub use decode::{decode, decode_value, Body, Decoded, Failure, DEFAULT_MAX_PAYLOAD};
+pub use entities::{
+    CreateEntity, DeleteEntity, Entity, EntityAction, EntityChange, EntityQuery, EntityState,
+    UpdateEntity,
+};
+pub use entity_types::EntityTypeSpec;
 pub use errors::{CommandError, ErrorCode, ErrorDetail};
 pub use events::{CloudEvent, EventDraft, ReplayPage, ReplayRequest};
 pub use register::{Manifest, ServiceSpec};
