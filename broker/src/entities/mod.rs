@@ -113,7 +113,7 @@ impl Types {
     /// Every type, in id order.
     pub fn list(&self) -> Vec<&Arc<TypeEntry>> {
         let mut v: Vec<_> = self.by_id.values().collect();
-        v.sort_by(|a, b| a.record.spec.id().cmp(&b.record.spec.id()));
+        v.sort_by_key(|e| e.record.spec.id());
         v
     }
 }
@@ -208,10 +208,9 @@ pub fn remove(txn: &mut Txn, e: &Entity) {
 /// Whether any entity of type `type_id` exists.
 pub fn type_in_use(txn: &Txn, type_id: &str) -> Result<bool, CalloutError> {
     let p = index_prefix(b't', type_id);
-    Ok(txn
+    Ok(!txn
         .range(TreeId::EntityIndex, &p, &prefix_end(&p), 1)?
-        .first()
-        .is_some())
+        .is_empty())
 }
 
 /// Ids after `after` in id order: of one index prefix, or of every entity.
