@@ -2,7 +2,7 @@
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
 use super::ctx::{Ctx, Output};
-use super::{entities, events, register, services, tasks, Batch, Coordinator};
+use super::{entities, entity_query, events, register, services, tasks, Batch, Coordinator};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use bytes::Bytes;
@@ -109,8 +109,8 @@ pub(crate) fn apply(
             Body::ServiceCall(c),
         ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
         (Command::EntitiesCreate, Body::EntityCreate(r)) => entities::create(co, b, ctx, *r),
-        (Command::EntitiesQuery, Body::EntityQuery(q)) => entities::query(co, b, ctx, &q),
-        (Command::EntityTypes, Body::EntityEmpty) => entities::types(co, b),
+        (Command::EntitiesQuery, Body::EntityQuery(q)) => entity_query::query(co, b, ctx, &q),
+        (Command::EntityTypes, Body::EntityEmpty) => entity_query::types(co, b),
         (Command::Entity { entity_id, action }, body) => match (action, body) {
             (EntityAction::Get, Body::EntityEmpty) => entities::get(co, b, ctx, &entity_id),
             (EntityAction::Resolve, Body::EntityEmpty) => entities::resolve(co, b, ctx, &entity_id),

@@ -1,4 +1,5 @@
-//! Entity commands: create, get, update, resolve, delete, query. Access is decided per type
+//! Entity commands that act on one entity: create, get, update, resolve, delete (queries and
+//! the types list are `entity_query`). Access is decided per type
 //! (`access.read` / `access.write`, admin always, the owner may read) within the principal's
 //! orgs; a refusal is `forbidden` and a `security.denied` event. Each change is written in
 //! the batch's `Txn` with its `entity.*` events, so nothing is answered before it is durable.
@@ -11,19 +12,13 @@ use super::ctx::Ctx;
 use super::{events, Batch, Coordinator};
 use crate::entities::{self, secure, Stored, TypeEntry, MAX_HISTORY};
 use extbus_schema::entities::{
-    entity_id, CreateEntity, DeleteEntity, Entity, EntityChange, EntityQuery, EntityState,
-    UpdateEntity,
+    entity_id, CreateEntity, DeleteEntity, Entity, EntityChange, EntityState, UpdateEntity,
 };
 use extbus_schema::{CommandError, Role};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// A query page stops growing past this many bytes (it always holds at least one entity).
-const QUERY_MAX_BYTES: usize = 1 << 20;
-/// Most entities one query looks at; past that it answers what it found with a cursor.
-const QUERY_MAX_SCAN: usize = 10_000;
-
-fn has_any(ctx: &Ctx, roles: &[Role]) -> bool {
+pub(super) fn has_any(ctx: &Ctx, roles: &[Role]) -> bool {
     ctx.principal.is_admin() || ctx.principal.roles.iter().any(|r| roles.contains(r))
 }
 
@@ -329,79 +324,4 @@ pub(crate) fn delete(
 fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
     entities::remove(&mut b.txn, e);
     entity_event(co, b, "entity.deleted", e);
-}
-
-/// `entities/query`: a page in id order of the entities the sender may read.
-pub(crate) fn query(
-    co: &Coordinator,
-    b: &Batch,
-    ctx: &Ctx,
-    q: &EntityQuery,
-) -> Result<Value, CommandError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let prefix = match (&q.type_id, &q.org, q.state) {
-        (Some(t), _, _) => Some(entities::index_prefix(b't', t)),
-        (_, Some(o), _) => Some(entities::index_prefix(b'o', o)),
-        (_, _, Some(s)) => Some(entities::index_prefix(b's', s.as_str())),
-        _ => None,
-    };
-    let (mut items, mut bytes, mut scanned) = (Vec::new(), 0usize, 0usize);
-    let mut last: Option<String> = None;
-    let mut cut = false;
-    for id in entities::ids_after(&b.txn, prefix, q.after.as_deref()) {
-        let id = id?;
-        if items.len() >= limit || scanned >= QUERY_MAX_SCAN {
-            cut = true;
-            break;
-        }
-        scanned += 1;
-        let Some(s) = entities::load(&b.txn, &id)? else {
-            last = Some(id);
-            continue;
-        };
-        let e = &s.entity;
-        let fits = q.type_id.as_ref().is_none_or(|t| *t == e.type_id)
-            && q.org.as_ref().is_none_or(|o| *o == e.org)
-            && q.state.is_none_or(|st| st == e.state);
-        if !fits || !readable(co, ctx, e) {
-            last = Some(id);
-            continue;
-        }
-        let v = e.summary();
-        bytes += v.to_string().len();
-        if bytes > QUERY_MAX_BYTES && !items.is_empty() {
-            cut = true;
-            break;
-        }
-        items.push(v);
-        last = Some(id);
-    }
-    let next = if cut { last } else { None };
-    Ok(json!({"entities": items, "next": next, "states": entities::states()}))
-}
-
-/// Whether `ctx` may read `e` (query pages leave out what it may not, without refusing).
-fn readable(co: &Coordinator, ctx: &Ctx, e: &Entity) -> bool {
-    let owner = e.owner == ctx.principal.name;
-    if owner {
-        return true;
-    }
-    ctx.principal.in_org(&e.org)
-        && co
-            .types
-            .get(&e.type_id)
-            .is_some_and(|t| has_any(ctx, &t.record.spec.access.read))
-}
-
-/// `entities/types`: every registered type, in id order.
-pub(crate) fn types(co: &Coordinator, b: &Batch) -> Result<Value, CommandError> {
-    let mut out = Vec::new();
-    for t in co.types.list() {
-        let id = t.record.spec.id();
-        out.push(json!({"id": id, "owner": t.record.owner,
-            "registered_at": extbus_schema::time_fmt::format_ms(t.record.registered_at),
-            "in_use": entities::type_in_use(&b.txn, &id)?, "secure": t.secure,
-            "spec": t.record.spec}));
-    }
-    Ok(json!({ "types": out }))
 }

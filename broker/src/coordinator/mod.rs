@@ -5,11 +5,12 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `services`, `entities` with `entity_types` (one per command family).
+//! `services`, `entities` with `entity_query` and `entity_types` (one per command family).
 
 mod ctx;
 mod dispatch;
 mod entities;
+mod entity_query;
 mod entity_types;
 mod events;
 mod internal;
