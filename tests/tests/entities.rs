@@ -215,6 +215,12 @@ async fn bad_inputs_answer_their_code_and_change_nothing() {
     let r = register(&ext, json!([broken])).await;
     assert_eq!(code(&r), "schema_violation");
     assert_eq!(r["error"]["details"][0]["path"], "/entity_types/0/schema");
+    // A valid document whose regex does not compile is refused the same way.
+    let mut bad_regex = cluster_type("1.0.0", 1);
+    bad_regex["schema"]["properties"]["name"] = json!({"type": "string", "pattern": "(("});
+    let r = register(&ext, json!([bad_regex])).await;
+    assert_eq!(code(&r), "schema_violation");
+    assert_eq!(r["error"]["details"][0]["path"], "/entity_types/0/schema");
     let r = register(&ext, json!([cluster_type("1.0", 1)])).await;
     assert_eq!(code(&r), "invalid_name");
     let mut typo = cluster_type("1.0.0", 1);

@@ -47,7 +47,7 @@ pub(crate) fn prepare(
             registered_at: now,
             spec: spec.clone(),
         };
-        // `decode` compiled it already; a failure here is the same answer.
+        // Compiled here, once per new or changed type (`decode` checked the document only).
         let entry = TypeEntry::new(record).map_err(|why| {
             let path = format!("/entity_types/{i}/schema");
             CommandError::new(
