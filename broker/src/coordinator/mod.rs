@@ -254,6 +254,8 @@ impl Coordinator {
             // Nothing of this batch is acknowledged; its senders see no reply and may retry.
             self.metrics.store_errors.inc();
             tracing::error!(error = %e, "store write failed; batch dropped");
+            // Entity types the batch registered are back to what the store holds.
+            self.types = crate::entities::Types::load(self.store.trees());
             return Ok(());
         }
         self.metrics.store_flushes.inc();
