@@ -387,30 +387,3 @@ async fn every_state_survives_a_restart() {
     let q = plat.command("entities/query", json!({"org": "acme"})).await;
     assert_eq!(ok(&q)["entities"].as_array().unwrap().len(), 3);
 }
-
-#[tokio::test]
-async fn query_pages_in_id_order() {
-    let (_b, _ext, plat) = setup().await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let e = create(&plat, &format!("e{i}"), json!({"spec": {"nodes": 1}})).await;
-        ids.push(id_of(ok(&e)));
-    }
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let q = plat
-            .command(
-                "entities/query",
-                json!({"type": TYPE_ID, "limit": 2, "after": after}),
-            )
-            .await;
-        let page = ok(&q);
-        seen.extend(page["entities"].as_array().unwrap().iter().map(id_of));
-        match page["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
-            None => break,
-        }
-    }
-    assert_eq!(seen, ids);
-}
