@@ -196,7 +196,15 @@ async fn acknowledged_creates_and_updates_survive_sigkill() {
             p.send("entities/create", &corr, body).await;
             sent.push((corr, None));
             if i == 150 {
-                tokio::time::sleep(Duration::from_millis(20 + 40 * round as u64)).await;
+                // Some of the first half is acknowledged; the second half meets the kill.
+                let t = Instant::now();
+                while !sent.iter().any(|(c, _)| p.reply(c).is_some()) {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "no reply in round {round}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
         }
         // Killed while the second half is still arriving.
