@@ -12,6 +12,8 @@
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
 //! - `eventlog`: durable, sequenced audit events, written into the batch `Txn` (the store's
 //!   named trees, `extbus_callouts::Trees`, committed once per batch). `clock`: injected time.
+//! - `entities`: entity types (compiled once), stored entities, their index and sealed secure
+//!   fields; the commands are `coordinator/entities.rs`.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
 //! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
@@ -21,7 +23,7 @@
 //!
 //! # How to add a command family
 //! A family's commands are described once, decoded once in bus-schema and applied by one broker
-//! module. Nine files, of which `<family>.rs` and `coordinator/<family>.rs` are its own:
+//! module. Eleven files, of which `<family>.rs` and `coordinator/<family>.rs` are its own:
 //! 1. `bus-schema/schemas/<command>.json` for each request body.
 //! 2. `bus-schema/src/<family>.rs`: the request and reply types (re-exported in its `lib.rs`)
 //!    and `FAMILY`, one `spec::Spec` row per command: suffix pattern, kind, schema, AsyncAPI
@@ -33,10 +35,13 @@
 //!    checks its names.
 //! 5. `broker/src/coordinator/<family>.rs`: functions that take the typed body and a `Ctx`;
 //!    one `mod` line in `coordinator/mod.rs` and one arm per command in `dispatch::apply`.
+//! 6. `docs/protocol.md`: a row per command (`bus-schema/tests/protocol_doc.rs` checks it), and
+//!    the addresses in `asyncapi`'s test `every_spec_channel_is_described`.
 //!
-//! Only if the family needs them: builders/parsers in `topics.rs` for a topic of its own (and
-//! its outbound schema and channel in `validate::OUTBOUND` / `asyncapi`), settings in
-//! `config/mod.rs`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
+//! Only if the family needs them: for a new `{parameter}` level, its sample value in
+//! `Spec::sample` and its description in `asyncapi::PARAMETERS`; builders/parsers in
+//! `topics.rs` for a topic of its own (and its outbound schema and channel in
+//! `validate::OUTBOUND` / `asyncapi`), settings in `config/`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
 //! publish a command needs no gate change: inboxes are per principal, roles come from its row.
 
 pub mod auth;
@@ -46,6 +51,7 @@ pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod datadir;
+pub mod entities;
 pub mod eventlog;
 pub mod exec;
 pub mod external;

@@ -84,6 +84,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("vendor", "A service vendor, [a-z0-9-]{1,64}."),
     ("name", "A service name, [a-z0-9-]{1,64}."),
     ("version", "A service version, [a-z0-9.-]{1,64}."),
+    ("entity_id", "An entity id, urn:extbus:entity:<uuid>, as returned by entities/create."),
 ];
 
 /// The `{parameter}` names of an address, in order.
@@ -319,6 +320,13 @@ mod tests {
             "extbus/in/{principal}/register",
             "extbus/in/{principal}/services/responses",
             "extbus/in/{principal}/services/{vendor}/{name}/{version}",
+            "extbus/in/{principal}/entities/create",
+            "extbus/in/{principal}/entities/{entity_id}/get",
+            "extbus/in/{principal}/entities/{entity_id}/update",
+            "extbus/in/{principal}/entities/{entity_id}/resolve",
+            "extbus/in/{principal}/entities/{entity_id}/delete",
+            "extbus/in/{principal}/entities/query",
+            "extbus/in/{principal}/entities/types",
         ];
         expected.sort();
         assert_eq!(addresses, expected);

@@ -4,11 +4,12 @@
 
 use std::fmt;
 
+use crate::entities::EntityAction;
 use crate::errors::{clip, CommandError, ErrorCode};
 use crate::roles::Role;
 use crate::spec::{self, Spec};
 use crate::tasks::TaskAction;
-use crate::{events, register, services, tasks};
+use crate::{entities, events, register, services, tasks};
 
 /// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,6 +36,17 @@ pub enum Command {
         name: String,
         version: String,
     },
+    /// `entities/create`
+    EntitiesCreate,
+    /// `entities/<entity_id>/get|update|resolve|delete`
+    Entity {
+        entity_id: String,
+        action: EntityAction,
+    },
+    /// `entities/query`
+    EntitiesQuery,
+    /// `entities/types`
+    EntityTypes,
 }
 
 impl Command {
@@ -75,6 +87,12 @@ impl Command {
                 name,
                 version,
             } => format!("services/{vendor}/{name}/{version}"),
+            Command::EntitiesCreate => "entities/create".into(),
+            Command::Entity { entity_id, action } => {
+                format!("entities/{entity_id}/{}", action.as_str())
+            }
+            Command::EntitiesQuery => "entities/query".into(),
+            Command::EntityTypes => "entities/types".into(),
         }
     }
 
@@ -95,6 +113,15 @@ impl Command {
             Command::Register => &register::REGISTER,
             Command::ServiceResponse => &services::RESPONSE,
             Command::ServiceCall { .. } => &services::CALL,
+            Command::EntitiesCreate => &entities::CREATE,
+            Command::Entity { action, .. } => match action {
+                EntityAction::Get => &entities::GET,
+                EntityAction::Update => &entities::UPDATE,
+                EntityAction::Resolve => &entities::RESOLVE,
+                EntityAction::Delete => &entities::DELETE,
+            },
+            Command::EntitiesQuery => &entities::QUERY,
+            Command::EntityTypes => &entities::TYPES,
         }
     }
 
@@ -166,6 +193,15 @@ mod tests {
                     vendor: "acme".into(),
                     name: "greeter".into(),
                     version: "1.0.0".into(),
+                },
+            ),
+            ("entities/create", Command::EntitiesCreate),
+            ("entities/query", Command::EntitiesQuery),
+            (
+                "entities/urn:extbus:entity:0193f6c2-aa/update",
+                Command::Entity {
+                    entity_id: "urn:extbus:entity:0193f6c2-aa".into(),
+                    action: EntityAction::Update,
                 },
             ),
         ]
@@ -262,7 +298,10 @@ mod tests {
                 "task-get",
                 "register",
                 "service-response",
-                "service-call"
+                "service-call",
+                "entity-create",
+                "entities-query",
+                "entity-update"
             ]
         );
         assert_eq!(

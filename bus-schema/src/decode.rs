@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::commands::Command;
+use crate::entities::{CreateEntity, DeleteEntity, EntityAction, EntityQuery, UpdateEntity};
 use crate::errors::{CommandError, ErrorCode, ErrorDetail};
 use crate::events::{EventDraft, ReplayRequest};
 use crate::names::{valid_name, valid_version, NameCheck, NameKind};
@@ -48,6 +49,12 @@ pub enum Body {
     Register(Box<Manifest>),
     ServiceResponse(Box<ServiceResponse>),
     ServiceCall(Box<ServiceCall>),
+    EntityCreate(Box<CreateEntity>),
+    /// `entities/<id>/get` and `resolve` carry nothing but their correlation id.
+    EntityEmpty,
+    EntityUpdate(Box<UpdateEntity>),
+    EntityDelete(DeleteEntity),
+    EntityQuery(Box<EntityQuery>),
 }
 
 /// A command that failed a check, with whatever correlation id could be recovered.
@@ -259,6 +266,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
         Command::Register => {
             let m: Manifest = parse_as(command, body)?;
             m.check()?;
+            crate::entity_types::check(&m.entity_types)?;
             Body::Register(Box::new(m))
         }
         Command::ServiceResponse => Body::ServiceResponse(Box::new(parse_as(command, body)?)),
@@ -289,6 +297,24 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
                 }
             }
             Body::ServiceCall(Box::new(call))
+        }
+        Command::EntitiesCreate => {
+            let c: CreateEntity = parse_as(command, body)?;
+            names.check(NameKind::Org, "/org", &c.org);
+            Body::EntityCreate(Box::new(c))
+        }
+        Command::Entity { action, .. } => match action {
+            EntityAction::Get | EntityAction::Resolve => Body::EntityEmpty,
+            EntityAction::Update => Body::EntityUpdate(Box::new(parse_as(command, body)?)),
+            EntityAction::Delete => Body::EntityDelete(parse_as(command, body)?),
+        },
+        Command::EntityTypes => Body::EntityEmpty,
+        Command::EntitiesQuery => {
+            let q: EntityQuery = parse_as(command, body)?;
+            if let Some(org) = &q.org {
+                names.check(NameKind::Org, "/org", org);
+            }
+            Body::EntityQuery(Box::new(q))
         }
     };
     names.finish()?;

@@ -10,6 +10,7 @@
 //! - `commands`: the `Command` enum, parsed by the rows and mapped back to its row.
 //! - `events`: event drafts, CloudEvents, replay. `tasks`: tasks, rules, task commands.
 //! - `task_json`: a task written straight to JSON, as its `Value` form would be.
+//! - `entities`: defined entities and their commands. `entity_types`: entity type declarations.
 //! - `register`: extension manifests. `services`: service requests, responses and calls.
 //! - `reply`: the reply every command gets. `time_fmt`: epoch-ms <-> RFC 3339.
 //! - `validate`: the embedded `schemas/*.json` (draft 2020-12) and `schema_violation` details.
@@ -22,6 +23,8 @@ pub mod asyncapi;
 pub mod commands;
 pub mod correlation_scan;
 pub mod decode;
+pub mod entities;
+pub mod entity_types;
 pub mod errors;
 pub mod events;
 pub mod names;
@@ -42,6 +45,11 @@ mod examples;
 
 pub use commands::Command;
 pub use decode::{decode, decode_value, Body, Decoded, Failure, DEFAULT_MAX_PAYLOAD};
+pub use entities::{
+    CreateEntity, DeleteEntity, Entity, EntityAction, EntityChange, EntityQuery, EntityState,
+    UpdateEntity,
+};
+pub use entity_types::EntityTypeSpec;
 pub use errors::{CommandError, ErrorCode, ErrorDetail};
 pub use events::{CloudEvent, EventDraft, ReplayPage, ReplayRequest};
 pub use register::{Manifest, ServiceSpec};

@@ -33,6 +33,9 @@ pub struct Manifest {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// Entity types this extension owns (checked by `entity_types::check`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entity_types: Vec<crate::entity_types::EntityTypeSpec>,
 }
 
 /// An extension service: requests whose HTTP path matches one of `url_patterns` go to

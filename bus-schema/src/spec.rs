@@ -5,7 +5,7 @@
 use crate::commands::Command;
 use crate::roles::Role;
 use crate::validate::SchemaFile;
-use crate::{events, register, services, tasks};
+use crate::{entities, events, register, services, tasks};
 
 /// Every command family, in the order their channels and schemas are exported.
 pub const FAMILIES: &[&[Spec]] = &[
@@ -13,6 +13,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     tasks::FAMILY,
     register::FAMILY,
     services::FAMILY,
+    entities::FAMILY,
 ];
 
 /// One inbound command.
@@ -97,6 +98,7 @@ impl Spec {
             .replace("{vendor}", "acme")
             .replace("{name}", "greeter")
             .replace("{version}", "1.0.0")
+            .replace("{entity_id}", "urn:extbus:entity:0193f6c2-aa")
     }
 }
 

@@ -136,6 +136,35 @@ fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value) -> String {
     }
 }
 
+/// Every failing location of `value` under `validator` (compiled from `schema`), at most
+/// `MAX_DETAILS`, with the total count. Where `masked(path)` holds, the message does not show
+/// the value (secure fields).
+pub fn violations(
+    validator: &jsonschema::Validator,
+    schema: &Value,
+    value: &Value,
+    masked: &dyn Fn(&str) -> bool,
+) -> (Vec<ErrorDetail>, usize) {
+    let mut details = Vec::new();
+    let mut total = 0usize;
+    for e in validator.iter_errors(value).take(1000) {
+        total += 1;
+        if details.len() < MAX_DETAILS {
+            let path = e.instance_path().as_str().to_string();
+            let message = if masked(&path) {
+                e.masked_with("the value").to_string()
+            } else {
+                describe(&e, schema)
+            };
+            details.push(ErrorDetail {
+                path,
+                message: clip(&message, 200),
+            });
+        }
+    }
+    (details, total)
+}
+
 /// Validates `value` against schema `schema_name`: `schema_violation` with one detail per failing
 /// location (`path` is the JSON Pointer of the instance, `""` for the root), at most
 /// `MAX_DETAILS`. An unknown or broken schema is `internal`.
@@ -153,17 +182,7 @@ pub fn validate(schema_name: &str, value: &Value) -> Result<(), CommandError> {
     if compiled.validator.is_valid(value) {
         return Ok(());
     }
-    let mut details = Vec::new();
-    let mut total = 0usize;
-    for e in compiled.validator.iter_errors(value).take(1000) {
-        total += 1;
-        if details.len() < MAX_DETAILS {
-            details.push(ErrorDetail {
-                path: e.instance_path().as_str().to_string(),
-                message: clip(&describe(&e, &compiled.schema), 200),
-            });
-        }
-    }
+    let (details, total) = violations(&compiled.validator, &compiled.schema, value, &|_| false);
     let first = details.first().map_or_else(String::new, |d| {
         if d.path.is_empty() {
             d.message.clone()

@@ -1,6 +1,6 @@
 //! The store's named sled trees: `TreeId` names each one, `Trees` opens them all once from the
 //! `Db`. Every write of the broker goes through one `Txn` over these trees, so that a batch's
-//! tasks, events and services are committed together or not at all.
+//! tasks, events, services and entities are committed together or not at all.
 
 /// One named tree of the store. The names are the on-disk layout: they must not change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,10 +15,16 @@ pub enum TreeId {
     EventMeta,
     /// Services each extension registered, by principal name.
     Services,
+    /// Entity types by type id.
+    EntityTypes,
+    /// Entities by entity id.
+    Entities,
+    /// Entity ids by type, org and state, for queries in id order (empty values).
+    EntityIndex,
 }
 
 /// How many trees there are.
-pub(crate) const TREE_COUNT: usize = 5;
+pub(crate) const TREE_COUNT: usize = 8;
 
 impl TreeId {
     /// Every tree, in index order.
@@ -28,6 +34,9 @@ impl TreeId {
         TreeId::EventIds,
         TreeId::EventMeta,
         TreeId::Services,
+        TreeId::EntityTypes,
+        TreeId::Entities,
+        TreeId::EntityIndex,
     ];
 
     /// The tree's name inside the sled database.
@@ -38,6 +47,9 @@ impl TreeId {
             TreeId::EventIds => "event-ids",
             TreeId::EventMeta => "event-meta",
             TreeId::Services => "services",
+            TreeId::EntityTypes => "entity-types",
+            TreeId::Entities => "entities",
+            TreeId::EntityIndex => "entity-index",
         }
     }
 
@@ -65,6 +77,9 @@ impl Trees {
                 open(TreeId::EventIds)?,
                 open(TreeId::EventMeta)?,
                 open(TreeId::Services)?,
+                open(TreeId::EntityTypes)?,
+                open(TreeId::Entities)?,
+                open(TreeId::EntityIndex)?,
             ],
         })
     }
@@ -104,7 +119,16 @@ mod tests {
         let names: Vec<_> = TreeId::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(
             names,
-            ["callouts", "events", "event-ids", "event-meta", "services"]
+            [
+                "callouts",
+                "events",
+                "event-ids",
+                "event-meta",
+                "services",
+                "entity-types",
+                "entities",
+                "entity-index"
+            ]
         );
     }
 }

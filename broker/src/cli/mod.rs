@@ -5,6 +5,7 @@ pub mod acl;
 pub mod admin;
 pub mod connect;
 pub mod docs;
+pub mod entity;
 pub mod events;
 pub mod ext;
 pub mod table;
@@ -47,6 +48,8 @@ pub enum Command {
     Acl(AclCmd),
     /// Operators: list, inspect and resolve blocked tasks on a running broker.
     Task(task::TaskArgs),
+    /// Defined entities on a running broker: list, get, create, update, resolve, delete, types.
+    Entity(entity::EntityArgs),
     /// Follow audit events on a running broker.
     Events(events::EventsArgs),
     /// Executable extensions: write a skeleton script.

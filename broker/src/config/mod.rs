@@ -4,6 +4,7 @@
 //! itself refuses); nothing here touches the network.
 
 pub mod bus;
+pub mod entities;
 pub mod exec;
 mod load_error;
 
@@ -30,6 +31,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub events: EventsConfig,
     pub services: ServicesConfig,
+    pub entities: entities::EntitiesConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
     /// Executable extensions the broker runs itself (`[[exec]]`).
@@ -240,6 +242,7 @@ impl Default for Config {
             tasks: TasksConfig::default(),
             events: EventsConfig::default(),
             services: ServicesConfig::default(),
+            entities: entities::EntitiesConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             exec: Vec::new(),

@@ -2,12 +2,13 @@
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
 use super::ctx::{Ctx, Output};
-use super::{events, register, services, tasks, Batch, Coordinator};
+use super::{entities, entity_query, events, register, services, tasks, Batch, Coordinator};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use bytes::Bytes;
 use extbus_schema::commands::Command;
 use extbus_schema::decode::{decode, Body, Decoded};
+use extbus_schema::entities::EntityAction;
 use extbus_schema::tasks::Task;
 use extbus_schema::{CommandError, ErrorCode};
 
@@ -113,6 +114,23 @@ pub(crate) fn apply(
             },
             Body::ServiceCall(c),
         ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
+        (Command::EntitiesCreate, Body::EntityCreate(r)) => entities::create(co, b, ctx, *r),
+        (Command::EntitiesQuery, Body::EntityQuery(q)) => entity_query::query(co, b, ctx, &q),
+        (Command::EntityTypes, Body::EntityEmpty) => entity_query::types(co, b),
+        (Command::Entity { entity_id, action }, body) => match (action, body) {
+            (EntityAction::Get, Body::EntityEmpty) => entities::get(co, b, ctx, &entity_id),
+            (EntityAction::Resolve, Body::EntityEmpty) => entities::resolve(co, b, ctx, &entity_id),
+            (EntityAction::Update, Body::EntityUpdate(r)) => {
+                entities::update(co, b, ctx, &entity_id, *r)
+            }
+            (EntityAction::Delete, Body::EntityDelete(r)) => {
+                entities::delete(co, b, ctx, &entity_id, r)
+            }
+            (a, _) => Err(CommandError::internal(format!(
+                "'entities/{}' decoded to another command's body",
+                a.as_str()
+            ))),
+        },
         // `decode` pairs every command with its own body type.
         (c, _) => Err(CommandError::internal(format!(
             "'{}' decoded to another command's body",

@@ -5,10 +5,13 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `services` (one per command family).
+//! `services`, `entities` with `entity_query` and `entity_types` (one per command family).
 
 mod ctx;
 mod dispatch;
+mod entities;
+mod entity_query;
+mod entity_types;
 mod events;
 mod internal;
 pub mod outbox;
@@ -70,6 +73,9 @@ pub(crate) struct Coordinator {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub services: Arc<crate::services::Services>,
+    /// Entity types, compiled; the key that seals secure entity fields.
+    pub types: crate::entities::Types,
+    pub sealer: crate::entities::secure::Sealer,
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
@@ -115,6 +121,9 @@ impl Coordinator {
             &parts.services.router,
         );
         let log = EventLog::open(&trees).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        let types = crate::entities::Types::load(&trees);
+        let sealer = crate::entities::secure::Sealer::open(&parts.config)
+            .map_err(CoordinatorError::Store)?;
         let known_principals = parts
             .principals
             .list()
@@ -135,6 +144,8 @@ impl Coordinator {
             metrics: parts.metrics.clone(),
             clock: parts.clock.clone(),
             services: parts.services.clone(),
+            types,
+            sealer,
             exec_tap: None,
             acl_sync: parts.acl_sync.clone(),
         })
@@ -280,6 +291,8 @@ impl Coordinator {
             // Nothing of this batch is acknowledged; its senders see no reply and may retry.
             self.metrics.store_errors.inc();
             tracing::error!(error = %e, "store write failed; batch dropped");
+            // Entity types the batch registered are back to what the store holds.
+            self.types = crate::entities::Types::load(self.store.trees());
             return Ok(());
         }
         self.metrics.store_flushes.inc();

@@ -21,6 +21,8 @@ pub(crate) fn apply(
     // `decode` has checked the manifest already.
     let owner = ctx.principal.name.clone();
     manifest.bind_to(&owner)?;
+    // Checked whole before anything of the manifest is written.
+    let types = super::entity_types::prepare(co, &b.txn, &owner, &manifest.entity_types, b.now)?;
     let rules = co
         .engine
         .register(&mut b.txn, &owner, manifest.rules.clone())?;
@@ -47,7 +49,11 @@ pub(crate) fn apply(
     );
     // The external broker learns the new rights before the reply goes out.
     b.acl_changed.push(owner.clone());
-    Ok(serde_json::json!({"principal": owner, "rules": rules, "services": manifest.services}))
+    let entity_types = super::entity_types::apply(co, b, types);
+    Ok(
+        serde_json::json!({"principal": owner, "rules": rules, "services": manifest.services,
+                           "entity_types": entity_types}),
+    )
 }
 
 fn registration<'a>(

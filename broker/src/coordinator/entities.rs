@@ -1,0 +1,327 @@
+//! Entity commands that act on one entity: create, get, update, resolve, delete (queries and
+//! the types list are `entity_query`). Access is decided per type
+//! (`access.read` / `access.write`, admin always, the owner may read) within the principal's
+//! orgs; a refusal is `forbidden` and a `security.denied` event. Each change is written in
+//! the batch's `Txn` with its `entity.*` events, so nothing is answered before it is durable.
+//! Secure fields are split off before anything is stored, answered or announced.
+//!
+//! Lifecycle steps are separate functions (`settle`, `finish_delete`) so that hooks can later
+//! hold an entity in `pre_created` or `in_deletion` while their task runs.
+
+use super::ctx::Ctx;
+use super::{events, Batch, Coordinator};
+use crate::entities::{self, secure, Stored, TypeEntry, MAX_HISTORY};
+use extbus_schema::entities::{
+    entity_id, CreateEntity, DeleteEntity, Entity, EntityChange, EntityState, UpdateEntity,
+};
+use extbus_schema::{CommandError, Role};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(super) fn has_any(ctx: &Ctx, roles: &[Role]) -> bool {
+    ctx.principal.is_admin() || ctx.principal.roles.iter().any(|r| roles.contains(r))
+}
+
+/// Refuses with `forbidden` and records a `security.denied` event.
+fn deny(co: &mut Coordinator, b: &mut Batch, ctx: &Ctx, reason: String) -> CommandError {
+    let name = &ctx.principal.name;
+    let data = json!({"principal": name, "action": ctx.kind,
+                      "topic": format!("extbus/in/{name}/{}", ctx.suffix), "reason": reason});
+    events::system(
+        co,
+        b,
+        extbus_schema::events::SECURITY_DENIED,
+        Some(format!("urn:extbus:principal:{name}")),
+        data,
+    );
+    CommandError::forbidden(reason)
+}
+
+fn type_of(co: &Coordinator, id: &str) -> Result<Arc<TypeEntry>, CommandError> {
+    co.types
+        .get(id)
+        .cloned()
+        .ok_or_else(|| CommandError::not_found(format!("no entity type '{id}'")))
+}
+
+/// Why `ctx` may not write entities of `ty`, if it may not.
+fn write_refusal(ctx: &Ctx, ty: &TypeEntry) -> Option<String> {
+    (!has_any(ctx, &ty.record.spec.access.write)).then(|| {
+        format!(
+            "principal '{}' has no role in the write access of type {}",
+            ctx.principal.name,
+            ty.record.spec.id()
+        )
+    })
+}
+
+/// The entity `id` for a principal that wants to read it (or write it, `write`): not there
+/// or outside its orgs is `not_found`; no role for it is `forbidden`.
+fn open_entity(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+    write: bool,
+) -> Result<(Arc<TypeEntry>, Stored), CommandError> {
+    let missing = || CommandError::not_found(format!("no entity '{id}'"));
+    let s = entities::load(&b.txn, id)?.ok_or_else(missing)?;
+    let owner = s.entity.owner == ctx.principal.name;
+    let in_org = ctx.principal.in_org(&s.entity.org);
+    // The owner may read its entity from outside the entity's orgs, not write it.
+    let owner_reads = owner && !write;
+    if !in_org && !owner_reads {
+        return Err(missing());
+    }
+    let ty = co.types.get(&s.entity.type_id).cloned().ok_or_else(|| {
+        CommandError::internal(format!(
+            "type {} of entity {id} is not loaded",
+            s.entity.type_id
+        ))
+    })?;
+    let refusal = if write {
+        write_refusal(ctx, &ty)
+    } else {
+        (!owner && !has_any(ctx, &ty.record.spec.access.read)).then(|| {
+            format!(
+                "principal '{}' has no role in the read access of type {}",
+                ctx.principal.name, s.entity.type_id
+            )
+        })
+    };
+    if let Some(why) = refusal {
+        return Err(deny(co, b, ctx, why));
+    }
+    Ok((ty, s))
+}
+
+fn entity_event(co: &mut Coordinator, b: &mut Batch, kind: &str, e: &Entity) {
+    events::system_in_org(co, b, kind, &e.org, Some(e.id.clone()), e.event_data());
+}
+
+fn record(e: &mut Entity, ctx: &Ctx, now: u64, action: &str, paths: Vec<String>) {
+    e.updated_at = now;
+    e.history.push(EntityChange {
+        at: now,
+        by: ctx.principal.name.clone(),
+        action: action.to_string(),
+        revision: e.revision,
+        paths,
+    });
+    if e.history.len() > MAX_HISTORY {
+        let extra = e.history.len() - MAX_HISTORY;
+        e.history.drain(..extra);
+    }
+}
+
+/// Validates the full content (secure fields included) and moves the entity to `resolved` or
+/// `resolution_error`, with its event.
+fn settle(co: &mut Coordinator, b: &mut Batch, ty: &TypeEntry, e: &mut Entity, full: &Value) {
+    e.errors = ty.check(full);
+    let kind = if e.errors.is_empty() {
+        e.state = EntityState::Resolved;
+        "entity.resolved"
+    } else {
+        e.state = EntityState::ResolutionError;
+        "entity.resolution-failed"
+    };
+    entity_event(co, b, kind, e);
+}
+
+fn seal(
+    co: &mut Coordinator,
+    id: &str,
+    secrets: &secure::Secrets,
+) -> Result<Option<String>, CommandError> {
+    co.sealer
+        .seal(id, secrets)
+        .map_err(|e| CommandError::internal(format!("sealing secure fields: {e}")))
+}
+
+fn unseal(co: &Coordinator, s: &Stored) -> Result<secure::Secrets, CommandError> {
+    match &s.sealed {
+        None => Ok(Vec::new()),
+        Some(sealed) => co
+            .sealer
+            .unseal(&s.entity.id, sealed)
+            .map_err(|e| CommandError::internal(format!("secure fields of {}: {e}", s.entity.id))),
+    }
+}
+
+fn answer(e: &Entity) -> Value {
+    serde_json::to_value(e).unwrap_or(Value::Null)
+}
+
+/// `entities/create`.
+pub(crate) fn create(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    req: CreateEntity,
+) -> Result<Value, CommandError> {
+    let ty = type_of(co, &req.type_id)?;
+    if !ctx.principal.in_org(&req.org) {
+        let why = format!(
+            "principal '{}' may not act for org '{}'",
+            ctx.principal.name, req.org
+        );
+        return Err(deny(co, b, ctx, why));
+    }
+    if let Some(why) = write_refusal(ctx, &ty) {
+        return Err(deny(co, b, ctx, why));
+    }
+    let id = entity_id(&uuid::Uuid::now_v7().to_string());
+    let full = req.entity;
+    let mut content = full.clone();
+    let secrets = secure::split(&mut content, &ty.secure);
+    let sealed = seal(co, &id, &secrets)?;
+    let mut paths = entities::changed_paths(&json!({}), &content);
+    paths.extend(secrets.iter().map(|(p, _)| p.clone()));
+    let mut e = Entity {
+        id,
+        type_id: req.type_id,
+        org: req.org,
+        name: req.name,
+        state: EntityState::PreCreated,
+        revision: 1,
+        owner: ctx.principal.name.clone(),
+        created_at: b.now,
+        updated_at: b.now,
+        entity: content,
+        errors: Vec::new(),
+        history: Vec::new(),
+    };
+    record(&mut e, ctx, b.now, "create", paths);
+    entity_event(co, b, "entity.created", &e);
+    settle(co, b, &ty, &mut e, &full);
+    entities::put(
+        &mut b.txn,
+        None,
+        &Stored {
+            entity: e.clone(),
+            sealed,
+        },
+    )?;
+    Ok(answer(&e))
+}
+
+/// `entities/<id>/get`.
+pub(crate) fn get(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<Value, CommandError> {
+    let (_, s) = open_entity(co, b, ctx, id, false)?;
+    Ok(answer(&s.entity))
+}
+
+/// `entities/<id>/update`: at the current revision only; secure fields left out are kept.
+pub(crate) fn update(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+    req: UpdateEntity,
+) -> Result<Value, CommandError> {
+    let (ty, s) = open_entity(co, b, ctx, id, true)?;
+    let old = s.entity.clone();
+    if old.state == EntityState::InDeletion {
+        return Err(CommandError::conflict(format!(
+            "entity {id} is being deleted"
+        )));
+    }
+    if req.revision != old.revision {
+        return Err(CommandError::conflict(format!(
+            "revision {} is not the current revision {} of entity {id}",
+            req.revision, old.revision
+        )));
+    }
+    let mut content = req.entity;
+    let given = secure::split(&mut content, &ty.secure);
+    let mut secrets: secure::Secrets = unseal(co, &s)?
+        .into_iter()
+        .filter(|(p, _)| !given.iter().any(|(g, _)| g == p))
+        .collect();
+    secrets.extend(given.iter().cloned());
+    let mut full = content.clone();
+    secure::merge(&mut full, &secrets);
+    let sealed = seal(co, id, &secrets)?;
+    let mut paths = entities::changed_paths(&old.entity, &content);
+    paths.extend(given.iter().map(|(p, _)| p.clone()));
+    let mut e = old.clone();
+    e.entity = content;
+    e.revision += 1;
+    record(&mut e, ctx, b.now, "update", paths);
+    entity_event(co, b, "entity.updated", &e);
+    settle(co, b, &ty, &mut e, &full);
+    entities::put(
+        &mut b.txn,
+        Some(&old),
+        &Stored {
+            entity: e.clone(),
+            sealed,
+        },
+    )?;
+    Ok(answer(&e))
+}
+
+/// `entities/<id>/resolve`: validates again (and seals the secure fields with the current key).
+pub(crate) fn resolve(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<Value, CommandError> {
+    let (ty, s) = open_entity(co, b, ctx, id, true)?;
+    let old = s.entity.clone();
+    if old.state == EntityState::InDeletion {
+        return Err(CommandError::conflict(format!(
+            "entity {id} is being deleted"
+        )));
+    }
+    let secrets = unseal(co, &s)?;
+    let mut full = old.entity.clone();
+    secure::merge(&mut full, &secrets);
+    let sealed = seal(co, id, &secrets)?;
+    let mut e = old.clone();
+    record(&mut e, ctx, b.now, "resolve", Vec::new());
+    settle(co, b, &ty, &mut e, &full);
+    entities::put(
+        &mut b.txn,
+        Some(&old),
+        &Stored {
+            entity: e.clone(),
+            sealed,
+        },
+    )?;
+    Ok(answer(&e))
+}
+
+/// `entities/<id>/delete`: `in_deletion`, then gone; the reply is its last form.
+pub(crate) fn delete(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+    req: DeleteEntity,
+) -> Result<Value, CommandError> {
+    let (_, s) = open_entity(co, b, ctx, id, true)?;
+    let mut e = s.entity;
+    if let Some(r) = req.revision.filter(|r| *r != e.revision) {
+        return Err(CommandError::conflict(format!(
+            "revision {r} is not the current revision {} of entity {id}",
+            e.revision
+        )));
+    }
+    e.state = EntityState::InDeletion;
+    record(&mut e, ctx, b.now, "delete", Vec::new());
+    finish_delete(co, b, &e);
+    Ok(answer(&e))
+}
+
+/// Removes an entity in `in_deletion` and announces it.
+fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
+    entities::remove(&mut b.txn, e);
+    entity_event(co, b, "entity.deleted", e);
+}

@@ -1,0 +1,242 @@
+//! Entities under `kill -9`: the real binary takes a stream of entity creates and updates and
+//! is killed with SIGKILL mid-stream, several times. After each restart every acknowledged
+//! create is there, every acknowledged update's revision and content are there, and nothing
+//! half-written shows (revisions move by one, content and revision agree).
+
+mod support;
+use support::free_port;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TYPE_ID: &str = "urn:extbus:type:acme:counter:1.0.0";
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, mqtt: u16, http: u16) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_extbus"))
+        .args(["serve", "--dev", "--data-dir", dir.to_str().unwrap()])
+        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "broker did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Running(child)
+}
+
+/// A client that records replies by correlation id.
+struct Session {
+    client: AsyncClient,
+    name: String,
+    replies: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+async fn session(name: &str, port: u16) -> Session {
+    let mut o = MqttOptions::new(
+        format!("{name}-{}", rand::random::<u32>()),
+        "127.0.0.1",
+        port,
+    );
+    o.set_credentials(name, name)
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(o, 4096);
+    let replies = Arc::new(Mutex::new(HashMap::new()));
+    let r2 = replies.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    client
+        .subscribe(format!("extbus/out/{name}/replies"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        while let Ok(ev) = el.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                        if let Some(c) = v["correlation_id"].as_str() {
+                            r2.lock().unwrap().insert(c.to_string(), v);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    Session {
+        client,
+        name: name.to_string(),
+        replies,
+    }
+}
+
+impl Session {
+    async fn send(&self, suffix: &str, corr: &str, mut body: Value) {
+        body["correlation_id"] = corr.into();
+        let topic = format!("extbus/in/{}/{suffix}", self.name);
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let _ = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, bytes)
+            .await;
+    }
+
+    fn reply(&self, corr: &str) -> Option<Value> {
+        self.replies.lock().unwrap().get(corr).cloned()
+    }
+
+    async fn call(&self, suffix: &str, corr: &str, body: Value) -> Value {
+        self.send(suffix, corr, body).await;
+        let t = Instant::now();
+        loop {
+            if let Some(r) = self.reply(corr) {
+                return r;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no reply to {corr}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Every entity as id -> (revision, content `n`), via paged `entities/query`.
+    async fn all(&self, tag: &str) -> HashMap<String, (u64, i64)> {
+        let mut out = HashMap::new();
+        let mut after: Option<String> = None;
+        for page in 0.. {
+            let q = json!({"limit": 500, "after": after});
+            let r = self
+                .call("entities/query", &format!("{tag}-q{page}"), q)
+                .await;
+            assert_eq!(r["ok"], true, "{r}");
+            for e in r["result"]["entities"].as_array().unwrap() {
+                let rev = e["revision"].as_u64().unwrap();
+                let n = e["entity"]["n"].as_i64().unwrap();
+                out.insert(e["id"].as_str().unwrap().to_string(), (rev, n));
+            }
+            match r["result"]["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_creates_and_updates_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mqtt, http) = (free_port(), free_port());
+    let mut broker = start(&data, mqtt, http);
+    let ext = session("extension", mqtt).await;
+    let types = json!({"entity_types": [{"vendor": "acme", "nss": "counter", "version": "1.0.0",
+        "schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+        "access": {"read": ["platform"], "write": ["platform"]}}]});
+    assert_eq!(ext.call("register", "reg", types).await["ok"], true);
+
+    // What was acknowledged: id -> (revision, n).
+    let mut acked: HashMap<String, (u64, i64)> = HashMap::new();
+    for round in 0..3usize {
+        let p = session("platform", mqtt).await;
+        let before = p.all(&format!("r{round}-before")).await;
+        for (id, want) in &acked {
+            let got = before
+                .get(id)
+                .unwrap_or_else(|| panic!("acknowledged {id} lost"));
+            assert!(
+                got.0 >= want.0,
+                "{id}: revision {} < acknowledged {}",
+                got.0,
+                want.0
+            );
+            // Content and revision agree: n is written with revision n + 1 below.
+            assert_eq!(got.1 + 1, got.0 as i64, "{id}: {got:?}");
+        }
+        let mut sent = Vec::new();
+        // One update per known entity (at its current revision) and new creates, pipelined.
+        for (i, (id, (rev, _))) in before.iter().enumerate() {
+            let corr = format!("r{round}-u{i}");
+            let body = json!({"revision": rev, "entity": {"n": *rev as i64}});
+            p.send(&format!("entities/{id}/update"), &corr, body).await;
+            sent.push((corr, Some((id.clone(), rev + 1))));
+        }
+        for i in 0..300 {
+            let corr = format!("r{round}-c{i}");
+            let body = json!({"type": TYPE_ID, "org": "acme", "name": "c", "entity": {"n": 0}});
+            p.send("entities/create", &corr, body).await;
+            sent.push((corr, None));
+            if i == 150 {
+                // Some of the first half is acknowledged; the second half meets the kill.
+                let t = Instant::now();
+                while !sent.iter().any(|(c, _)| p.reply(c).is_some()) {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "no reply in round {round}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+        // Killed while the second half is still arriving.
+        drop(broker);
+        let mut n_acked = 0;
+        for (corr, update) in &sent {
+            let Some(r) = p.reply(corr) else { continue };
+            assert_eq!(r["ok"], true, "{r}");
+            n_acked += 1;
+            match update {
+                Some((id, rev)) => {
+                    acked.insert(id.clone(), (*rev, *rev as i64 - 1));
+                }
+                None => {
+                    let id = r["result"]["id"].as_str().unwrap().to_string();
+                    acked.insert(id, (1, 0));
+                }
+            }
+        }
+        assert!(
+            n_acked > 0,
+            "round {round}: nothing was acknowledged before the kill"
+        );
+        broker = start(&data, mqtt, http);
+    }
+    let p = session("platform", mqtt).await;
+    let last = p.all("final").await;
+    for (id, want) in &acked {
+        let got = last
+            .get(id)
+            .unwrap_or_else(|| panic!("acknowledged {id} lost"));
+        assert!(got.0 >= want.0, "{id}");
+    }
+    drop(broker);
+}
