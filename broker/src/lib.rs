@@ -13,11 +13,13 @@
 //! - `eventlog`: durable, sequenced audit events, written into the batch `Txn` (the store's
 //!   named trees, `extbus_callouts::Trees`, committed once per batch). `clock`: injected time.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
-//! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
+//! - `http`: healthz, metrics, the HTTP API (`http::api`: route rows, event stream, OpenAPI),
+//!   the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
 //! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
 //! - `metrics`: every `/metrics` family, typed, defined once. `notices`: gate -> coordinator
-//!   messages. `link`: the channel between the coordinator and in-process extensions.
+//!   messages. `link`: the channel between the coordinator and in-process callers (exec, the
+//!   HTTP API). `feed`: each durable batch's events for in-process readers (event streams).
 //!
 //! # How to add a command family
 //! A family's commands are described once, decoded once in bus-schema and applied by one broker
@@ -48,6 +50,7 @@ pub mod coordinator;
 pub mod datadir;
 pub mod eventlog;
 pub mod exec;
+pub mod feed;
 pub mod http;
 pub mod link;
 pub mod log_limit;

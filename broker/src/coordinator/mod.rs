@@ -46,6 +46,10 @@ pub struct Parts {
     pub services: Arc<crate::services::Services>,
     /// Commands from in-process extensions (exec), and where blocked tasks go for them.
     pub internal: Option<crate::link::Link>,
+    /// Commands from the HTTP API, applied and answered like those of `internal`.
+    pub api: Option<tokio::sync::mpsc::Receiver<crate::link::InternalCommand>>,
+    /// Where each durable batch's events go for in-process readers.
+    pub feed: crate::feed::Feed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,7 @@ pub(crate) struct Coordinator {
     /// When finished tasks are next purged (retention).
     next_task_purge: u64,
     pub exec_tap: Option<mpsc::UnboundedSender<extbus_schema::tasks::Task>>,
+    pub feed: crate::feed::Feed,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -108,6 +113,7 @@ impl Coordinator {
             &parts.services.router,
         );
         let log = EventLog::open(&trees).map_err(|e| CoordinatorError::Store(e.to_string()))?;
+        parts.feed.publish(log.next_seq(), std::iter::empty());
         let known_principals = parts
             .principals
             .list()
@@ -129,6 +135,7 @@ impl Coordinator {
             clock: parts.clock.clone(),
             services: parts.services.clone(),
             exec_tap: None,
+            feed: parts.feed.clone(),
         })
     }
 }
@@ -141,6 +148,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         mut bus_rx,
         mut notices,
         internal: link,
+        mut api,
         ..
     } = parts;
     let mut internal_rx = link.map(|l| {
@@ -167,6 +175,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
             m = bus_rx.recv() => match m { Some(m) => Some(Input::Command(m)), None => break },
             n = notices.recv() => n.map(Input::Notice),
             c = internal::recv(&mut internal_rx) => Some(Input::Internal(c)),
+            c = internal::recv(&mut api) => Some(Input::Internal(c)),
             _ = sleep => None,
         };
         let mut inputs: Vec<Input> = first.into_iter().collect();
@@ -174,6 +183,13 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
             match bus_rx.try_recv() {
                 Some(m) => inputs.push(Input::Command(m)),
                 None => break,
+            }
+        }
+        // HTTP API commands share the batch (group commit) like MQTT ones.
+        while inputs.len() < max_batch {
+            match api.as_mut().map(|a| a.try_recv()) {
+                Some(Ok(c)) => inputs.push(Input::Internal(c)),
+                _ => break,
             }
         }
         while let Ok(n) = notices.try_recv() {
@@ -251,7 +267,11 @@ impl Coordinator {
         self.metrics.events_logged.inc_by(logged);
         self.metrics.events_expired.inc_by(expired as u64);
         // Events go out as the bytes `commit` stored, not encoded a second time.
-        events::announce(&mut outbox, staged.into_encoded());
+        let encoded = staged.into_encoded();
+        let next_seq = self.log.next_seq();
+        self.feed
+            .publish(next_seq, encoded.iter().map(|(ev, json)| (ev, json)));
+        events::announce(&mut outbox, encoded);
         if let Some(tap) = &self.exec_tap {
             internal::tap(&outbox, tap);
         }

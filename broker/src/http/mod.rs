@@ -1,10 +1,11 @@
 //! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text, or OpenMetrics on
-//! request), and everything else through the extension services gateway (`gateway`, callers
-//! authenticated by `auth`).
+//! request), the HTTP API under `/api/` (`api`), and everything else through the extension
+//! services gateway (`gateway`); callers of both are authenticated by `auth`.
 //! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s; one access
 //! log line per request is `access`'s.
 
 mod access;
+pub mod api;
 pub mod auth;
 mod conn;
 mod gateway;
@@ -17,7 +18,7 @@ use crate::services::Services;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub struct HttpState {
     pub max_payload: usize,
     /// Becomes true when the shutdown grace period is over: waiting calls answer 503.
     pub closing: watch::Receiver<bool>,
+    /// Becomes true when shutdown begins: event streams end so connections can close.
+    pub draining: watch::Receiver<bool>,
+    pub api: Arc<api::Api>,
 }
 
 impl HttpState {
@@ -42,6 +46,7 @@ impl HttpState {
         verifier: Arc<Verifier>,
         services: Arc<Services>,
         max_payload: usize,
+        api: api::Api,
     ) -> Self {
         HttpState {
             metrics,
@@ -49,6 +54,8 @@ impl HttpState {
             auth: auth::Authenticator::new(verifier),
             max_payload,
             closing: watch::channel(false).1,
+            draining: watch::channel(false).1,
+            api: Arc::new(api),
         }
     }
 }
@@ -57,6 +64,8 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/api", any(api::handle))
+        .route("/api/{*rest}", any(api::handle))
         .fallback(gateway::handle)
         .layer(axum::middleware::from_fn(access::log))
         .with_state(state)
@@ -91,6 +100,12 @@ pub async fn serve(
 ) {
     let (closing, rx) = watch::channel(false);
     state.closing = rx;
+    let (draining, rx) = watch::channel(false);
+    state.draining = rx;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = draining.send(true);
+    };
     let metrics = state.metrics.clone();
     conn::serve(listener, router(state), limits, metrics, closing, shutdown).await
 }
