@@ -40,6 +40,11 @@
 //! its outbound schema and channel in `validate::OUTBOUND` / `asyncapi`), settings in
 //! `config/mod.rs`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
 //! publish a command needs no gate change: inboxes are per principal, roles come from its row.
+//!
+//! To serve a command over HTTP too: one row per route in `http/api/routes.rs` `ROUTES`
+//! (method, path pattern, command suffix pattern, body from query or JSON, success status),
+//! and the route in `docs/protocol.md` "HTTP API". The handler, the status mapping, the
+//! OpenAPI document and its tests read the rows; nothing else in `http/` changes.
 
 pub mod auth;
 pub mod backup;

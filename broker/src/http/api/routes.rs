@@ -271,6 +271,16 @@ mod tests {
     }
 
     #[test]
+    fn every_route_is_in_the_protocol_doc() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        for r in ROUTES {
+            let row = format!("`{} {}`", r.method, r.path);
+            assert!(doc.contains(&row), "docs/protocol.md lacks {row}");
+        }
+    }
+
+    #[test]
     fn query_values_are_typed_by_the_schema() {
         let schema = json!({"properties": {"limit": {"type": ["integer", "null"]}, "org": {"type": "string"}}});
         let q = |p: &[(&str, &str)]| {
