@@ -111,7 +111,7 @@ async fn main() {
     let total = (rate as usize) * secs;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[http]\nmax_connections = {n}\nmax_connections_per_address = {n}\n",
+        "[http]\nmax_connections = {n}\nmax_connections_per_address = {n}\n[auth]\nqueue = {n}\n",
         n = streams + 64
     );
     let broker = Broker::start(&dir.path().join("data"), &config);
@@ -119,6 +119,14 @@ async fn main() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("observer:observer")
     );
+    // One login first: the readers' then come from the credentials cache.
+    let mut s = TcpStream::connect(("127.0.0.1", broker.http))
+        .await
+        .unwrap();
+    let req = format!("GET /api/openapi.json HTTP/1.1\r\nhost: b\r\nauthorization: {auth}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink).await;
     let start = Arc::new(tokio::sync::OnceCell::new());
     let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel(streams);
     let readers: Vec<_> = (0..streams)
@@ -132,6 +140,7 @@ async fn main() {
             ))
         })
         .collect();
+    drop(opened_tx);
     for _ in 0..streams {
         opened_rx
             .recv()
