@@ -15,11 +15,13 @@
 //! - `entities`: entity types (compiled once), stored entities, their index and sealed secure
 //!   fields; the commands are `coordinator/entities.rs`.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
-//! - `http`: healthz, metrics, the services gateway. `server`: start/stop everything.
+//! - `http`: healthz, metrics, the HTTP API (`http::api`: route rows, event stream, OpenAPI),
+//!   the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
 //! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
 //! - `metrics`: every `/metrics` family, typed, defined once. `notices`: gate -> coordinator
-//!   messages. `link`: the channel between the coordinator and in-process extensions.
+//!   messages. `link`: the channel between the coordinator and in-process callers (exec, the
+//!   HTTP API). `feed`: each durable batch's events for in-process readers (event streams).
 //!
 //! # How to add a command family
 //! A family's commands are described once, decoded once in bus-schema and applied by one broker
@@ -43,6 +45,11 @@
 //! `topics.rs` for a topic of its own (and its outbound schema and channel in
 //! `validate::OUTBOUND` / `asyncapi`), settings in `config/`, and a gate change for new subscribable topics (`mqtt/gate/acl.rs`). Who may
 //! publish a command needs no gate change: inboxes are per principal, roles come from its row.
+//!
+//! To serve a command over HTTP too: one row per route in `http/api/routes.rs` `ROUTES`
+//! (method, path pattern, command suffix pattern, body from query or JSON, success status),
+//! and the route in `docs/protocol.md` "HTTP API". The handler, the status mapping, the
+//! OpenAPI document and its tests read the rows; nothing else in `http/` changes.
 
 pub mod auth;
 pub mod backup;
@@ -55,6 +62,7 @@ pub mod entities;
 pub mod eventlog;
 pub mod exec;
 pub mod external;
+pub mod feed;
 pub mod http;
 pub mod link;
 pub mod log_limit;

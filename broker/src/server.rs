@@ -284,6 +284,13 @@ pub async fn run_with_metrics(
         let _ = rx.wait_for(|s| *s).await;
     };
     let internal = crate::exec::start(&exec, metrics.clone(), stop_rx.clone());
+    let feed = crate::feed::Feed::new(cfg.http.sse_buffer);
+    let (api_tx, api_rx) = mpsc::channel(crate::http::api::QUEUE);
+    let api = crate::http::api::Api::new(
+        api_tx,
+        feed.clone(),
+        std::time::Duration::from_millis(cfg.http.sse_keepalive_ms),
+    );
     let parts = Parts {
         config: cfg.clone(),
         db: db.clone(),
@@ -295,12 +302,19 @@ pub async fn run_with_metrics(
         metrics: metrics.clone(),
         clock: clock.clone(),
         internal,
+        api: Some(api_rx),
+        feed,
         services: services.clone(),
         acl_sync,
     };
-    let http_state =
-        crate::http::HttpState::new(metrics.clone(), verifier, services, cfg.mqtt.max_payload)
-            .with_bus_auth(registry, notice_tx);
+    let http_state = crate::http::HttpState::new(
+        metrics.clone(),
+        verifier,
+        services,
+        cfg.mqtt.max_payload,
+        api,
+    )
+    .with_bus_auth(registry, notice_tx);
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http = tokio::spawn(crate::http::serve(

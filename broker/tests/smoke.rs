@@ -92,7 +92,7 @@ fn cli_manages_principals_and_prints_config() {
 }
 
 #[test]
-fn schema_export_writes_schemas_and_asyncapi() {
+fn schema_export_writes_schemas_asyncapi_and_openapi() {
     let dir = tempfile::tempdir().unwrap();
     let out = extbus()
         .args(["schema", "export", dir.path().to_str().unwrap()])
@@ -107,6 +107,10 @@ fn schema_export_writes_schemas_and_asyncapi() {
         serde_json::from_slice(&std::fs::read(dir.path().join("asyncapi.json")).unwrap()).unwrap();
     assert!(doc["asyncapi"].as_str().unwrap().starts_with("3."));
     assert!(dir.path().join("schemas").read_dir().unwrap().count() >= 10);
+    let api: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("openapi.json")).unwrap()).unwrap();
+    assert_eq!(api["openapi"], "3.1.0");
+    assert!(api["paths"]["/api/tasks/{task_id}/resume"]["post"].is_object());
 }
 
 #[test]

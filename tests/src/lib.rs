@@ -1,11 +1,13 @@
 //! Test harness: a real extbus broker started in-process on free ports with a temporary data
 //! dir and a manual clock, and real MQTT clients (rumqttc, v3.1.1 and v5) that collect what
-//! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`).
+//! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`)
+//! and a Server-Sent Events reader (`sse`).
 //! No part of the bus or store is mocked.
 
 pub mod client;
 pub mod http;
 pub mod mosquitto;
+pub mod sse;
 
 pub use client::{BusClient, Msg, Proto};
 

@@ -89,8 +89,13 @@ pub fn schema_export(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!("{} exists and is not a directory", dir.display());
     }
-    let files = extbus_schema::asyncapi::export(dir)
+    let mut files = extbus_schema::asyncapi::export(dir)
         .with_context(|| format!("writing into {}", dir.display()))?;
+    // The HTTP API's document beside the bus's; it refers to the same schemas.
+    files.push(
+        crate::http::api::openapi::export(dir)
+            .with_context(|| format!("writing into {}", dir.display()))?,
+    );
     for f in &files {
         println!("{}", f.display());
     }

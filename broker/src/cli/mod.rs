@@ -87,7 +87,8 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum SchemaCmd {
-    /// Write the JSON Schema files and an AsyncAPI 3.0 document into DIR.
+    /// Write the JSON Schema files, an AsyncAPI 3.0 document (MQTT) and an OpenAPI 3.1
+    /// document (HTTP API) into DIR.
     Export {
         /// Where the files go (created if missing).
         dir: PathBuf,

@@ -125,6 +125,11 @@ pub struct HttpConfig {
     /// On shutdown, service calls still waiting after this long are answered 503 and every
     /// connection is closed.
     pub shutdown_grace_ms: u64,
+    /// `GET /api/events/stream` sends a keep-alive comment after this long without an event.
+    pub sse_keepalive_ms: u64,
+    /// Events a stream's reader may fall behind the live feed before it is cut off (with an
+    /// event saying where to resume).
+    pub sse_buffer: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +278,8 @@ impl Default for HttpConfig {
             max_connections: 512,
             max_connections_per_address: 64,
             shutdown_grace_ms: 10_000,
+            sse_keepalive_ms: 15_000,
+            sse_buffer: 4096,
         }
     }
 }
@@ -525,6 +532,8 @@ impl Config {
                 self.http.max_connections_per_address as u64,
             ),
             ("http.shutdown_grace_ms", self.http.shutdown_grace_ms),
+            ("http.sse_keepalive_ms", self.http.sse_keepalive_ms),
+            ("http.sse_buffer", self.http.sse_buffer as u64),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));

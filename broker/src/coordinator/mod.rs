@@ -51,6 +51,10 @@ pub struct Parts {
     pub internal: Option<crate::link::Link>,
     /// External mode with dynamic security: the broker's ACLs, kept in step.
     pub acl_sync: Option<Arc<crate::external::sync::Sync>>,
+    /// Commands from the HTTP API, applied and answered like those of `internal`.
+    pub api: Option<tokio::sync::mpsc::Receiver<crate::link::InternalCommand>>,
+    /// Where each durable batch's events go for in-process readers.
+    pub feed: crate::feed::Feed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,7 @@ pub(crate) struct Coordinator {
     next_task_purge: u64,
     pub exec_tap: Option<mpsc::UnboundedSender<extbus_schema::tasks::Task>>,
     acl_sync: Option<Arc<crate::external::sync::Sync>>,
+    pub feed: crate::feed::Feed,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -124,6 +129,7 @@ impl Coordinator {
         let types = crate::entities::Types::load(&trees);
         let sealer = crate::entities::secure::Sealer::open(&parts.config)
             .map_err(CoordinatorError::Store)?;
+        parts.feed.publish(log.next_seq(), std::iter::empty());
         let known_principals = parts
             .principals
             .list()
@@ -148,6 +154,7 @@ impl Coordinator {
             sealer,
             exec_tap: None,
             acl_sync: parts.acl_sync.clone(),
+            feed: parts.feed.clone(),
         })
     }
 }
@@ -178,6 +185,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         mut bus_rx,
         mut notices,
         internal: link,
+        mut api,
         ..
     } = parts;
     let mut internal_rx = link.map(|l| {
@@ -213,6 +221,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
             m = bus_rx.recv() => match m { Some(m) => Some(Input::Command(m)), None => break },
             n = notices.recv() => n.map(Input::Notice),
             c = internal::recv(&mut internal_rx) => Some(Input::Internal(c)),
+            c = internal::recv(&mut api) => Some(Input::Internal(c)),
             _ = sleep => None,
         };
         let mut inputs: Vec<Input> = first.into_iter().collect();
@@ -220,6 +229,13 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
             match bus_rx.try_recv() {
                 Some(m) => inputs.push(Input::Command(m)),
                 None => break,
+            }
+        }
+        // HTTP API commands share the batch (group commit) like MQTT ones.
+        while inputs.len() < max_batch {
+            match api.as_mut().map(|a| a.try_recv()) {
+                Some(Ok(c)) => inputs.push(Input::Internal(c)),
+                _ => break,
             }
         }
         while let Ok(n) = notices.try_recv() {
@@ -301,7 +317,11 @@ impl Coordinator {
         self.metrics.events_logged.inc_by(logged);
         self.metrics.events_expired.inc_by(expired as u64);
         // Events go out as the bytes `commit` stored, not encoded a second time.
-        events::announce(&mut outbox, staged.into_encoded());
+        let encoded = staged.into_encoded();
+        let next_seq = self.log.next_seq();
+        self.feed
+            .publish(next_seq, encoded.iter().map(|(ev, json)| (ev, json)));
+        events::announce(&mut outbox, encoded);
         if let Some(tap) = &self.exec_tap {
             internal::tap(&outbox, tap);
         }

@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use extbus_schema::{ErrorCode, ServiceRequest, ServiceResponse};
+use extbus_schema::{CommandError, ErrorCode, ServiceRequest, ServiceResponse};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,6 +30,12 @@ fn error(status: u16, code: ErrorCode, message: &str) -> Response {
 
 fn unauthorized(why: &str) -> Response {
     let mut r = error(401, ErrorCode::Forbidden, why);
+    challenge(&mut r);
+    r
+}
+
+/// The `WWW-Authenticate` headers of a 401: either scheme is accepted.
+pub(super) fn challenge(r: &mut Response) {
     let h = r.headers_mut();
     h.append(
         header::WWW_AUTHENTICATE,
@@ -39,7 +45,6 @@ fn unauthorized(why: &str) -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"extbus\""),
     );
-    r
 }
 
 /// Header names (lowercase) a message's own `Connection` header marks as hop-by-hop.
@@ -125,15 +130,14 @@ fn clip(s: &str) -> String {
 }
 
 /// Reads the body, refusing more than `max` bytes.
-async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Response> {
+async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, CommandError> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            error(
-                400,
+            CommandError::new(
                 ErrorCode::SchemaViolation,
-                &format!("the request body could not be read: {e}"),
+                format!("the request body could not be read: {e}"),
             )
         })?;
         if buf.len() + chunk.len() > max {
@@ -144,11 +148,27 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, Response> {
     Ok(buf)
 }
 
-fn too_large(max: usize) -> Response {
-    error(
-        413,
+/// Reads a request body of at most `max` bytes; a larger declared length is refused unread.
+/// The error's code carries its status (`ErrorCode::http_status`).
+pub(super) async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Vec<u8>, CommandError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large(max));
+    }
+    read_body(body, max).await
+}
+
+fn too_large(max: usize) -> CommandError {
+    CommandError::new(
         ErrorCode::PayloadTooLarge,
-        &format!("the request body is larger than the limit of {max} bytes"),
+        format!("the request body is larger than the limit of {max} bytes"),
     )
 }
 
@@ -197,17 +217,9 @@ async fn serve(st: &HttpState, req: Request<Body>) -> Response {
             &format!("no extension service serves {}", clip(path)),
         );
     };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > st.max_payload) {
-        return too_large(st.max_payload);
-    }
-    let body = match read_body(body, st.max_payload).await {
+    let body = match read_limited(&parts.headers, body, st.max_payload).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(e) => return error(e.code.http_status(), e.code, &e.message),
     };
     let Principal { name, orgs, .. } = principal;
     let caller = super::access::Caller(name.clone());

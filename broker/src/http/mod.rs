@@ -1,11 +1,12 @@
 //! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text, or OpenMetrics on
-//! request), and everything else through the extension services gateway (`gateway`, callers
-//! authenticated by `auth`).
+//! request), the HTTP API under `/api/` (`api`), and everything else through the extension
+//! services gateway (`gateway`); callers of both are authenticated by `auth`.
 //! `/bus/authn` and `/bus/authz` answer an external broker's HTTP auth backends (`bus_auth`).
 //! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s; one access
 //! log line per request is `access`'s.
 
 mod access;
+pub mod api;
 pub mod auth;
 mod bus_auth;
 mod conn;
@@ -19,7 +20,7 @@ use crate::services::Services;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct HttpState {
     pub registry: Option<Arc<crate::registry::Registry>>,
     /// Where `/bus/authz` refusals go to be audited as `security.denied`.
     pub notices: Option<tokio::sync::mpsc::Sender<crate::notices::GateNotice>>,
+    /// Becomes true when shutdown begins: event streams end so connections can close.
+    pub draining: watch::Receiver<bool>,
+    pub api: Arc<api::Api>,
 }
 
 impl HttpState {
@@ -48,6 +52,7 @@ impl HttpState {
         verifier: Arc<Verifier>,
         services: Arc<Services>,
         max_payload: usize,
+        api: api::Api,
     ) -> Self {
         HttpState {
             metrics,
@@ -57,6 +62,8 @@ impl HttpState {
             closing: watch::channel(false).1,
             registry: None,
             notices: None,
+            draining: watch::channel(false).1,
+            api: Arc::new(api),
         }
     }
 
@@ -78,6 +85,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/bus/authn", axum::routing::post(bus_auth::authn))
         .route("/bus/authz", axum::routing::post(bus_auth::authz))
+        .route("/api", any(api::handle))
+        .route("/api/{*rest}", any(api::handle))
         .fallback(gateway::handle)
         .layer(axum::middleware::from_fn(access::log))
         .with_state(state)
@@ -112,6 +121,12 @@ pub async fn serve(
 ) {
     let (closing, rx) = watch::channel(false);
     state.closing = rx;
+    let (draining, rx) = watch::channel(false);
+    state.draining = rx;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = draining.send(true);
+    };
     let metrics = state.metrics.clone();
     conn::serve(listener, router(state), limits, metrics, closing, shutdown).await
 }

@@ -74,6 +74,10 @@ pub struct Metrics {
     pub http_connections: Gauge,
     pub http_refused: Family<Reason, Counter>,
     pub http_closed: Family<Reason, Counter>,
+    // The HTTP API's event streams.
+    pub sse_streams: Gauge,
+    pub sse_streams_opened: Counter,
+    pub sse_streams_cut: Counter,
     // Executable extensions.
     pub exec_ready: Family<ExecName, Gauge>,
     pub exec_runs: Family<ExecRun, Counter>,
@@ -118,6 +122,9 @@ impl Metrics {
             http_connections: Gauge::default(),
             http_refused: Family::default(),
             http_closed: Family::default(),
+            sse_streams: Gauge::default(),
+            sse_streams_opened: Counter::default(),
+            sse_streams_cut: Counter::default(),
             exec_ready: Family::default(),
             exec_runs: Family::default(),
         };
@@ -295,6 +302,21 @@ impl Metrics {
             "extbus_service_late_responses",
             "service responses dropped because their request had timed out",
             self.service_late_responses.clone(),
+        );
+        r.register(
+            "extbus_http_event_streams",
+            "open GET /api/events/stream responses",
+            self.sse_streams.clone(),
+        );
+        r.register(
+            "extbus_http_event_streams_opened",
+            "GET /api/events/stream responses started",
+            self.sse_streams_opened.clone(),
+        );
+        r.register(
+            "extbus_http_event_streams_cut",
+            "event streams cut off because their reader fell too far behind",
+            self.sse_streams_cut.clone(),
         );
         r.register(
             "extbus_http_connections",
