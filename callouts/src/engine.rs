@@ -84,6 +84,23 @@ impl Engine {
         self.rules.register(txn, owner, specs)
     }
 
+    /// Replaces the rules `owner` registered in `component` (see
+    /// `Rules::register_component`); its other components keep theirs.
+    pub fn register_component(
+        &mut self,
+        txn: &mut Txn,
+        owner: &str,
+        component: &str,
+        specs: Vec<RuleSpec>,
+    ) -> Result<crate::rules::Registered, CommandError> {
+        self.rules.register_component(txn, owner, component, specs)
+    }
+
+    /// Switches a principal or one of its components off or on (see `Rules::set_disabled`).
+    pub fn set_disabled(&mut self, owner: &str, component: Option<&str>, disabled: bool) {
+        self.rules.set_disabled(owner, component, disabled);
+    }
+
     /// A committed task (same as `Store::get`).
     pub fn get(&self, store: &Store, id: &str) -> Result<Option<Task>, CalloutError> {
         store.get(id)
