@@ -84,6 +84,8 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("vendor", "A service vendor, [a-z0-9-]{1,64}."),
     ("name", "A service name, [a-z0-9-]{1,64}."),
     ("version", "A service version, [a-z0-9.-]{1,64}."),
+    ("extension", "The principal of a registration, [a-z0-9-]{1,64}."),
+    ("component", "A component of a registration, [a-z0-9-]{1,64}."),
 ];
 
 /// The `{parameter}` names of an address, in order.
@@ -248,6 +250,8 @@ mod tests {
             .replace("{vendor}", "acme")
             .replace("{name}", "greeter")
             .replace("{version}", "1.0.0")
+            .replace("{extension}", "ext-1")
+            .replace("{component}", "approver")
     }
 
     #[test]
@@ -317,6 +321,11 @@ mod tests {
             "extbus/in/{principal}/register",
             "extbus/in/{principal}/services/responses",
             "extbus/in/{principal}/services/{vendor}/{name}/{version}",
+            "extbus/in/{principal}/registrations/query",
+            "extbus/in/{principal}/registrations/{extension}/disable",
+            "extbus/in/{principal}/registrations/{extension}/enable",
+            "extbus/in/{principal}/registrations/{extension}/{component}/disable",
+            "extbus/in/{principal}/registrations/{extension}/{component}/enable",
         ];
         expected.sort();
         assert_eq!(addresses, expected);

@@ -14,6 +14,8 @@ use crate::tasks::RuleSpec;
 use crate::topics;
 use crate::validate::schema;
 
+/// The component of a manifest that names none.
+pub const DEFAULT_COMPONENT: &str = "default";
 /// Default `priority` of a service.
 pub const DEFAULT_SERVICE_PRIORITY: i64 = 50;
 /// Default `timeout_ms` of a service (SPEC.md "Limits and defaults").
@@ -29,6 +31,10 @@ fn default_timeout_ms() -> u64 {
 /// Body of `register`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Which of the principal's programs this is: `register` replaces only its own
+    /// registrations. Absent: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
@@ -73,6 +79,11 @@ impl ServiceSpec {
 }
 
 impl Manifest {
+    /// The component this manifest registers (`default` when it names none).
+    pub fn component(&self) -> &str {
+        self.component.as_deref().unwrap_or(DEFAULT_COMPONENT)
+    }
+
     /// Checks what the JSON Schema cannot: every URL pattern compiles, no rule's `timeout_ms`
     /// exceeds its `max_timeout_ms`, no service is declared twice (`schema_violation`, one
     /// detail per location such as `/services/0/url_patterns/1`); then every name
@@ -126,6 +137,9 @@ impl Manifest {
         }
 
         let mut names = NameCheck::new();
+        if let Some(c) = &self.component {
+            names.check(NameKind::Name, "/component", c);
+        }
         for (i, r) in self.rules.iter().enumerate() {
             names.check(
                 NameKind::Operation,
@@ -177,10 +191,12 @@ pub const REGISTER: Spec = Spec {
     kind: "register",
     schema: schema!("register", Inbound),
     channel: "cmdRegister",
-    description: "extension: register callout rules and services for this principal.",
+    description:
+        "extension: register callout rules and services for one component of this principal.",
     roles: &[Role::Extension],
     read_only: false,
     example: r#"{
+        "component": "approver",
         "rules": [{"operation": "vapp.instantiate", "orgs": ["*"], "priority": 50,
                    "timeout_ms": 60000, "max_timeout_ms": 3600000, "default_action": "abort"}],
         "services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0",

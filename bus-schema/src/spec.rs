@@ -5,13 +5,14 @@
 use crate::commands::Command;
 use crate::roles::Role;
 use crate::validate::SchemaFile;
-use crate::{events, register, services, tasks};
+use crate::{events, register, registrations, services, tasks};
 
 /// Every command family, in the order their channels and schemas are exported.
 pub const FAMILIES: &[&[Spec]] = &[
     events::FAMILY,
     tasks::FAMILY,
     register::FAMILY,
+    registrations::FAMILY,
     services::FAMILY,
 ];
 
@@ -97,6 +98,8 @@ impl Spec {
             .replace("{vendor}", "acme")
             .replace("{name}", "greeter")
             .replace("{version}", "1.0.0")
+            .replace("{extension}", "ext-1")
+            .replace("{component}", "approver")
     }
 }
 

@@ -33,7 +33,7 @@ pub struct Stage {
 }
 
 /// The component a manifest without one registers (and rules stored before components).
-pub const DEFAULT_COMPONENT: &str = "default";
+pub const DEFAULT_COMPONENT: &str = extbus_schema::register::DEFAULT_COMPONENT;
 
 /// Config rules and registered rules, indexed by operation.
 #[derive(Debug, Clone, Default)]

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod docs;
 pub mod events;
 pub mod ext;
+pub mod registrations;
 pub mod table;
 pub mod task;
 
@@ -41,7 +42,7 @@ pub enum Command {
     Task(task::TaskArgs),
     /// Follow audit events on a running broker.
     Events(events::EventsArgs),
-    /// Executable extensions: write a skeleton script.
+    /// Extensions: list registrations, switch them off and on, write a skeleton script.
     Ext(ext::ExtArgs),
     /// Copy the data dir (store, principals, secrets) into DEST, checked; the broker must be
     /// stopped. Restore by serving DEST (`--data-dir DEST`) or copying it back.

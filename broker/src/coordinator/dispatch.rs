@@ -2,7 +2,7 @@
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
 use super::ctx::{Ctx, Output};
-use super::{events, register, services, tasks, Batch, Coordinator};
+use super::{events, register, registrations, services, tasks, Batch, Coordinator};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use bytes::Bytes;
@@ -98,6 +98,17 @@ pub(crate) fn apply(
         (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
         (Command::TasksQuery, Body::Query(q)) => tasks::query(co, ctx, &q),
         (Command::Register, Body::Register(m)) => register::apply(co, b, ctx, *m),
+        (Command::RegistrationsQuery, Body::RegistrationsQuery(q)) => {
+            registrations::query(co, ctx, &q)
+        }
+        (
+            Command::RegistrationSwitch {
+                principal,
+                component,
+                enable,
+            },
+            Body::Switch(r),
+        ) => registrations::switch(co, b, ctx, &principal, component.as_deref(), !enable, r),
         (Command::ServiceResponse, Body::ServiceResponse(r)) => services::respond(co, ctx, *r),
         (
             Command::ServiceCall {

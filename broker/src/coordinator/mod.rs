@@ -5,7 +5,8 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `services` (one per command family).
+//! `registrations`, `services` (one per command family); `records` (what registrations hold
+//! beside their rules).
 
 mod ctx;
 mod dispatch;
@@ -13,7 +14,9 @@ mod events;
 mod internal;
 pub mod outbox;
 mod principals;
+mod records;
 mod register;
+mod registrations;
 mod services;
 mod tasks;
 
@@ -66,6 +69,8 @@ pub(crate) struct Coordinator {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub services: Arc<crate::services::Services>,
+    /// Registrations' services, times and switches (the rules are in `engine`).
+    pub records: records::Records,
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
@@ -96,17 +101,8 @@ impl Coordinator {
         let store = Store::with_trees(trees.clone());
         let engine = tasks::engine(&store, &parts.config)
             .map_err(|e| CoordinatorError::Store(e.to_string()))?;
-        for (owner, ops) in engine.rules().registrations() {
-            for op in ops {
-                parts.registry.add_operation(&owner, &op);
-            }
-        }
-        register::restore_services(
-            &trees,
-            &parts.config,
-            &parts.registry,
-            &parts.services.router,
-        );
+        let records =
+            records::Records::load(&store).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let log = EventLog::open(&trees).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let known_principals = parts
             .principals
@@ -114,7 +110,8 @@ impl Coordinator {
             .into_iter()
             .map(|p| (p.name.clone(), p))
             .collect();
-        Ok(Coordinator {
+        let mut co = Coordinator {
+            records,
             known_principals,
             next_principal_check: 0,
             next_task_purge: 0,
@@ -129,7 +126,9 @@ impl Coordinator {
             clock: parts.clock.clone(),
             services: parts.services.clone(),
             exec_tap: None,
-        })
+        };
+        records::restore(&mut co);
+        Ok(co)
     }
 }
 
