@@ -16,6 +16,9 @@ use crate::validate::schema;
 
 /// The component of a manifest that names none.
 pub const DEFAULT_COMPONENT: &str = "default";
+/// The component under which `registrations/query` lists what the config file gives a
+/// principal; no manifest may use it.
+pub const CONFIG_COMPONENT: &str = "config";
 /// Default `priority` of a service.
 pub const DEFAULT_SERVICE_PRIORITY: i64 = 50;
 /// Default `timeout_ms` of a service (SPEC.md "Limits and defaults").
@@ -138,6 +141,19 @@ impl Manifest {
 
         let mut names = NameCheck::new();
         if let Some(c) = &self.component {
+            if c == CONFIG_COMPONENT {
+                let message = format!(
+                    "component '{CONFIG_COMPONENT}' is reserved for the broker's config file"
+                );
+                return Err(CommandError::new(
+                    ErrorCode::InvalidName,
+                    format!("/component: {message}"),
+                )
+                .with_details(vec![ErrorDetail {
+                    path: "/component".into(),
+                    message,
+                }]));
+            }
             names.check(NameKind::Name, "/component", c);
         }
         for (i, r) in self.rules.iter().enumerate() {
@@ -301,6 +317,21 @@ mod tests {
                 "/services/0/version"
             ]
         );
+    }
+
+    #[test]
+    fn components_default_and_config_is_reserved() {
+        let m: Manifest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(m.component(), "default");
+        let m: Manifest = serde_json::from_value(json!({"component": "approver"})).unwrap();
+        assert_eq!(m.component(), "approver");
+        m.check().unwrap();
+        for bad in ["config", "Bad"] {
+            let m: Manifest = serde_json::from_value(json!({"component": bad})).unwrap();
+            let e = m.check().unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidName);
+            assert_eq!(e.details[0].path, "/component");
+        }
     }
 
     #[test]

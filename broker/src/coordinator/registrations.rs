@@ -1,10 +1,12 @@
 //! `registrations/query` and `registrations/<extension>[/<component>]/disable|enable`: what
 //! every extension registered, with its presence, and the operator's switch. A switch is
 //! written in the batch, applied to the engine's matching and the services router at once,
-//! and announced as an `extension.disabled|enabled` event.
+//! and announced as an `extension.disabled|enabled` event. What the config file gives a
+//! principal (rules, declared services) is listed as its component `config`.
 
 use super::ctx::Ctx;
 use super::{events, records, Batch, Coordinator};
+use extbus_schema::register::CONFIG_COMPONENT;
 use extbus_schema::registrations::{RegistrationInfo, RegistrationsQuery, SwitchRequest};
 use extbus_schema::tasks::RuleSpec;
 use extbus_schema::CommandError;
@@ -44,20 +46,56 @@ pub(crate) fn query(
         )
         .filter(|(p, _)| q.principal.as_ref().is_none_or(|want| want == p))
         .collect();
+    let mut configured: BTreeSet<String> = co
+        .config
+        .tasks
+        .rules
+        .iter()
+        .filter_map(|r| r.extension.clone())
+        .chain(
+            co.config
+                .services
+                .declared
+                .iter()
+                .map(|d| d.extension.clone()),
+        )
+        .collect();
+    configured.retain(|p| q.principal.as_ref().is_none_or(|want| want == p));
+    let keys = keys.into_iter().chain(
+        configured
+            .into_iter()
+            .map(|p| (p, CONFIG_COMPONENT.to_string())),
+    );
     let now = co.clock.now_ms();
     let presence = &co.registry.presence;
     let mut items = Vec::new();
     for (p, c) in keys {
-        let own = rules.registered_in(&p, &c);
-        if !visible(co, ctx, &p, own) {
+        let (own, record) = if c == CONFIG_COMPONENT {
+            let own: Vec<RuleSpec> = co
+                .config
+                .tasks
+                .rules
+                .iter()
+                .filter(|r| r.extension.as_deref() == Some(p.as_str()))
+                .cloned()
+                .collect();
+            let record = records::Record {
+                services: co.config.declared_services(&p),
+                ..records::Record::default()
+            };
+            (own, record)
+        } else {
+            let record = co.records.get(&p, &c).cloned().unwrap_or_default();
+            (rules.registered_in(&p, &c).to_vec(), record)
+        };
+        if !visible(co, ctx, &p, &own) {
             continue;
         }
-        let record = co.records.get(&p, &c).cloned().unwrap_or_default();
         let info = RegistrationInfo {
             connections: presence.open(&p),
             last_seen: presence.last_seen(&p, now),
             registered_at: record.registered_at,
-            rules: own.to_vec(),
+            rules: own,
             services: record.services,
             entity_types: Vec::new(),
             actions: Vec::new(),
