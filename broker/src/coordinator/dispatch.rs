@@ -148,6 +148,9 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
                 data,
             );
         }
+        GateNotice::Listening { principal, filters } => {
+            tasks::reannounce(co, b, &principal, &filters);
+        }
         GateNotice::Oversized {
             principal,
             suffix,
