@@ -1,7 +1,6 @@
 //! Key layout of the one `callouts` tree: `t/` task records, `q/` idempotency keys, `d/` and `n/`
 //! time-ordered deadline and renotify indexes, `b/` the set of blocked tasks, `r/` registered rules
-//! (by owner and component),
-//! `f/` finished tasks by the time they ended (for retention).
+//! (by owner and component), `f/` finished tasks by the time they ended (for retention).
 //! Times are big-endian u64 so that byte order is time order.
 
 use crate::error::CalloutError;

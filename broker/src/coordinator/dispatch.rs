@@ -149,7 +149,7 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
             );
         }
         GateNotice::Listening { principal, filters } => {
-            tasks::reannounce(co, b, &principal, &filters);
+            co.reannounce.listening(principal, filters);
         }
         GateNotice::Oversized {
             principal,

@@ -6,7 +6,7 @@
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
 //! `registrations`, `services` (one per command family); `records` (what registrations hold
-//! beside their rules).
+//! beside their rules), `reannounce` (waiting tasks sent again to a returning extension).
 
 mod ctx;
 mod dispatch;
@@ -14,6 +14,7 @@ mod events;
 mod internal;
 pub mod outbox;
 mod principals;
+mod reannounce;
 mod records;
 mod register;
 mod registrations;
@@ -71,6 +72,8 @@ pub(crate) struct Coordinator {
     pub services: Arc<crate::services::Services>,
     /// Registrations' services, times and switches (the rules are in `engine`).
     pub records: records::Records,
+    /// Extensions whose waiting tasks are being announced again.
+    pub reannounce: reannounce::Queue,
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
@@ -112,6 +115,7 @@ impl Coordinator {
             .collect();
         let mut co = Coordinator {
             records,
+            reannounce: reannounce::Queue::default(),
             known_principals,
             next_principal_check: 0,
             next_task_purge: 0,
@@ -196,6 +200,10 @@ impl Coordinator {
             housekeeping = housekeeping.min(self.next_task_purge);
         }
         let housekeeping = housekeeping.max(self.clock.now_ms() + 1);
+        let housekeeping = self
+            .reannounce
+            .wakeup()
+            .map_or(housekeeping, |t| t.min(housekeeping));
         self.engine
             .next_wakeup(&self.store)
             .map_or(housekeeping, |t| t.min(housekeeping))
@@ -224,6 +232,7 @@ impl Coordinator {
             }
         }
         tasks::timers(self, &mut b);
+        reannounce::step(self, &mut b);
         if now >= self.next_principal_check {
             principals::check(self, &mut b);
             self.next_principal_check = now + principals::POLL_MS;

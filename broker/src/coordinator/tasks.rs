@@ -207,53 +207,7 @@ fn purge(co: &mut Coordinator, b: &mut Batch) {
     }
 }
 
-/// An extension began listening on `filters`: every task waiting on it now (its current stage
-/// names `principal`) whose notice topic a filter matches is announced again, so a task that
-/// blocked while it was away reaches it without waiting for the periodic re-announcement.
-pub(crate) fn reannounce(co: &Coordinator, b: &mut Batch, principal: &str, filters: &[String]) {
-    let mut q = TaskQuery {
-        state: Some(extbus_schema::tasks::TaskState::Blocked),
-        limit: Some(extbus_callouts::MAX_QUERY_LIMIT),
-        ..TaskQuery::default()
-    };
-    let inner: Vec<&str> = filters.iter().map(|f| topics::split_shared(f).1).collect();
-    let mut count = 0usize;
-    loop {
-        let page = match co.engine.query(&co.store, &q) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "re-announcing waiting tasks failed");
-                return;
-            }
-        };
-        for t in &page {
-            let waits_on_it = t
-                .stages
-                .get(t.stage)
-                .is_some_and(|s| s.iter().any(|p| p == principal));
-            let topic = topics::tasks_blocked(&t.operation);
-            if waits_on_it && inner.iter().any(|f| topics::filter_matches(f, &topic)) {
-                announce_blocked(b, t);
-                count += 1;
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() >= extbus_callouts::MAX_QUERY_LIMIT => {
-                q.after = Some(last.id.clone())
-            }
-            _ => break,
-        }
-    }
-    if count > 0 {
-        tracing::debug!(
-            principal,
-            count,
-            "waiting tasks announced again to a listening extension"
-        );
-    }
-}
-
-fn announce_blocked(b: &mut Batch, t: &Task) {
+pub(crate) fn announce_blocked(b: &mut Batch, t: &Task) {
     b.outbox
         .json(topics::tasks_blocked(&t.operation), &t.announcement());
 }
