@@ -459,7 +459,8 @@ impl Session {
                 refused.push((i, self.quota_code()));
             }
         }
-        if self.principal.has(extbus_schema::Role::Extension) {
+        // Only principals with the extension role sit on stages (an admin's `#` is not one).
+        if self.answers_callouts() {
             let blocked: Vec<String> = s
                 .filters
                 .iter()
@@ -498,6 +499,12 @@ impl Session {
             refused,
         });
         Step::Go
+    }
+
+    fn answers_callouts(&self) -> bool {
+        self.principal
+            .roles
+            .contains(&extbus_schema::Role::Extension)
     }
 
     /// Records a filter refused by a subscription cap.
@@ -546,7 +553,7 @@ impl Session {
             self.connack_seen = true;
             // A resumed session keeps its subscriptions: waiting tasks are due to it now.
             let resumed = f.get(header).is_some_and(|flags| flags & 1 == 1);
-            if resumed && self.principal.has(extbus_schema::Role::Extension) {
+            if resumed && self.answers_callouts() {
                 let all = vec![extbus_schema::topics::TASKS_BLOCKED_ALL.to_string()];
                 self.gate.reporter.listening(&self.principal.name, all);
             }
