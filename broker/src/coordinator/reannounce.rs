@@ -84,7 +84,7 @@ pub(crate) fn step(co: &mut Coordinator, b: &mut Batch) {
         let waits_on_it = t
             .stages
             .get(t.stage)
-            .is_some_and(|s| s.iter().any(|p| *p == w.principal));
+            .is_some_and(|s| s.contains(&w.principal));
         let topic = topics::tasks_blocked(&t.operation);
         if waits_on_it && w.filters.iter().any(|f| topics::filter_matches(f, &topic)) {
             tasks::announce_blocked(b, t);
