@@ -1,5 +1,6 @@
 //! Notices from the MQTT gate to the coordinator: refusals to record as `security.denied`
-//! events, and oversized commands that must still get their `payload_too_large` reply.
+//! events, oversized commands that must still get their `payload_too_large` reply, and
+//! extensions that began listening for blocked tasks (their waiting tasks are re-announced).
 
 /// What the gate tells the coordinator. Sent with `try_send`: a flood is dropped, not queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,12 @@ pub enum GateNotice {
         /// The topic or filter that was refused.
         topic: String,
         reason: String,
+    },
+    /// An extension's subscription to blocked-task notices took effect (its SUBACK, or a
+    /// CONNACK resuming a stored session): tasks waiting on it that `filters` match are due.
+    Listening {
+        principal: String,
+        filters: Vec<String>,
     },
     /// A publish to `extbus/in/<principal>/<suffix>` was larger than the limit and not forwarded.
     Oversized {

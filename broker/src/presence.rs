@@ -1,6 +1,7 @@
-//! Who is connected: open MQTT connections per principal, kept by the gate. A service whose
-//! owner has no connection is answered 503 at once instead of waiting for its timeout. On an
-//! external bus connections are the broker's: nobody is known to be absent.
+//! Who is connected: open MQTT connections per principal, and when each principal's last
+//! connection closed, kept by the gate. A service whose owner has no connection is answered
+//! 503 at once instead of waiting for its timeout. On an external bus connections are the
+//! broker's: nobody is known to be absent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,14 @@ use std::sync::Mutex;
 pub struct Presence {
     open: Mutex<HashMap<String, usize>>,
     untracked: AtomicBool,
+    /// Unix ms at which each principal's last connection closed (since start; not persisted).
+    left: Mutex<HashMap<String, u64>>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Presence {
@@ -34,6 +43,8 @@ impl Presence {
             *n -= 1;
             if *n == 0 {
                 m.remove(principal);
+                let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+                left.insert(principal.to_string(), unix_ms());
             }
         }
     }
@@ -42,6 +53,16 @@ impl Presence {
     pub fn open(&self, principal: &str) -> usize {
         let m = self.open.lock().unwrap_or_else(|e| e.into_inner());
         m.get(principal).copied().unwrap_or(0)
+    }
+
+    /// When `principal` was last seen: `now_ms` while connected, else when its last
+    /// connection closed; `None` if it has not been connected since start.
+    pub fn last_seen(&self, principal: &str, now_ms: u64) -> Option<u64> {
+        if self.open(principal) > 0 {
+            return Some(now_ms);
+        }
+        let left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        left.get(principal).copied()
     }
 }
 
@@ -64,5 +85,9 @@ mod tests {
         assert!(!p.present("ext"));
         p.untracked();
         assert!(p.present("ext") && p.present("other"));
+        assert!(p.last_seen("ext", 7).is_some_and(|t| t > 7));
+        assert_eq!(p.last_seen("other", 7), None);
+        p.connected("ext");
+        assert_eq!(p.last_seen("ext", 7), Some(7));
     }
 }

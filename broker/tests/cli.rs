@@ -1,6 +1,6 @@
 //! The operators' CLI against the real `extbus` binary serving on free ports: every `task` and
 //! `events` subcommand, success and failure (broker errors, bad credentials, bad flags), the
-//! three ways to give credentials, and `ext scaffold`.
+//! three ways to give credentials, `ext scaffold`, and `ext list|disable|enable`.
 
 mod support;
 use support::free_port;
@@ -646,4 +646,48 @@ fn a_closed_pipe_ends_a_cli_command_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(101), "panicked: {err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn ext_list_disable_and_enable() {
+    let b = Broker::start();
+    // The config's rule for `extension` is listed as its component `config`.
+    let t = b.ok("observer", &["ext", "list"]);
+    assert!(t.starts_with("REGISTRATION"), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("extension/config"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        line.contains("enabled") && line.contains("vm.create"),
+        "{line}"
+    );
+
+    let out = b.ok(
+        "operator",
+        &["ext", "disable", "extension", "-m", "testing"],
+    );
+    assert_eq!(out.trim(), "extension disabled");
+    let j = b.json("observer", &["ext", "list", "--principal", "extension"]);
+    assert_eq!(j["items"][0]["disabled"], true, "{j}");
+    assert!(b.ok("observer", &["ext", "list"]).contains("disabled"));
+    let r = b.platform(&[submit("while-off")]);
+    assert_eq!(r[0]["result"]["state"], "resumed", "{r:?}");
+
+    let err = b.fails("observer", &["ext", "disable", "extension"]);
+    assert!(err.contains("forbidden"), "{err}");
+    let err = b.fails("operator", &["ext", "disable", "a/b/c"]);
+    assert!(err.contains("PRINCIPAL/COMPONENT"), "{err}");
+    let err = b.fails("operator", &["ext", "enable", "extension/nothing"]);
+    assert!(
+        err.contains("not_found") || err.contains("no component"),
+        "{err}"
+    );
+
+    assert_eq!(
+        b.ok("operator", &["ext", "enable", "extension"]).trim(),
+        "extension enabled"
+    );
+    let r = b.platform(&[submit("back-on")]);
+    assert_eq!(r[0]["result"]["state"], "blocked", "{r:?}");
 }

@@ -39,7 +39,10 @@ fn open(dir: &Path) -> Opened {
     .unwrap();
     let engine = Engine::new(
         Rules::load(&store, vec![rule]).unwrap(),
-        EngineConfig { renotify_ms: 0 },
+        EngineConfig {
+            renotify_ms: 0,
+            ..EngineConfig::default()
+        },
     );
     let log = EventLog::open(&trees).unwrap();
     Opened {

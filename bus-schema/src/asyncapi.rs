@@ -85,6 +85,8 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("name", "A service name, [a-z0-9-]{1,64}."),
     ("version", "A service version, [a-z0-9.-]{1,64}."),
     ("entity_id", "An entity id, urn:extbus:entity:<uuid>, as returned by entities/create."),
+    ("extension", "The principal of a registration, [a-z0-9-]{1,64}."),
+    ("component", "A component of a registration, [a-z0-9-]{1,64}."),
 ];
 
 /// The `{parameter}` names of an address, in order.
@@ -251,6 +253,8 @@ mod tests {
             .replace("{vendor}", "acme")
             .replace("{name}", "greeter")
             .replace("{version}", "1.0.0")
+            .replace("{extension}", "ext-1")
+            .replace("{component}", "approver")
     }
 
     #[test]
@@ -327,6 +331,11 @@ mod tests {
             "extbus/in/{principal}/entities/{entity_id}/delete",
             "extbus/in/{principal}/entities/query",
             "extbus/in/{principal}/entities/types",
+            "extbus/in/{principal}/registrations/query",
+            "extbus/in/{principal}/registrations/{extension}/disable",
+            "extbus/in/{principal}/registrations/{extension}/enable",
+            "extbus/in/{principal}/registrations/{extension}/{component}/disable",
+            "extbus/in/{principal}/registrations/{extension}/{component}/enable",
         ];
         expected.sort();
         assert_eq!(addresses, expected);

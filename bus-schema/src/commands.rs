@@ -9,7 +9,7 @@ use crate::errors::{clip, CommandError, ErrorCode};
 use crate::roles::Role;
 use crate::spec::{self, Spec};
 use crate::tasks::TaskAction;
-use crate::{entities, events, register, services, tasks};
+use crate::{entities, events, register, registrations, services, tasks};
 
 /// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,6 +28,14 @@ pub enum Command {
     TasksQuery,
     /// `register`
     Register,
+    /// `registrations/query`
+    RegistrationsQuery,
+    /// `registrations/<principal>[/<component>]/disable|enable`
+    RegistrationSwitch {
+        principal: String,
+        component: Option<String>,
+        enable: bool,
+    },
     /// `services/responses`
     ServiceResponse,
     /// `services/<vendor>/<name>/<version>`: a service request made over MQTT.
@@ -81,6 +89,18 @@ impl Command {
             Command::TaskGet { task_id } => format!("tasks/{task_id}/get"),
             Command::TasksQuery => "tasks/query".into(),
             Command::Register => "register".into(),
+            Command::RegistrationsQuery => "registrations/query".into(),
+            Command::RegistrationSwitch {
+                principal,
+                component,
+                enable,
+            } => {
+                let verb = if *enable { "enable" } else { "disable" };
+                match component {
+                    Some(c) => format!("registrations/{principal}/{c}/{verb}"),
+                    None => format!("registrations/{principal}/{verb}"),
+                }
+            }
             Command::ServiceResponse => "services/responses".into(),
             Command::ServiceCall {
                 vendor,
@@ -111,6 +131,15 @@ impl Command {
             Command::TaskGet { .. } => &tasks::GET,
             Command::TasksQuery => &tasks::QUERY,
             Command::Register => &register::REGISTER,
+            Command::RegistrationsQuery => &registrations::QUERY,
+            Command::RegistrationSwitch {
+                component, enable, ..
+            } => match (component.is_some(), enable) {
+                (false, false) => &registrations::DISABLE,
+                (false, true) => &registrations::ENABLE,
+                (true, false) => &registrations::DISABLE_COMPONENT,
+                (true, true) => &registrations::ENABLE_COMPONENT,
+            },
             Command::ServiceResponse => &services::RESPONSE,
             Command::ServiceCall { .. } => &services::CALL,
             Command::EntitiesCreate => &entities::CREATE,

@@ -47,6 +47,8 @@ pub enum Body {
     Get,
     Query(Box<TaskQuery>),
     Register(Box<Manifest>),
+    RegistrationsQuery(crate::registrations::RegistrationsQuery),
+    Switch(crate::registrations::SwitchRequest),
     ServiceResponse(Box<ServiceResponse>),
     ServiceCall(Box<ServiceCall>),
     EntityCreate(Box<CreateEntity>),
@@ -268,6 +270,35 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             m.check()?;
             crate::entity_types::check(&m.entity_types)?;
             Body::Register(Box::new(m))
+        }
+        Command::RegistrationsQuery => {
+            let q: crate::registrations::RegistrationsQuery = parse_as(command, body)?;
+            if let Some(p) = &q.principal {
+                names.check(NameKind::Name, "/principal", p);
+            }
+            Body::RegistrationsQuery(q)
+        }
+        Command::RegistrationSwitch {
+            principal,
+            component,
+            ..
+        } => {
+            let s = parse_as(command, body)?;
+            for (what, value) in std::iter::once(("principal", principal))
+                .chain(component.iter().map(|c| ("component", c)))
+            {
+                if !valid_name(value) {
+                    return Err(CommandError::new(
+                        ErrorCode::InvalidName,
+                        format!(
+                            "{what} '{}' in the topic is not a valid name: {}",
+                            crate::errors::clip(value, 80),
+                            NameKind::Name.rule()
+                        ),
+                    ));
+                }
+            }
+            Body::Switch(s)
         }
         Command::ServiceResponse => Body::ServiceResponse(Box::new(parse_as(command, body)?)),
         Command::ServiceCall {

@@ -29,6 +29,7 @@ pub mod errors;
 pub mod events;
 pub mod names;
 pub mod register;
+pub mod registrations;
 pub mod reply;
 pub mod roles;
 pub mod services;

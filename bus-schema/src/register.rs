@@ -14,6 +14,11 @@ use crate::tasks::RuleSpec;
 use crate::topics;
 use crate::validate::schema;
 
+/// The component of a manifest that names none.
+pub const DEFAULT_COMPONENT: &str = "default";
+/// The component under which `registrations/query` lists what the config file gives a
+/// principal; no manifest may use it.
+pub const CONFIG_COMPONENT: &str = "config";
 /// Default `priority` of a service.
 pub const DEFAULT_SERVICE_PRIORITY: i64 = 50;
 /// Default `timeout_ms` of a service (SPEC.md "Limits and defaults").
@@ -29,6 +34,10 @@ fn default_timeout_ms() -> u64 {
 /// Body of `register`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Which of the principal's programs this is: `register` replaces only its own
+    /// registrations. Absent: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
@@ -76,6 +85,11 @@ impl ServiceSpec {
 }
 
 impl Manifest {
+    /// The component this manifest registers (`default` when it names none).
+    pub fn component(&self) -> &str {
+        self.component.as_deref().unwrap_or(DEFAULT_COMPONENT)
+    }
+
     /// Checks what the JSON Schema cannot: every URL pattern compiles, no rule's `timeout_ms`
     /// exceeds its `max_timeout_ms`, no service is declared twice (`schema_violation`, one
     /// detail per location such as `/services/0/url_patterns/1`); then every name
@@ -129,6 +143,22 @@ impl Manifest {
         }
 
         let mut names = NameCheck::new();
+        if let Some(c) = &self.component {
+            if c == CONFIG_COMPONENT {
+                let message = format!(
+                    "component '{CONFIG_COMPONENT}' is reserved for the broker's config file"
+                );
+                return Err(CommandError::new(
+                    ErrorCode::InvalidName,
+                    format!("/component: {message}"),
+                )
+                .with_details(vec![ErrorDetail {
+                    path: "/component".into(),
+                    message,
+                }]));
+            }
+            names.check(NameKind::Name, "/component", c);
+        }
         for (i, r) in self.rules.iter().enumerate() {
             names.check(
                 NameKind::Operation,
@@ -180,10 +210,12 @@ pub const REGISTER: Spec = Spec {
     kind: "register",
     schema: schema!("register", Inbound),
     channel: "cmdRegister",
-    description: "extension: register callout rules and services for this principal.",
+    description:
+        "extension: register callout rules and services for one component of this principal.",
     roles: &[Role::Extension],
     read_only: false,
     example: r#"{
+        "component": "approver",
         "rules": [{"operation": "vapp.instantiate", "orgs": ["*"], "priority": 50,
                    "timeout_ms": 60000, "max_timeout_ms": 3600000, "default_action": "abort"}],
         "services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0",
@@ -288,6 +320,21 @@ mod tests {
                 "/services/0/version"
             ]
         );
+    }
+
+    #[test]
+    fn components_default_and_config_is_reserved() {
+        let m: Manifest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(m.component(), "default");
+        let m: Manifest = serde_json::from_value(json!({"component": "approver"})).unwrap();
+        assert_eq!(m.component(), "approver");
+        m.check().unwrap();
+        for bad in ["config", "Bad"] {
+            let m: Manifest = serde_json::from_value(json!({"component": bad})).unwrap();
+            let e = m.check().unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidName);
+            assert_eq!(e.details[0].path, "/component");
+        }
     }
 
     #[test]

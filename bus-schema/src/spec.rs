@@ -5,13 +5,14 @@
 use crate::commands::Command;
 use crate::roles::Role;
 use crate::validate::SchemaFile;
-use crate::{entities, events, register, services, tasks};
+use crate::{entities, events, register, registrations, services, tasks};
 
 /// Every command family, in the order their channels and schemas are exported.
 pub const FAMILIES: &[&[Spec]] = &[
     events::FAMILY,
     tasks::FAMILY,
     register::FAMILY,
+    registrations::FAMILY,
     services::FAMILY,
     entities::FAMILY,
 ];
@@ -99,6 +100,8 @@ impl Spec {
             .replace("{name}", "greeter")
             .replace("{version}", "1.0.0")
             .replace("{entity_id}", "urn:extbus:entity:0193f6c2-aa")
+            .replace("{extension}", "ext-1")
+            .replace("{component}", "approver")
     }
 }
 

@@ -26,13 +26,30 @@ use crate::txn::Txn;
 pub struct EngineConfig {
     /// A blocked task is announced again this long after its last announcement; 0 turns it off.
     pub renotify_ms: u64,
+    /// Spread re-announcements: a stage's first one comes between half a period and one and
+    /// a half periods after it began, at a point fixed by the task id, so tasks that blocked
+    /// together are re-announced spread over a whole period rather than in one burst.
+    pub renotify_spread: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             renotify_ms: 30_000,
+            renotify_spread: false,
         }
+    }
+}
+
+/// Where in `period` the task `id` falls: FNV-1a of the id, so the same on every run.
+fn offset_in(period: u64, id: &str) -> u64 {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    if period == 0 {
+        0
+    } else {
+        h % period
     }
 }
 
@@ -82,6 +99,23 @@ impl Engine {
         specs: Vec<RuleSpec>,
     ) -> Result<Vec<RuleSpec>, CommandError> {
         self.rules.register(txn, owner, specs)
+    }
+
+    /// Replaces the rules `owner` registered in `component` (see
+    /// `Rules::register_component`); its other components keep theirs.
+    pub fn register_component(
+        &mut self,
+        txn: &mut Txn,
+        owner: &str,
+        component: &str,
+        specs: Vec<RuleSpec>,
+    ) -> Result<crate::rules::Registered, CommandError> {
+        self.rules.register_component(txn, owner, component, specs)
+    }
+
+    /// Switches a principal or one of its components off or on (see `Rules::set_disabled`).
+    pub fn set_disabled(&mut self, owner: &str, component: Option<&str>, disabled: bool) {
+        self.rules.set_disabled(owner, component, disabled);
     }
 
     /// A committed task (same as `Store::get`).
@@ -320,8 +354,13 @@ impl Engine {
         s.task.deadline = Some(cap(
             now.saturating_add(rule.timeout_ms.min(rule.max_timeout_ms))
         ));
-        s.renotify_at =
-            (self.config.renotify_ms > 0).then(|| cap(now.saturating_add(self.config.renotify_ms)));
+        let period = self.config.renotify_ms;
+        let first = if self.config.renotify_spread {
+            (period / 2).saturating_add(offset_in(period, &s.task.id))
+        } else {
+            period
+        };
+        s.renotify_at = (period > 0).then(|| cap(now.saturating_add(first.max(1))));
     }
 
     /// A new task id: a UUID v7 of `now`, monotonic within this engine.

@@ -19,7 +19,10 @@ pub(crate) fn engine(renotify_ms: u64) -> (tempfile::TempDir, Store, Engine) {
     };
     let engine = Engine::new(
         Rules::load(&store, vec![rule]).unwrap(),
-        EngineConfig { renotify_ms },
+        EngineConfig {
+            renotify_ms,
+            ..EngineConfig::default()
+        },
     );
     (dir, store, engine)
 }

@@ -1,6 +1,6 @@
 //! Key layout of the one `callouts` tree: `t/` task records, `q/` idempotency keys, `d/` and `n/`
-//! time-ordered deadline and renotify indexes, `b/` the set of blocked tasks, `r/` registered rules,
-//! `f/` finished tasks by the time they ended (for retention).
+//! time-ordered deadline and renotify indexes, `b/` the set of blocked tasks, `r/` registered rules
+//! (by owner and component), `f/` finished tasks by the time they ended (for retention).
 //! Times are big-endian u64 so that byte order is time order.
 
 use crate::error::CalloutError;
@@ -56,9 +56,14 @@ pub(crate) fn rule_prefix(owner: &str) -> Vec<u8> {
     cat(&[RULE, owner.as_bytes(), b"\0"])
 }
 
-/// `r/<owner>\0<n BE>`
-pub(crate) fn rule(owner: &str, n: u32) -> Vec<u8> {
-    cat(&[&rule_prefix(owner), &n.to_be_bytes()])
+/// `r/<owner>\0<component>\0` : the prefix of one component's rules.
+pub(crate) fn component_rule_prefix(owner: &str, component: &str) -> Vec<u8> {
+    cat(&[&rule_prefix(owner), component.as_bytes(), b"\0"])
+}
+
+/// `r/<owner>\0<component>\0<n BE>`
+pub(crate) fn rule(owner: &str, component: &str, n: u32) -> Vec<u8> {
+    cat(&[&component_rule_prefix(owner, component), &n.to_be_bytes()])
 }
 
 /// The first key after every key that starts with `prefix`.
@@ -93,16 +98,29 @@ pub(crate) fn suffix(key: &[u8]) -> Result<String, CalloutError> {
         .map_err(|e| CalloutError::corrupt(key, e))
 }
 
-/// The owner of an `r/<owner>\0<n>` key.
-pub(crate) fn rule_owner(key: &[u8]) -> Result<String, CalloutError> {
+/// The owner and component of an `r/<owner>\0<component>\0<n>` key. A key written before
+/// components existed (`r/<owner>\0<n BE>`, four bytes after the owner) has component `None`.
+pub(crate) fn rule_owner(key: &[u8]) -> Result<(String, Option<String>), CalloutError> {
+    let text = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .map(str::to_string)
+            .map_err(|e| CalloutError::corrupt(key, e))
+    };
     let rest = key.get(2..).unwrap_or_default();
     let end = rest
         .iter()
         .position(|b| *b == 0)
         .ok_or_else(|| CalloutError::corrupt(key, "rule key without owner separator"))?;
-    std::str::from_utf8(&rest[..end])
-        .map(str::to_string)
-        .map_err(|e| CalloutError::corrupt(key, e))
+    let owner = text(&rest[..end])?;
+    let tail = &rest[end + 1..];
+    if tail.len() == 4 {
+        return Ok((owner, None));
+    }
+    let sep = tail
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| CalloutError::corrupt(key, "rule key without component separator"))?;
+    Ok((owner, Some(text(&tail[..sep])?)))
 }
 
 #[cfg(test)]
@@ -122,10 +140,17 @@ mod tests {
     fn prefixes_and_owners() {
         assert_eq!(prefix_end(b"d/"), b"d0".to_vec());
         assert_eq!(prefix_end(b"r/a\0"), b"r/a\x01".to_vec());
-        assert_eq!(rule_owner(&rule("ext-1", 7)).unwrap(), "ext-1");
+        assert_eq!(
+            rule_owner(&rule("ext-1", "approver", 7)).unwrap(),
+            ("ext-1".to_string(), Some("approver".to_string()))
+        );
+        let legacy = cat(&[&rule_prefix("ext-1"), &7u32.to_be_bytes()]);
+        assert_eq!(rule_owner(&legacy).unwrap(), ("ext-1".to_string(), None));
         assert!(rule_owner(b"r/broken").is_err());
+        assert!(rule_owner(b"r/a\0toolong").is_err());
         assert_eq!(suffix(&task("abc")).unwrap(), "abc");
-        assert!(rule(&"a".repeat(3), 1).starts_with(&rule_prefix("aaa")));
+        assert!(rule(&"a".repeat(3), "c", 1).starts_with(&rule_prefix("aaa")));
+        assert!(rule("a", "c", 1).starts_with(&component_rule_prefix("a", "c")));
         // A trailing 0xFF carries into the byte before it.
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff\xff"), vec![u8::MAX; 3]);

@@ -1,5 +1,6 @@
-//! Callout rules: config rules plus rules each extension registers for itself (stored under
-//! `r/`), an in-memory index by operation, and the stages a submitted operation passes.
+//! Callout rules: config rules plus rules each extension registers for itself, one set per
+//! (principal, component) (stored under `r/`), an in-memory index by operation that leaves out
+//! disabled registrations, and the stages a submitted operation passes.
 //! Matching and stage building are pure; only `load` and `register` touch the store.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,12 +32,29 @@ pub struct Stage {
     pub rule: StageRule,
 }
 
+/// The component a manifest without one registers (and rules stored before components).
+pub const DEFAULT_COMPONENT: &str = extbus_schema::register::DEFAULT_COMPONENT;
+
 /// Config rules and registered rules, indexed by operation.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     config: Vec<RuleSpec>,
-    registered: BTreeMap<String, Vec<RuleSpec>>,
+    /// Registered rules by (principal, component).
+    registered: BTreeMap<(String, String), Vec<RuleSpec>>,
+    /// Principals switched off as a whole (their config rules too).
+    disabled_principals: HashSet<String>,
+    /// Single components switched off.
+    disabled_components: HashSet<(String, String)>,
     by_operation: HashMap<String, Vec<RuleSpec>>,
+}
+
+/// What one `register` changed: the rules as stored, and those added and removed compared
+/// with the component's earlier rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registered {
+    pub stored: Vec<RuleSpec>,
+    pub added: Vec<RuleSpec>,
+    pub removed: Vec<RuleSpec>,
 }
 
 fn owner_is_valid(owner: &str) -> bool {
@@ -65,37 +83,59 @@ impl Rules {
         Ok(rules)
     }
 
-    /// Config rules plus every registration committed to `store`.
+    /// Config rules plus every registration committed to `store`. Rules stored before
+    /// components existed are moved to component `default` first (committed at once).
     pub fn load(store: &Store, config_rules: Vec<RuleSpec>) -> Result<Rules, CalloutError> {
+        migrate_legacy(store)?;
         let mut rules = Rules::new(config_rules)?;
         for item in store.tree().scan_prefix(keys::RULE) {
             let (k, v) = item?;
-            let owner = keys::rule_owner(&k)?;
+            let (owner, component) = keys::rule_owner(&k)?;
+            let component = component.unwrap_or_else(|| DEFAULT_COMPONENT.to_string());
             let mut spec: RuleSpec =
                 serde_json::from_slice(&v).map_err(|e| CalloutError::corrupt(&k, e))?;
             spec.extension = Some(owner.clone());
-            rules.registered.entry(owner).or_default().push(spec);
+            rules
+                .registered
+                .entry((owner, component))
+                .or_default()
+                .push(spec);
         }
         rules.reindex();
         Ok(rules)
     }
 
-    /// Replaces every rule `owner` registered before with `specs` (each forced to
-    /// `extension = owner`) and returns them as stored. The index changes at once, so later
-    /// commands of the same batch see the new rules; the stored copy changes when `txn` commits.
+    /// Replaces the rules `owner` registered in component `default` with `specs` and returns
+    /// them as stored (see `register_component`).
     pub fn register(
         &mut self,
         txn: &mut Txn,
         owner: &str,
         specs: Vec<RuleSpec>,
     ) -> Result<Vec<RuleSpec>, CommandError> {
-        if !owner_is_valid(owner) {
+        Ok(self
+            .register_component(txn, owner, DEFAULT_COMPONENT, specs)?
+            .stored)
+    }
+
+    /// Replaces the rules `owner` registered before in `component` with `specs` (each forced
+    /// to `extension = owner`); its other components keep theirs. The index changes at once,
+    /// so later commands of the same batch see the new rules; the stored copy changes when
+    /// `txn` commits.
+    pub fn register_component(
+        &mut self,
+        txn: &mut Txn,
+        owner: &str,
+        component: &str,
+        specs: Vec<RuleSpec>,
+    ) -> Result<Registered, CommandError> {
+        if !owner_is_valid(owner) || !owner_is_valid(component) {
             return Err(CommandError::new(
                 extbus_schema::ErrorCode::InvalidName,
-                "invalid principal name",
+                "invalid principal or component name",
             ));
         }
-        let prefix = keys::rule_prefix(owner);
+        let prefix = keys::component_rule_prefix(owner, component);
         for (k, _) in txn.scan_prefix(TreeId::Callouts, &prefix, usize::MAX)? {
             txn.remove(TreeId::Callouts, k);
         }
@@ -105,16 +145,74 @@ impl Rules {
             let n = u32::try_from(n).map_err(|_| CommandError::internal("too many rules"))?;
             let bytes =
                 serde_json::to_vec(&spec).map_err(|e| CommandError::internal(e.to_string()))?;
-            txn.insert(TreeId::Callouts, keys::rule(owner, n), bytes);
+            txn.insert(TreeId::Callouts, keys::rule(owner, component, n), bytes);
             stored.push(spec);
         }
-        if stored.is_empty() {
-            self.registered.remove(owner);
+        let key = (owner.to_string(), component.to_string());
+        let before = if stored.is_empty() {
+            self.registered.remove(&key)
         } else {
-            self.registered.insert(owner.to_string(), stored.clone());
+            self.registered.insert(key, stored.clone())
         }
+        .unwrap_or_default();
         self.reindex();
-        Ok(stored)
+        Ok(Registered {
+            added: stored
+                .iter()
+                .filter(|r| !before.contains(r))
+                .cloned()
+                .collect(),
+            removed: before
+                .iter()
+                .filter(|r| !stored.contains(r))
+                .cloned()
+                .collect(),
+            stored,
+        })
+    }
+
+    /// Switches a whole principal (`component` `None`: its config rules too) or one of its
+    /// components off or on. In memory only: the caller persists the switch and sets it again
+    /// at start. Tasks already blocked keep their stages.
+    pub fn set_disabled(&mut self, owner: &str, component: Option<&str>, disabled: bool) {
+        let changed = match component {
+            None if disabled => self.disabled_principals.insert(owner.to_string()),
+            None => self.disabled_principals.remove(owner),
+            Some(c) => {
+                let key = (owner.to_string(), c.to_string());
+                if disabled {
+                    self.disabled_components.insert(key)
+                } else {
+                    self.disabled_components.remove(&key)
+                }
+            }
+        };
+        if changed {
+            self.reindex();
+        }
+    }
+
+    /// Is this principal, or this component of it, switched off?
+    pub fn is_disabled(&self, owner: &str, component: Option<&str>) -> bool {
+        self.disabled_principals.contains(owner)
+            || component.is_some_and(|c| {
+                self.disabled_components
+                    .contains(&(owner.to_string(), c.to_string()))
+            })
+    }
+
+    /// Every (principal, component) with registered rules, with them.
+    pub fn components(&self) -> impl Iterator<Item = (&str, &str, &[RuleSpec])> {
+        self.registered
+            .iter()
+            .map(|((o, c), r)| (o.as_str(), c.as_str(), r.as_slice()))
+    }
+
+    /// The rules `owner` registered in `component`.
+    pub fn registered_in(&self, owner: &str, component: &str) -> &[RuleSpec] {
+        self.registered
+            .get(&(owner.to_string(), component.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// For each principal with rules, the operations they are registered for (config and
@@ -131,9 +229,12 @@ impl Rules {
         out
     }
 
-    /// The rules registered by `owner` (not its config rules).
-    pub fn registered_by(&self, owner: &str) -> &[RuleSpec] {
-        self.registered.get(owner).map_or(&[], Vec::as_slice)
+    /// The rules registered by `owner` in all its components (not its config rules).
+    pub fn registered_by(&self, owner: &str) -> Vec<RuleSpec> {
+        self.components()
+            .filter(|(o, _, _)| *o == owner)
+            .flat_map(|(_, _, r)| r.iter().cloned())
+            .collect()
     }
 
     /// The rules that match `operation` in `org`.
@@ -165,9 +266,25 @@ impl Rules {
         self.config.iter().chain(self.registered.values().flatten())
     }
 
+    /// Every rule of a registration that is switched on.
+    fn in_force(&self) -> impl Iterator<Item = &RuleSpec> {
+        let principal_on = |r: &RuleSpec| {
+            r.extension
+                .as_deref()
+                .is_none_or(|e| !self.disabled_principals.contains(e))
+        };
+        let config = self.config.iter().filter(move |r| principal_on(r));
+        let registered = self
+            .registered
+            .iter()
+            .filter(|((o, c), _)| !self.is_disabled(o, Some(c)))
+            .flat_map(|(_, rs)| rs.iter());
+        config.chain(registered)
+    }
+
     fn reindex(&mut self) {
         let mut by_operation: HashMap<String, Vec<RuleSpec>> = HashMap::new();
-        for r in self.all() {
+        for r in self.in_force() {
             by_operation
                 .entry(r.operation.clone())
                 .or_default()
@@ -175,6 +292,31 @@ impl Rules {
         }
         self.by_operation = by_operation;
     }
+}
+
+/// Moves rules stored as `r/<owner>\0<n>` (before components) to component `default`, in
+/// one committed transaction; a store without such keys is left untouched.
+fn migrate_legacy(store: &Store) -> Result<(), CalloutError> {
+    let mut txn = store.txn();
+    for item in store.tree().scan_prefix(keys::RULE) {
+        let (k, v) = item?;
+        if let (owner, None) = keys::rule_owner(&k)? {
+            let mut n = [0u8; 4];
+            n.copy_from_slice(&k[k.len() - 4..]);
+            let n = u32::from_be_bytes(n);
+            txn.insert(
+                TreeId::Callouts,
+                keys::rule(&owner, DEFAULT_COMPONENT, n),
+                v.to_vec(),
+            );
+            txn.remove(TreeId::Callouts, k.to_vec());
+        }
+    }
+    if !txn.is_empty() {
+        txn.commit()?;
+        store.flush()?;
+    }
+    Ok(())
 }
 
 /// Rules of equal priority form one stage: all their extensions, the shortest timeout and max,

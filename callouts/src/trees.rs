@@ -13,7 +13,8 @@ pub enum TreeId {
     EventIds,
     /// The event log's marks (the highest seq ever written).
     EventMeta,
-    /// Services each extension registered, by principal name.
+    /// What each (principal, component) registered besides rules (services, time, switch),
+    /// and the switches of whole principals (the broker's `coordinator/records.rs`).
     Services,
     /// Entity types by type id.
     EntityTypes,

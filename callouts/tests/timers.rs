@@ -145,7 +145,13 @@ fn renotify_off_schedules_nothing() {
         DefaultAction::Abort,
     )])
     .unwrap();
-    let engine = Engine::new(rules, EngineConfig { renotify_ms: 0 });
+    let engine = Engine::new(
+        rules,
+        EngineConfig {
+            renotify_ms: 0,
+            ..EngineConfig::default()
+        },
+    );
     let mut txn = store.txn();
     let (t, _) = engine
         .submit(&mut txn, "p", common::req("r", OP), T0)
@@ -207,4 +213,56 @@ fn tasks_indexes_and_rules_survive_reopen_and_missed_deadlines_fire() {
     let fx = fx.reopen();
     assert_eq!(fx.store.next_wakeup().unwrap(), None);
     fx.assert_consistent();
+}
+
+#[test]
+fn spread_renotify_spreads_a_burst_over_one_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let rules = Rules::new(vec![rule(
+        "vm.create",
+        "ext",
+        50,
+        600_000,
+        600_000,
+        DefaultAction::Abort,
+    )])
+    .unwrap();
+    let period = 10_000;
+    let engine = Engine::new(
+        rules,
+        EngineConfig {
+            renotify_ms: period,
+            renotify_spread: true,
+        },
+    );
+    let mut txn = store.txn();
+    let mut ids = Vec::new();
+    for n in 0..1000 {
+        let (t, _) = engine
+            .submit(
+                &mut txn,
+                "p",
+                common::req(&format!("r{n}"), "vm.create"),
+                T0,
+            )
+            .unwrap();
+        ids.push(t.id);
+    }
+    txn.commit().unwrap();
+    let mut buckets = [0usize; 10];
+    for id in &ids {
+        let at = store.index_entries(id).unwrap().renotify[0];
+        let offset = at - T0;
+        assert!(
+            (period / 2..period / 2 + period).contains(&offset),
+            "{offset}"
+        );
+        buckets[((offset - period / 2) * 10 / period) as usize] += 1;
+    }
+    // 100 expected per tenth of the period; none is empty or holds a burst.
+    assert!(
+        buckets.iter().all(|b| (50..=150).contains(b)),
+        "{buckets:?}"
+    );
 }

@@ -103,8 +103,10 @@ class Approver:
             print(f"task {task['id']}: {e}", file=sys.stderr)
 
     def run(self):
-        self.command("register", {"rules": [{"operation": self.operation, "priority": 60,
-                                              "timeout_ms": 300000, "default_action": "abort"}]})
+        # Our own component: other programs under the same principal keep their registrations.
+        self.command("register", {"component": "approver-py",
+                                  "rules": [{"operation": self.operation, "priority": 60,
+                                             "timeout_ms": 300000, "default_action": "abort"}]})
         # Tasks that were already waiting before we started.
         for task in self.command("tasks/query", {"state": "blocked", "operation": self.operation})["tasks"]:
             self.handle(task)

@@ -74,7 +74,8 @@ impl Approver {
     pub async fn start(opts: &Opts, policy: Policy) -> Result<Approver> {
         let (bus, rx) = Bus::connect(opts).await?;
         // The rule makes the operation block on us; the broker stores it, so it survives restarts.
-        bus.register(json!({"rules": [{
+        // Our own component: other programs under the same principal keep their registrations.
+        bus.register(json!({"component": "approver", "rules": [{
             "operation": policy.operation, "priority": policy.priority,
             "timeout_ms": 300_000, "default_action": "abort"
         }]}))

@@ -16,7 +16,7 @@ pub fn requests() -> String {
 
 /// The manifest: one service, reached over HTTP under /ext/acme/greeter/.
 pub fn manifest() -> Value {
-    json!({"services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0",
+    json!({"component": "greeter", "services": [{"vendor": "acme", "name": "greeter", "version": "1.0.0",
         "url_patterns": ["^/ext/acme/greeter/.*"], "timeout_ms": 5000}]})
 }
 

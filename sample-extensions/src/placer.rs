@@ -83,7 +83,7 @@ pub async fn start(
     placer: &Placer,
 ) -> Result<(Bus, tokio::sync::mpsc::UnboundedReceiver<crate::Msg>)> {
     let (bus, rx) = Bus::connect(opts).await?;
-    bus.register(json!({"rules": [{"operation": placer.operation, "priority": placer.priority, "timeout_ms": 300_000}]}))
+    bus.register(json!({"component": "placer", "rules": [{"operation": placer.operation, "priority": placer.priority, "timeout_ms": 300_000}]}))
         .await?;
     bus.subscribe(&blocked_topic(&placer.operation)).await?;
     Ok((bus, rx))

@@ -260,3 +260,121 @@ async fn the_openapi_document_lists_every_route() {
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn entity_and_registration_routes_apply_their_commands() {
+    let b = TestBroker::start().await;
+    let ext = b.client("extension").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"component": "clusters", "entity_types": [{"vendor": "acme", "nss": "cluster",
+                "version": "1.0.0", "name": "Cluster",
+                "schema": {"type": "object", "required": ["nodes"],
+                           "properties": {"nodes": {"type": "integer", "minimum": 1}}},
+                "access": {"read": ["platform", "operator"], "write": ["platform"]}}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let ty = "urn:extbus:type:acme:cluster:1.0.0";
+    let created = call(
+        &b,
+        "platform",
+        "POST",
+        "/api/entities",
+        &json!({"type": ty, "org": "acme", "name": "prod-1", "entity": {"nodes": 3}}),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let e = created.json();
+    let id = e["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (e["state"].as_str(), e["revision"].as_u64()),
+        (Some("resolved"), Some(1))
+    );
+    let got = call(
+        &b,
+        "operator",
+        "GET",
+        &format!("/api/entities/{id}"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (got.status, got.json()["entity"]["nodes"].as_u64()),
+        (200, Some(3))
+    );
+    let put = call(
+        &b,
+        "platform",
+        "PUT",
+        &format!("/api/entities/{id}"),
+        &json!({"revision": 1, "entity": {"nodes": 5}}),
+    )
+    .await;
+    assert_eq!(
+        (put.status, put.json()["revision"].as_u64()),
+        (200, Some(2))
+    );
+    // A stale revision changes nothing.
+    let stale = call(
+        &b,
+        "platform",
+        "PUT",
+        &format!("/api/entities/{id}"),
+        &json!({"revision": 1, "entity": {"nodes": 9}}),
+    )
+    .await;
+    assert_eq!(code(&stale), (409, "conflict".into()));
+    let list = call(
+        &b,
+        "operator",
+        "GET",
+        &format!("/api/entities?type={ty}&limit=5"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(list.json()["entities"][0]["entity"]["nodes"], 5);
+    // Writing needs a role in the type's access.write.
+    let denied = call(
+        &b,
+        "operator",
+        "PUT",
+        &format!("/api/entities/{id}"),
+        &json!({"revision": 2, "entity": {"nodes": 1}}),
+    )
+    .await;
+    assert_eq!(code(&denied), (403, "forbidden".into()));
+    let del = call(
+        &b,
+        "platform",
+        "DELETE",
+        &format!("/api/entities/{id}?revision=2"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(del.status, 200, "{}", String::from_utf8_lossy(&del.body));
+    let gone = call(
+        &b,
+        "operator",
+        "GET",
+        &format!("/api/entities/{id}"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(code(&gone), (404, "not_found".into()));
+    let regs = call(&b, "observer", "GET", "/api/registrations", &Value::Null).await;
+    assert_eq!(regs.status, 200);
+    let items = regs.json()["items"].as_array().unwrap().clone();
+    assert!(
+        items
+            .iter()
+            .any(|i| i["principal"] == "extension" && i["component"] == "clusters"),
+        "{items:?}"
+    );
+}

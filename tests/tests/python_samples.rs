@@ -181,12 +181,13 @@ async fn python_approver_resumes_small_and_aborts_large_requests() {
     b.add_principal(USER, &[Role::Extension], &["*"]);
     let p = b.client("platform").await;
 
-    // A task waiting before the script starts: register its rule as its principal, then submit.
+    // A task waiting before the script starts: register its rule as its principal (under the
+    // script's component, which the script's own manifest then replaces), then submit.
     let ext = b.client(USER).await;
     let r = ext
         .command(
             "register",
-            json!({"rules": [{"operation": "vm.create", "priority": 60}]}),
+            json!({"component": "approver-py", "rules": [{"operation": "vm.create", "priority": 60}]}),
         )
         .await;
     assert_eq!(r["ok"], true, "{r}");

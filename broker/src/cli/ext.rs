@@ -1,5 +1,6 @@
 //! `extbus ext scaffold NAME`: writes a working shell-script executable extension (`NAME.sh`,
 //! mode 755) with a handler per action, ready to be named in an `[[exec]]` config entry.
+//! `ext list|disable|enable` talk to the broker (`cli/registrations.rs`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -7,12 +8,25 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct ExtArgs {
+    #[command(flatten)]
+    pub conn: super::connect::ConnectArgs,
     #[command(subcommand)]
     pub cmd: ExtCmd,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ExtCmd {
+    /// List every registration (principal/component) with its connections and state.
+    List {
+        /// Only this principal's registrations.
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Switch PRINCIPAL (all its registrations) or PRINCIPAL/COMPONENT off: its rules block
+    /// no new operation, its services answer 503. Operator or admin.
+    Disable(super::registrations::Switch),
+    /// Switch PRINCIPAL or PRINCIPAL/COMPONENT back on.
+    Enable(super::registrations::Switch),
     /// Write NAME.sh, a skeleton executable extension with callout and service handlers.
     Scaffold {
         /// The extension's name ([a-z0-9-]); also the principal name its stages use.
@@ -27,7 +41,10 @@ pub enum ExtCmd {
 }
 
 pub fn run(args: ExtArgs) -> Result<()> {
-    let ExtCmd::Scaffold { name, dir, force } = args.cmd;
+    let (name, dir, force) = match args.cmd {
+        ExtCmd::Scaffold { name, dir, force } => (name, dir, force),
+        other => return super::registrations::run(&args.conn, other),
+    };
     let path = scaffold(&name, &dir, force)?;
     println!("{}", path.display());
     eprintln!(

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod entity;
 pub mod events;
 pub mod ext;
+pub mod registrations;
 pub mod table;
 pub mod task;
 
@@ -52,7 +53,7 @@ pub enum Command {
     Entity(entity::EntityArgs),
     /// Follow audit events on a running broker.
     Events(events::EventsArgs),
-    /// Executable extensions: write a skeleton script.
+    /// Extensions: list registrations, switch them off and on, write a skeleton script.
     Ext(ext::ExtArgs),
     /// Copy the data dir (store, principals, secrets) into DEST, checked; the broker must be
     /// stopped. Restore by serving DEST (`--data-dir DEST`) or copying it back.

@@ -135,7 +135,8 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TasksConfig {
-    /// Re-announce waiting tasks this often.
+    /// Re-announce waiting tasks this often (a safety net: an extension hears its waiting
+    /// tasks when it subscribes again; spread over the period, not in bursts).
     pub renotify_ms: u64,
     /// Callout rules set by the admin; each names the `extension` principal that answers it.
     pub rules: Vec<RuleSpec>,
@@ -287,7 +288,7 @@ impl Default for HttpConfig {
 impl Default for TasksConfig {
     fn default() -> Self {
         TasksConfig {
-            renotify_ms: 30_000,
+            renotify_ms: 600_000,
             rules: Vec::new(),
             max_batch: 1024,
             retention_ms: 604_800_000,
@@ -615,7 +616,7 @@ mod tests {
         assert_eq!(c.mqtt.listen.to_string(), "127.0.0.1:1883");
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.mqtt.max_payload, 262_144);
-        assert_eq!(c.tasks.renotify_ms, 30_000);
+        assert_eq!(c.tasks.renotify_ms, 600_000);
         assert_eq!(c.services.default_timeout_ms, 10_000);
         assert_eq!(c.mqtt.subscriptions.max_per_connection, 100);
         assert_eq!(c.mqtt.subscriptions.max_per_principal, 1000);

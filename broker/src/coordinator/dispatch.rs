@@ -2,7 +2,9 @@
 //! validate, role check, then the command family. Every command gets exactly one reply.
 
 use super::ctx::{Ctx, Output};
-use super::{entities, entity_query, events, register, services, tasks, Batch, Coordinator};
+use super::{
+    entities, entity_query, events, register, registrations, services, tasks, Batch, Coordinator,
+};
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
 use bytes::Bytes;
@@ -105,6 +107,17 @@ pub(crate) fn apply(
         (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
         (Command::TasksQuery, Body::Query(q)) => tasks::query(co, ctx, &q),
         (Command::Register, Body::Register(m)) => register::apply(co, b, ctx, *m),
+        (Command::RegistrationsQuery, Body::RegistrationsQuery(q)) => {
+            registrations::query(co, ctx, &q)
+        }
+        (
+            Command::RegistrationSwitch {
+                principal,
+                component,
+                enable,
+            },
+            Body::Switch(r),
+        ) => registrations::switch(co, b, ctx, &principal, component.as_deref(), !enable, r),
         (Command::ServiceResponse, Body::ServiceResponse(r)) => services::respond(co, ctx, *r),
         (
             Command::ServiceCall {
@@ -160,6 +173,9 @@ pub(crate) fn notice(co: &mut Coordinator, b: &mut Batch, n: GateNotice) {
                 Some(format!("urn:extbus:principal:{principal}")),
                 data,
             );
+        }
+        GateNotice::Listening { principal, filters } => {
+            co.reannounce.listening(principal, filters);
         }
         GateNotice::Oversized {
             principal,

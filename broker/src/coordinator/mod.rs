@@ -5,7 +5,9 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `services`, `entities` with `entity_query` and `entity_types` (one per command family).
+//! `registrations`, `services`, `entities` with `entity_query` and `entity_types` (one per
+//! command family); `records` (what registrations hold beside their rules), `reannounce`
+//! (waiting tasks sent again to a returning extension).
 
 mod ctx;
 mod dispatch;
@@ -16,7 +18,10 @@ mod events;
 mod internal;
 pub mod outbox;
 mod principals;
+mod reannounce;
+mod records;
 mod register;
+mod registrations;
 mod services;
 mod tasks;
 
@@ -80,6 +85,10 @@ pub(crate) struct Coordinator {
     /// Entity types, compiled; the key that seals secure entity fields.
     pub types: crate::entities::Types,
     pub sealer: crate::entities::secure::Sealer,
+    /// Registrations' services, times and switches (the rules are in `engine`).
+    pub records: records::Records,
+    /// Extensions whose waiting tasks are being announced again.
+    pub reannounce: reannounce::Queue,
     /// Principals as last seen, to log changes made while running.
     known_principals: principals::Snapshot,
     next_principal_check: u64,
@@ -114,17 +123,8 @@ impl Coordinator {
         let store = Store::with_trees(trees.clone());
         let engine = tasks::engine(&store, &parts.config)
             .map_err(|e| CoordinatorError::Store(e.to_string()))?;
-        for (owner, ops) in engine.rules().registrations() {
-            for op in ops {
-                parts.registry.add_operation(&owner, &op);
-            }
-        }
-        register::restore_services(
-            &trees,
-            &parts.config,
-            &parts.registry,
-            &parts.services.router,
-        );
+        let records =
+            records::Records::load(&store).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let log = EventLog::open(&trees).map_err(|e| CoordinatorError::Store(e.to_string()))?;
         let types = crate::entities::Types::load(&trees);
         let sealer = crate::entities::secure::Sealer::open(&parts.config)
@@ -136,7 +136,9 @@ impl Coordinator {
             .into_iter()
             .map(|p| (p.name.clone(), p))
             .collect();
-        Ok(Coordinator {
+        let mut co = Coordinator {
+            records,
+            reannounce: reannounce::Queue::default(),
             known_principals,
             next_principal_check: 0,
             next_task_purge: 0,
@@ -155,7 +157,9 @@ impl Coordinator {
             exec_tap: None,
             acl_sync: parts.acl_sync.clone(),
             feed: parts.feed.clone(),
-        })
+        };
+        records::restore(&mut co);
+        Ok(co)
     }
 }
 
@@ -164,16 +168,39 @@ impl Coordinator {
 pub fn registrations(db: &sled::Db, config: &Config) -> Result<Registry, CoordinatorError> {
     let store_err = |e: String| CoordinatorError::Store(e);
     let trees = Trees::open(db).map_err(|e| store_err(e.to_string()))?;
-    let store = Store::with_trees(trees.clone());
+    let store = Store::with_trees(trees);
     let engine = tasks::engine(&store, config).map_err(|e| store_err(e.to_string()))?;
+    let records = records::Records::load(&store).map_err(|e| store_err(e.to_string()))?;
     let registry = Registry::new();
-    for (owner, ops) in engine.rules().registrations() {
-        for op in ops {
-            registry.add_operation(&owner, &op);
-        }
+    let mut owners = records.principals();
+    let operations = engine.rules().registrations();
+    owners.extend(operations.keys().cloned());
+    owners.extend(config.services.declared.iter().map(|d| d.extension.clone()));
+    for owner in owners {
+        let mut services: std::collections::HashSet<(String, String)> = records
+            .components
+            .iter()
+            .filter(|((p, _), _)| *p == owner)
+            .flat_map(|(_, r)| {
+                r.services
+                    .iter()
+                    .map(|s| (s.vendor.clone(), s.name.clone()))
+            })
+            .collect();
+        services.extend(
+            config
+                .declared_services(&owner)
+                .into_iter()
+                .map(|s| (s.vendor, s.name)),
+        );
+        registry.set(
+            &owner,
+            crate::registry::Registration {
+                operations: operations.get(&owner).cloned().unwrap_or_default(),
+                services,
+            },
+        );
     }
-    let router = crate::services::router::Router::new();
-    register::restore_services(&trees, config, &registry, &router);
     Ok(registry)
 }
 
@@ -259,6 +286,10 @@ impl Coordinator {
             housekeeping = housekeeping.min(self.next_task_purge);
         }
         let housekeeping = housekeeping.max(self.clock.now_ms() + 1);
+        let housekeeping = self
+            .reannounce
+            .wakeup()
+            .map_or(housekeeping, |t| t.min(housekeeping));
         self.engine
             .next_wakeup(&self.store)
             .map_or(housekeeping, |t| t.min(housekeeping))
@@ -288,6 +319,7 @@ impl Coordinator {
             }
         }
         tasks::timers(self, &mut b);
+        reannounce::step(self, &mut b);
         if now >= self.next_principal_check {
             principals::check(self, &mut b);
             self.next_principal_check = now + principals::POLL_MS;

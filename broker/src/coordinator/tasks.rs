@@ -25,6 +25,9 @@ pub(crate) fn engine(store: &Store, cfg: &Config) -> Result<Engine, extbus_callo
         store,
         EngineConfig {
             renotify_ms: cfg.tasks.renotify_ms,
+            // Extensions hear their waiting tasks when they come back (`reannounce`); the
+            // periodic pass is a safety net and must not come in bursts.
+            renotify_spread: true,
         },
         cfg.tasks.rules.clone(),
     )
@@ -204,7 +207,7 @@ fn purge(co: &mut Coordinator, b: &mut Batch) {
     }
 }
 
-fn announce_blocked(b: &mut Batch, t: &Task) {
+pub(crate) fn announce_blocked(b: &mut Batch, t: &Task) {
     b.outbox
         .json(topics::tasks_blocked(&t.operation), &t.announcement());
 }

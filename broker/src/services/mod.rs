@@ -116,9 +116,12 @@ impl Services {
         })
     }
 
-    /// Why `route` cannot be served now: its owner is an extension with no MQTT connection
-    /// (executable extensions answer in-process and are always there).
+    /// Why `route` cannot be served now: it is switched off, or its owner is an extension with
+    /// no MQTT connection (executable extensions answer in-process and are always there).
     pub fn absent(&self, route: &Route) -> Option<String> {
+        if route.disabled {
+            return Some(format!("service {} is disabled", route.spec.key()));
+        }
         if self.local.contains_key(&route.owner) || self.presence.present(&route.owner) {
             return None;
         }

@@ -15,6 +15,9 @@ pub struct Route {
     patterns: Vec<Regex>,
     /// Registration order, for ties of priority.
     seq: u64,
+    /// Switched off by an operator: still routed (so it answers 503 rather than falling
+    /// through to another service), never sent a request.
+    pub disabled: bool,
 }
 
 impl Route {
@@ -41,9 +44,16 @@ impl Router {
         Self::default()
     }
 
-    /// Replaces the services `owner` registered. A pattern that does not compile is skipped
-    /// (manifests are checked before they get here; this only guards a damaged store).
+    /// Replaces the services `owner` registered, all switched on.
     pub fn set_owner(&self, owner: &str, specs: &[ServiceSpec]) {
+        let flagged: Vec<(ServiceSpec, bool)> = specs.iter().map(|s| (s.clone(), false)).collect();
+        self.set_owner_flagged(owner, &flagged);
+    }
+
+    /// Replaces the services `owner` registered, each with whether it is switched off. A
+    /// pattern that does not compile is skipped (manifests are checked before they get here;
+    /// this only guards a damaged store).
+    pub fn set_owner_flagged(&self, owner: &str, specs: &[(ServiceSpec, bool)]) {
         let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
         let mut routes: Vec<Arc<Route>> = t
             .routes
@@ -51,7 +61,7 @@ impl Router {
             .filter(|r| r.owner != owner)
             .cloned()
             .collect();
-        for spec in specs {
+        for (spec, disabled) in specs {
             let patterns = spec
                 .url_patterns
                 .iter()
@@ -78,6 +88,7 @@ impl Router {
                 owner: owner.to_string(),
                 patterns,
                 seq,
+                disabled: *disabled,
             }));
         }
         routes.sort_by(|a, b| {

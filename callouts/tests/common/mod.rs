@@ -57,7 +57,10 @@ impl Fx {
         let store = Store::open(dir.path()).unwrap();
         let engine = Engine::new(
             Rules::load(&store, rules.clone()).unwrap(),
-            EngineConfig { renotify_ms },
+            EngineConfig {
+                renotify_ms,
+                ..EngineConfig::default()
+            },
         );
         Fx {
             dir,

@@ -82,6 +82,14 @@ impl Reporter {
         }
     }
 
+    /// An extension now hears blocked-task notices on `filters`.
+    pub fn listening(&self, principal: &str, filters: Vec<String>) {
+        let _ = self.notices.try_send(GateNotice::Listening {
+            principal: principal.to_string(),
+            filters,
+        });
+    }
+
     /// Records an inbox publish above the payload limit, for a `payload_too_large` reply.
     pub fn oversized(
         &self,

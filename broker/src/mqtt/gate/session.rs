@@ -82,6 +82,8 @@ pub(crate) struct Session {
     /// Topic aliases the client set (MQTT 5), as the broker knows them.
     aliases: HashMap<u16, String>,
     subacks: Vec<PendingSuback>,
+    /// SUBSCRIBEs of an extension to blocked-task notices, by packet id, awaiting their SUBACK.
+    listening: Vec<(u16, Vec<String>)>,
     /// QoS 2 publishes the gate answered itself: their PUBREL is completed here.
     swallowed: HashSet<u16>,
     /// Present when blocked-task notices are filtered for this principal.
@@ -117,6 +119,7 @@ impl Session {
             v5,
             aliases: HashMap::new(),
             subacks: Vec::new(),
+            listening: Vec::new(),
             swallowed: HashSet::new(),
             order,
             connack_seen: false,
@@ -456,6 +459,22 @@ impl Session {
                 refused.push((i, self.quota_code()));
             }
         }
+        // Only principals with the extension role sit on stages (an admin's `#` is not one).
+        if self.answers_callouts() {
+            let blocked: Vec<String> = s
+                .filters
+                .iter()
+                .enumerate()
+                .filter(|(i, (filter, _))| {
+                    !refused.iter().any(|r| r.0 == *i) && hears_blocked(filter)
+                })
+                .map(|(_, (filter, _))| filter.to_string())
+                .collect();
+            if !blocked.is_empty() {
+                self.listening.retain(|(p, _)| *p != s.pkid);
+                self.listening.push((s.pkid, blocked));
+            }
+        }
         if refused.is_empty() {
             return self.forward(f, header, to_b, to_c);
         }
@@ -480,6 +499,12 @@ impl Session {
             refused,
         });
         Step::Go
+    }
+
+    fn answers_callouts(&self) -> bool {
+        self.principal
+            .roles
+            .contains(&extbus_schema::Role::Extension)
     }
 
     /// Records a filter refused by a subscription cap.
@@ -526,6 +551,20 @@ impl Session {
         let kind = f.first().map_or(0, |b| b >> 4);
         if kind == CONNACK {
             self.connack_seen = true;
+            // A resumed session keeps its subscriptions: waiting tasks are due to it now.
+            let resumed = f.get(header).is_some_and(|flags| flags & 1 == 1);
+            if resumed && self.answers_callouts() {
+                let all = vec![extbus_schema::topics::TASKS_BLOCKED_ALL.to_string()];
+                self.gate.reporter.listening(&self.principal.name, all);
+            }
+        }
+        if kind == SUBACK && !self.listening.is_empty() {
+            if let Ok(a) = codec::parse_suback(f, header, true) {
+                if let Some(i) = self.listening.iter().position(|(p, _)| *p == a.pkid) {
+                    let (_, filters) = self.listening.swap_remove(i);
+                    self.gate.reporter.listening(&self.principal.name, filters);
+                }
+            }
         }
         match (kind, &mut self.order) {
             (PUBLISH, Some(order)) => {
@@ -595,6 +634,15 @@ impl Session {
         codec::encode_suback(self.v5, a.pkid, props, &codes, to_c);
         Step::Go
     }
+}
+
+/// Could `filter` receive blocked-task notices?
+fn hears_blocked(filter: &str) -> bool {
+    use extbus_schema::topics::{
+        filter_covers, split_shared, TASKS_BLOCKED_ALL, TASKS_BLOCKED_PREFIX,
+    };
+    let (_, inner) = split_shared(filter);
+    inner.starts_with(TASKS_BLOCKED_PREFIX) || filter_covers(inner, TASKS_BLOCKED_ALL)
 }
 
 /// The embedded broker drops a connection that subscribes to a `$` topic (other than
