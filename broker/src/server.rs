@@ -78,9 +78,15 @@ pub async fn serve(cfg: Config) -> Result<()> {
 pub async fn serve_reloading(cfg: Config, load: crate::reload::Loader) -> Result<()> {
     let listeners = Listeners::bind(&cfg).await?;
     let metrics = Arc::new(Metrics::new());
-    let hup = tokio::spawn(crate::reload::on_sighup(cfg.clone(), load, metrics.clone()));
+    let (tx, rx) = mpsc::channel(1);
+    let hup = tokio::spawn(crate::reload::on_sighup(
+        cfg.clone(),
+        load,
+        metrics.clone(),
+        Some(tx),
+    ));
     let clock = Arc::new(SystemClock);
-    let r = run_with_metrics(cfg, listeners, clock, shutdown_signal(), metrics).await;
+    let r = run_reloadable(cfg, listeners, clock, shutdown_signal(), metrics, Some(rx)).await;
     hup.abort();
     r
 }
@@ -171,11 +177,23 @@ pub async fn run(
 
 /// `run`, counting into `metrics` (shared with what runs beside the broker, e.g. reloads).
 pub async fn run_with_metrics(
+    cfg: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    run_reloadable(cfg, listeners, clock, shutdown, metrics, None).await
+}
+
+/// `run_with_metrics`, with the coordinator taking reloaded configurations from `reconfigure`.
+pub async fn run_reloadable(
     mut cfg: Config,
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
     metrics: Arc<Metrics>,
+    reconfigure: Option<mpsc::Receiver<coordinator::Reconfigure>>,
 ) -> Result<()> {
     // Executable extensions' rules and services join the config's, answered by their names.
     cfg.tasks.rules.extend(crate::exec::rules(&cfg.exec));
@@ -306,6 +324,7 @@ pub async fn run_with_metrics(
         feed,
         services: services.clone(),
         acl_sync,
+        reconfigure,
     };
     let http_state = crate::http::HttpState::new(
         metrics.clone(),

@@ -1,6 +1,7 @@
 //! `extbus config check` and SIGHUP against the real binary: a bad file is refused naming its
-//! field and changes nothing (the broker keeps serving); a good one applies `log.level` at once
-//! and names the sections that wait for a restart; each outcome is counted on `/metrics`.
+//! field and changes nothing (the broker keeps serving); a good one applies `log.level` and the
+//! callout rules at once and names the sections that wait for a restart; each outcome is
+//! counted on `/metrics`.
 
 mod support;
 
@@ -101,19 +102,38 @@ fn sighup_refuses_a_bad_file_and_applies_a_new_log_level() {
         "still serving"
     );
 
-    // A quieter level and a new rule: the level applies now, the rule at the next start.
+    // Before the reload, vm.delete has no rule: it goes through at once.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let submit = |id: &str| {
+        rt.block_on(async {
+            let p = support::session::session("platform", served.mqtt).await;
+            let body =
+                serde_json::json!({"request_id": id, "operation": "vm.delete", "org": "acme"});
+            p.call("tasks/submit", id, body).await
+        })
+    };
+    let before = submit("d-1");
+    assert_ne!(before["result"]["state"], "blocked", "{before}");
+
+    // A quieter level, a new rule and a new event retention: the level and the rule apply
+    // now, the retention at the next start.
     std::fs::write(
         &file,
         GOOD.replace("\"info\"", "\"warn\"")
-            .replace("vm.create", "vm.delete"),
+            .replace("vm.create", "vm.delete")
+            + "\n[events]\nretention_max_age_ms = 86400000\n",
     )
     .unwrap();
     hup();
     let partial = wait_line(&lines, "changed sections take effect at the next start");
+    let (applied, restart) = partial.split_once("restart_needed").unwrap();
     assert!(
-        partial.contains("log.level") && partial.contains("tasks"),
+        applied.contains("log.level") && applied.contains("tasks") && restart.contains("events"),
         "{partial}"
     );
+    // The new rule holds at once: vm.delete now blocks on its extension.
+    let after = submit("d-2");
+    assert_eq!(after["result"]["state"], "blocked", "{after}");
     let metrics = get(http, "/metrics");
     for (result, n) in [("ok", 0), ("partial", 1), ("refused", 1)] {
         let series = format!("extbus_config_reloads_total{{result=\"{result}\"}} {n}");

@@ -90,6 +90,18 @@ impl Engine {
         &self.config
     }
 
+    /// A reloaded configuration: new config rules and settings; registrations and the tasks
+    /// already blocked stay as they are.
+    pub fn reconfigure(
+        &mut self,
+        config: EngineConfig,
+        config_rules: Vec<RuleSpec>,
+    ) -> Result<(), CalloutError> {
+        self.rules.set_config(config_rules)?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Replaces the rules `owner` registered and returns them as stored (see
     /// `Rules::register`). Tasks already blocked keep the stages they were given.
     pub fn register(

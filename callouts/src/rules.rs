@@ -83,6 +83,15 @@ impl Rules {
         Ok(rules)
     }
 
+    /// Replaces the config rules (a reloaded configuration); registrations stay. Tasks already
+    /// blocked keep their stages.
+    pub fn set_config(&mut self, config_rules: Vec<RuleSpec>) -> Result<(), CalloutError> {
+        let checked = Rules::new(config_rules)?;
+        self.config = checked.config;
+        self.reindex();
+        Ok(())
+    }
+
     /// Config rules plus every registration committed to `store`. Rules stored before
     /// components existed are moved to component `default` first (committed at once).
     pub fn load(store: &Store, config_rules: Vec<RuleSpec>) -> Result<Rules, CalloutError> {

@@ -19,6 +19,7 @@ mod internal;
 pub mod outbox;
 mod principals;
 mod reannounce;
+mod reconfigure;
 mod records;
 mod register;
 mod registrations;
@@ -60,7 +61,11 @@ pub struct Parts {
     pub api: Option<tokio::sync::mpsc::Receiver<crate::link::InternalCommand>>,
     /// Where each durable batch's events go for in-process readers.
     pub feed: crate::feed::Feed,
+    /// Configurations reloaded on SIGHUP, applied between batches.
+    pub reconfigure: Option<mpsc::Receiver<Reconfigure>>,
 }
+
+pub use reconfigure::Reconfigure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -213,6 +218,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         mut notices,
         internal: link,
         mut api,
+        mut reconfigure,
         ..
     } = parts;
     let mut internal_rx = link.map(|l| {
@@ -232,7 +238,6 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         }
     }
 
-    let max_batch = co.config.tasks.max_batch;
     tokio::pin!(shutdown);
     // Start-up pass: deadlines that passed while the broker was down are applied now.
     co.flush_batch(Vec::new(), &mut bus_tx).await?;
@@ -240,6 +245,8 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         internal::announce_waiting(&co, tap);
     }
     loop {
+        // Read each time: a reload may change it.
+        let max_batch = co.config.tasks.max_batch;
         let wake = co.next_wakeup();
         let sleep = co.clock.sleep_until(wake);
         let first = tokio::select! {
@@ -249,6 +256,11 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
             n = notices.recv() => n.map(Input::Notice),
             c = internal::recv(&mut internal_rx) => Some(Input::Internal(c)),
             c = internal::recv(&mut api) => Some(Input::Internal(c)),
+            r = next_reconfigure(&mut reconfigure) => {
+                let applied = reconfigure::apply(&mut co, *r.config);
+                let _ = r.done.send(applied);
+                None
+            }
             _ = sleep => None,
         };
         let mut inputs: Vec<Input> = first.into_iter().collect();
@@ -275,6 +287,20 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
         .await
         .map_err(|e| CoordinatorError::Store(e.to_string()))?;
     Ok(())
+}
+
+/// The next reloaded configuration, or never (no reloads, or their sender is gone).
+async fn next_reconfigure(rx: &mut Option<mpsc::Receiver<Reconfigure>>) -> Reconfigure {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(c) => c,
+            None => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 impl Coordinator {
