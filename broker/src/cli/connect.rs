@@ -228,6 +228,20 @@ impl Conn {
     }
 }
 
+/// A query command's body from the flags that were given (`limit` as a number).
+pub fn query_body(fields: &[(&str, &Option<String>)], limit: Option<usize>) -> Value {
+    let mut q = serde_json::json!({});
+    for (k, v) in fields {
+        if let Some(v) = v {
+            q[*k] = v.clone().into();
+        }
+    }
+    if let Some(l) = limit {
+        q["limit"] = l.into();
+    }
+    q
+}
+
 /// Runs an async CLI command on a fresh runtime.
 pub fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()

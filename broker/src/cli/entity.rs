@@ -109,20 +109,15 @@ fn request(cmd: &EntityCmd, stdin: &mut dyn Read) -> Result<(String, Value)> {
             limit,
             after,
         } => {
-            let mut q = json!({});
-            for (k, v) in [
-                ("type", type_id),
-                ("org", org),
-                ("state", state),
-                ("after", after),
-            ] {
-                if let Some(v) = v {
-                    q[k] = v.clone().into();
-                }
-            }
-            if let Some(l) = limit {
-                q["limit"] = (*l).into();
-            }
+            let q = super::connect::query_body(
+                &[
+                    ("type", type_id),
+                    ("org", org),
+                    ("state", state),
+                    ("after", after),
+                ],
+                *limit,
+            );
             ("entities/query".into(), q)
         }
         EntityCmd::Get { id } => (format!("entities/{id}/get"), json!({})),

@@ -107,20 +107,15 @@ fn request(cmd: &TaskCmd) -> Result<(String, Value)> {
             limit,
             after,
         } => {
-            let mut q = json!({});
-            for (k, v) in [
-                ("state", state),
-                ("operation", operation),
-                ("org", org),
-                ("after", after),
-            ] {
-                if let Some(v) = v {
-                    q[k] = v.clone().into();
-                }
-            }
-            if let Some(l) = limit {
-                q["limit"] = (*l).into();
-            }
+            let q = super::connect::query_body(
+                &[
+                    ("state", state),
+                    ("operation", operation),
+                    ("org", org),
+                    ("after", after),
+                ],
+                *limit,
+            );
             ("tasks/query".into(), q)
         }
         TaskCmd::Get { id } => (format!("tasks/{id}/get"), json!({})),
