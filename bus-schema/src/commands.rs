@@ -6,10 +6,11 @@ use std::fmt;
 
 use crate::entities::EntityAction;
 use crate::errors::{clip, CommandError, ErrorCode};
+use crate::metadata::MetadataAction;
 use crate::roles::Role;
 use crate::spec::{self, Spec};
 use crate::tasks::TaskAction;
-use crate::{entities, events, register, registrations, services, tasks};
+use crate::{entities, events, metadata, register, registrations, services, tasks};
 
 /// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,6 +56,11 @@ pub enum Command {
     EntitiesQuery,
     /// `entities/types`
     EntityTypes,
+    /// `metadata/<object_id>/get|set|delete`
+    Metadata {
+        object_id: String,
+        action: MetadataAction,
+    },
 }
 
 impl Command {
@@ -113,6 +119,9 @@ impl Command {
             }
             Command::EntitiesQuery => "entities/query".into(),
             Command::EntityTypes => "entities/types".into(),
+            Command::Metadata { object_id, action } => {
+                format!("metadata/{object_id}/{}", action.as_str())
+            }
         }
     }
 
@@ -151,6 +160,11 @@ impl Command {
             },
             Command::EntitiesQuery => &entities::QUERY,
             Command::EntityTypes => &entities::TYPES,
+            Command::Metadata { action, .. } => match action {
+                MetadataAction::Get => &metadata::GET,
+                MetadataAction::Set => &metadata::SET,
+                MetadataAction::Delete => &metadata::DELETE,
+            },
         }
     }
 

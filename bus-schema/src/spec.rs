@@ -5,7 +5,7 @@
 use crate::commands::Command;
 use crate::roles::Role;
 use crate::validate::SchemaFile;
-use crate::{entities, events, register, registrations, services, tasks};
+use crate::{entities, events, metadata, register, registrations, services, tasks};
 
 /// Every command family, in the order their channels and schemas are exported.
 pub const FAMILIES: &[&[Spec]] = &[
@@ -15,6 +15,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     registrations::FAMILY,
     services::FAMILY,
     entities::FAMILY,
+    metadata::FAMILY,
 ];
 
 /// One inbound command.
@@ -102,6 +103,7 @@ impl Spec {
             .replace("{entity_id}", "urn:extbus:entity:0193f6c2-aa")
             .replace("{extension}", "ext-1")
             .replace("{component}", "approver")
+            .replace("{object_id}", "urn:extbus:entity:0193f6c2-aa")
     }
 }
 
