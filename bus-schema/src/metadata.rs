@@ -238,6 +238,12 @@ mod tests {
             entry("billing", "cost-center", TypedValue::String("cc-42".into()))
         );
         assert_eq!(serde_json::to_value(&e).unwrap(), v);
+        let n = json!({"namespace": "a", "key": "b", "value": {"type": "number", "value": 8}});
+        let e: Entry = serde_json::from_value(n.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&e).unwrap()["value"], n["value"]);
+        let f = json!({"type": "number", "value": 0.5});
+        let v: TypedValue = serde_json::from_value(f.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&v).unwrap(), f);
         // A value of the wrong JSON type for its declared type does not parse.
         let bad = json!({"namespace": "a", "key": "b", "value": {"type": "number", "value": "x"}});
         assert!(serde_json::from_value::<Entry>(bad).is_err());

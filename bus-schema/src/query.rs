@@ -8,13 +8,35 @@ use std::fmt;
 
 use crate::errors::{CommandError, ErrorCode, ErrorDetail};
 
-/// A typed value: of a metadata entry, or a literal of a clause.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A typed value: of a metadata entry, or a literal of a clause. On the wire
+/// `{"type": "string"|"number"|"boolean", "value": ...}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum TypedValue {
     String(String),
     Number(f64),
     Boolean(bool),
+}
+
+/// Largest integer an f64 holds exactly.
+const EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+impl Serialize for TypedValue {
+    /// A whole number is written as an integer (`8`, not `8.0`), as it was given.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TypedValue", 2)?;
+        st.serialize_field("type", self.type_name())?;
+        match self {
+            TypedValue::String(v) => st.serialize_field("value", v)?,
+            TypedValue::Boolean(v) => st.serialize_field("value", v)?,
+            TypedValue::Number(n) if n.fract() == 0.0 && n.abs() <= EXACT_INT => {
+                st.serialize_field("value", &(*n as i64))?
+            }
+            TypedValue::Number(n) => st.serialize_field("value", n)?,
+        }
+        st.end()
+    }
 }
 
 impl TypedValue {
