@@ -87,6 +87,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("entity_id", "An entity id, urn:extbus:entity:<uuid>, as returned by entities/create."),
     ("extension", "The principal of a registration, [a-z0-9-]{1,64}."),
     ("component", "A component of a registration, [a-z0-9-]{1,64}."),
+    ("behavior", "A behavior its entity type declares, [a-z0-9-]{1,64}."),
 ];
 
 /// The `{parameter}` names of an address, in order.
@@ -329,6 +330,7 @@ mod tests {
             "extbus/in/{principal}/entities/{entity_id}/update",
             "extbus/in/{principal}/entities/{entity_id}/resolve",
             "extbus/in/{principal}/entities/{entity_id}/delete",
+            "extbus/in/{principal}/entities/{entity_id}/behaviors/{behavior}",
             "extbus/in/{principal}/entities/query",
             "extbus/in/{principal}/entities/types",
             "extbus/in/{principal}/registrations/query",

@@ -51,6 +51,8 @@ pub enum Command {
         entity_id: String,
         action: EntityAction,
     },
+    /// `entities/<entity_id>/behaviors/<behavior>`
+    EntityBehavior { entity_id: String, behavior: String },
     /// `entities/query`
     EntitiesQuery,
     /// `entities/types`
@@ -111,6 +113,10 @@ impl Command {
             Command::Entity { entity_id, action } => {
                 format!("entities/{entity_id}/{}", action.as_str())
             }
+            Command::EntityBehavior {
+                entity_id,
+                behavior,
+            } => format!("entities/{entity_id}/behaviors/{behavior}"),
             Command::EntitiesQuery => "entities/query".into(),
             Command::EntityTypes => "entities/types".into(),
         }
@@ -149,6 +155,7 @@ impl Command {
                 EntityAction::Resolve => &entities::RESOLVE,
                 EntityAction::Delete => &entities::DELETE,
             },
+            Command::EntityBehavior { .. } => &entities::BEHAVIOR,
             Command::EntitiesQuery => &entities::QUERY,
             Command::EntityTypes => &entities::TYPES,
         }

@@ -6,7 +6,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::commands::Command;
-use crate::entities::{CreateEntity, DeleteEntity, EntityAction, EntityQuery, UpdateEntity};
+use crate::entities::{
+    CreateEntity, DeleteEntity, EntityAction, EntityQuery, InvokeBehavior, UpdateEntity,
+};
 use crate::errors::{CommandError, ErrorCode, ErrorDetail};
 use crate::events::{EventDraft, ReplayRequest};
 use crate::names::{valid_name, valid_version, NameCheck, NameKind};
@@ -57,6 +59,7 @@ pub enum Body {
     EntityUpdate(Box<UpdateEntity>),
     EntityDelete(DeleteEntity),
     EntityQuery(Box<EntityQuery>),
+    EntityBehavior(Box<InvokeBehavior>),
 }
 
 /// A command that failed a check, with whatever correlation id could be recovered.
@@ -339,6 +342,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             EntityAction::Update => Body::EntityUpdate(Box::new(parse_as(command, body)?)),
             EntityAction::Delete => Body::EntityDelete(parse_as(command, body)?),
         },
+        Command::EntityBehavior { .. } => Body::EntityBehavior(Box::new(parse_as(command, body)?)),
         Command::EntityTypes => Body::EntityEmpty,
         Command::EntitiesQuery => {
             let q: EntityQuery = parse_as(command, body)?;

@@ -102,6 +102,7 @@ impl Spec {
             .replace("{entity_id}", "urn:extbus:entity:0193f6c2-aa")
             .replace("{extension}", "ext-1")
             .replace("{component}", "approver")
+            .replace("{behavior}", "scale")
     }
 }
 

@@ -18,6 +18,11 @@ pub struct EntitiesConfig {
     /// Keys used before a rotation: values sealed with them are still read, and sealed again
     /// with the current key when their entity is next written.
     pub old_key_files: Vec<PathBuf>,
+    /// Time a hook task (`post_create`, `pre_update`, `pre_delete`, `post_delete`) has before
+    /// its default action (abort) applies; a behavior's own `timeout_ms` wins for behaviors.
+    pub hook_timeout_ms: u64,
+    /// Latest deadline an extend of a hook or behavior task may reach.
+    pub hook_max_timeout_ms: u64,
 }
 
 impl Default for EntitiesConfig {
@@ -26,6 +31,8 @@ impl Default for EntitiesConfig {
             max_types_per_principal: 10_000,
             key_file: None,
             old_key_files: Vec::new(),
+            hook_timeout_ms: 60_000,
+            hook_max_timeout_ms: 3_600_000,
         }
     }
 }

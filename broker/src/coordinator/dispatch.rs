@@ -3,7 +3,8 @@
 
 use super::ctx::{Ctx, Output};
 use super::{
-    entities, entity_query, events, register, registrations, services, tasks, Batch, Coordinator,
+    entities, entity_hooks, entity_query, events, register, registrations, services, tasks, Batch,
+    Coordinator,
 };
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
@@ -128,6 +129,17 @@ pub(crate) fn apply(
             Body::ServiceCall(c),
         ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
         (Command::EntitiesCreate, Body::EntityCreate(r)) => entities::create(co, b, ctx, *r),
+        (
+            Command::EntityBehavior {
+                entity_id,
+                behavior,
+            },
+            Body::EntityBehavior(r),
+        ) => {
+            return task(entity_hooks::behavior(
+                co, b, ctx, &entity_id, &behavior, *r,
+            ))
+        }
         (Command::EntitiesQuery, Body::EntityQuery(q)) => entity_query::query(co, b, ctx, &q),
         (Command::EntityTypes, Body::EntityEmpty) => entity_query::types(co, b),
         (Command::Entity { entity_id, action }, body) => match (action, body) {

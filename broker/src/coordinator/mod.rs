@@ -5,13 +5,14 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `registrations`, `services`, `entities` with `entity_query` and `entity_types` (one per
-//! command family); `records` (what registrations hold beside their rules), `reannounce`
+//! `registrations`, `services`, `entities` with `entity_hooks`, `entity_query` and `entity_types`
+//! (one per command family); `records` (what registrations hold beside their rules), `reannounce`
 //! (waiting tasks sent again to a returning extension).
 
 mod ctx;
 mod dispatch;
 mod entities;
+mod entity_hooks;
 mod entity_query;
 mod entity_types;
 mod events;

@@ -153,6 +153,9 @@ pub(crate) fn refresh(co: &Coordinator, principal: &str) {
         .registrations()
         .remove(principal)
         .unwrap_or_default();
+    // Hooks and behaviors of its entity types are its operations too.
+    let mut operations = operations;
+    operations.extend(co.types.operations_of(principal));
     co.registry.set(
         principal,
         Registration {

@@ -44,10 +44,11 @@ pub(crate) fn apply(
         };
         co.records.put(&mut b.txn, &owner, &component, record);
     }
+    // Types first: their hooks and behaviors are operations the gate lets the owner hear.
+    let entity_types = super::entity_types::apply(co, b, types);
     records::refresh(co, &owner);
     // The external broker learns the new rights before the reply goes out.
     b.acl_changed.push(owner.clone());
-    let entity_types = super::entity_types::apply(co, b, types);
     let new_services = &manifest.services;
     Ok(json!({
         "principal": owner,

@@ -214,7 +214,7 @@ pub(crate) fn announce_blocked(b: &mut Batch, t: &Task) {
 
 /// Turns engine effects into publishes and events (sent after the flush). A task snapshot is
 /// turned into JSON once: its announcement or outcome serves the publishes and the event data.
-fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
+pub(super) fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
     let mut announced: Vec<(&Task, Option<Value>)> = Vec::with_capacity(fx.blocked.len());
     for t in &fx.blocked {
         let ann = t.announcement();
@@ -269,5 +269,9 @@ fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
             Some(format!("urn:extbus:task:{}", t.id)),
             data,
         );
+    }
+    // A hook's or behavior's task ended: its entity takes the outcome in this batch.
+    for t in &fx.resolved {
+        super::entity_hooks::finished(co, b, t);
     }
 }

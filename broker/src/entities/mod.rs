@@ -3,6 +3,7 @@
 //! (`entity-index`: by type, org and state, in id order) and content checks. Every write
 //! goes through the batch's `Txn`. `secure` seals write-only fields.
 
+pub mod hooks;
 pub mod secure;
 
 use extbus_callouts::{CalloutError, TreeId, Trees, Txn};
@@ -34,16 +35,28 @@ pub struct TypeEntry {
     pub validator: jsonschema::Validator,
     /// JSON Pointers of its write-only properties.
     pub secure: Vec<String>,
+    /// Its behaviors' `parameters`, compiled, by behavior name.
+    pub parameters: HashMap<String, jsonschema::Validator>,
 }
 
 impl TypeEntry {
     pub fn new(record: TypeRecord) -> Result<TypeEntry, String> {
         let validator = record.spec.compile()?;
         let secure = secure_paths(&record.spec.schema);
+        let mut parameters = HashMap::new();
+        for b in &record.spec.behaviors {
+            if let Some(p) = &b.parameters {
+                let v = jsonschema::draft202012::options()
+                    .build(p)
+                    .map_err(|e| format!("parameters of behavior '{}': {e}", b.name))?;
+                parameters.insert(b.name.clone(), v);
+            }
+        }
         Ok(TypeEntry {
             record,
             validator,
             secure,
+            parameters,
         })
     }
 
@@ -108,6 +121,26 @@ impl Types {
             .values()
             .filter(|e| e.record.owner == owner)
             .count()
+    }
+
+    /// The operations of the hooks and behaviors of the types `owner` registered
+    /// (`<nss>.post-create`, `<nss>.<behavior>`): its tasks come on them.
+    pub fn operations_of(&self, owner: &str) -> Vec<String> {
+        let mut ops = Vec::new();
+        for e in self.by_id.values().filter(|e| e.record.owner == owner) {
+            let spec = &e.record.spec;
+            let h = &spec.hooks;
+            let on = [
+                (h.post_create, hooks::POST_CREATE),
+                (h.pre_update, hooks::PRE_UPDATE),
+                (h.pre_delete, hooks::PRE_DELETE),
+                (h.post_delete, hooks::POST_DELETE),
+            ];
+            let names = on.iter().filter(|(set, _)| *set).map(|(_, n)| *n);
+            let names = names.chain(spec.behaviors.iter().map(|b| b.name.as_str()));
+            ops.extend(names.map(|n| hooks::operation(&spec.nss, n)));
+        }
+        ops
     }
 
     /// Every type, in id order.
