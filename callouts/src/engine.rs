@@ -300,6 +300,10 @@ impl Engine {
             Some(stage),
         ));
         if action == TaskAction::Resume {
+            // Each stage's contribution stays visible in history, beside the merged result.
+            if let Some(h) = s.task.history.last_mut() {
+                h.result = result.clone().filter(|r| !r.is_null());
+            }
             merge_result(&mut s.task.result, result);
             self.pass_stage(&mut s, principal, message, now, &mut fx);
         } else {
@@ -476,6 +480,7 @@ pub(crate) fn entry(
         action: action.to_string(),
         message,
         stage,
+        result: None,
     }
 }
 

@@ -475,6 +475,16 @@ impl Config {
                     "must be at least 1 and at most max_timeout_ms",
                 ));
             }
+            if let Some(why) = r
+                .result_schema
+                .as_ref()
+                .and_then(extbus_schema::register::result_schema_error)
+            {
+                return Err(invalid(
+                    &format!("{field}.result_schema"),
+                    format!("the schema does not compile: {why}"),
+                ));
+            }
         }
         exec::validate(&self.exec)?;
         if self.dev {

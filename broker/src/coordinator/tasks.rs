@@ -97,6 +97,9 @@ pub(crate) fn resolve(
     r: ResolveRequest,
 ) -> Result<Task, CommandError> {
     check_visible(b, ctx, id)?;
+    if action == TaskAction::Resume {
+        check_result(co, b, id, r.result.as_ref())?;
+    }
     let privileged = ctx.principal.has(Role::Operator);
     let (message, result) = (r.message, r.result);
     let (task, fx) = co.engine.resolve(
@@ -111,6 +114,58 @@ pub(crate) fn resolve(
     )?;
     effects(co, b, fx);
     Ok(task)
+}
+
+/// A resume's `result` must fit the `result_schema` of every rule of the current stage that
+/// has one (`schema_violation` with the failing paths; the task stays blocked).
+fn check_result(
+    co: &Coordinator,
+    b: &Batch,
+    id: &str,
+    result: Option<&Value>,
+) -> Result<(), CommandError> {
+    let Some(t) = b.txn.task(id)? else {
+        return Ok(());
+    };
+    if t.state.is_final() {
+        return Ok(());
+    }
+    let Some(stage) = t.stages.get(t.stage) else {
+        return Ok(());
+    };
+    let result = result.unwrap_or(&Value::Null);
+    for rule in co.engine.rules().matching(&t.operation, &t.org) {
+        let (Some(schema), Some(ext)) = (&rule.result_schema, &rule.extension) else {
+            continue;
+        };
+        if !stage.contains(ext) {
+            continue;
+        }
+        let v = jsonschema::draft202012::options()
+            .build(schema)
+            .map_err(|e| {
+                CommandError::internal(format!("result_schema of {}: {e}", rule.operation))
+            })?;
+        let details: Vec<extbus_schema::ErrorDetail> = v
+            .iter_errors(result)
+            .take(20)
+            .map(|e| extbus_schema::ErrorDetail {
+                path: format!("/result{}", e.instance_path()),
+                message: e.to_string(),
+            })
+            .collect();
+        if !details.is_empty() {
+            return Err(CommandError::new(
+                extbus_schema::ErrorCode::SchemaViolation,
+                format!(
+                    "the result does not fit the result_schema of {}'s rule for {}",
+                    ext, t.operation
+                ),
+            )
+            .with_details(details));
+        }
+    }
+    Ok(())
 }
 
 /// Org-limited principals see only their orgs' tasks.
