@@ -22,7 +22,14 @@ pub(crate) fn apply(
     manifest.bind_to(&owner)?;
     let component = manifest.component().to_string();
     // Checked whole before anything of the manifest is written.
-    let types = super::entity_types::prepare(co, &b.txn, &owner, &manifest.entity_types, b.now)?;
+    let types = super::entity_types::prepare(
+        co,
+        &b.txn,
+        &owner,
+        &component,
+        &manifest.entity_types,
+        b.now,
+    )?;
     let rules =
         co.engine
             .register_component(&mut b.txn, &owner, &component, manifest.rules.clone())?;
@@ -56,8 +63,10 @@ pub(crate) fn apply(
         "rules": rules.stored,
         "services": new_services,
         "added": {"rules": rules.added, "services": missing_from(new_services, &old_services)},
-        "removed": {"rules": rules.removed, "services": missing_from(&old_services, new_services)},
-        "entity_types": entity_types,
+        "removed": {"rules": rules.removed, "services": missing_from(&old_services, new_services),
+                    "entity_types": entity_types.removed},
+        "entity_types": entity_types.ids,
+        "entity_types_kept": entity_types.kept,
     }))
 }
 

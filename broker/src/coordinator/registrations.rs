@@ -97,7 +97,12 @@ pub(crate) fn query(
             registered_at: record.registered_at,
             rules: own,
             services: record.services,
-            entity_types: Vec::new(),
+            entity_types: co
+                .types
+                .of_component(&p, &c)
+                .into_iter()
+                .map(Value::from)
+                .collect(),
             actions: Vec::new(),
             ui_plugins: Vec::new(),
             disabled: co.records.disabled_principals.contains(&p) || record.disabled,

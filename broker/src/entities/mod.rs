@@ -24,9 +24,16 @@ const MAX_PATHS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeRecord {
     pub owner: String,
+    /// The owner's component that declared it (types stored before components: `default`).
+    #[serde(default = "default_component")]
+    pub component: String,
     #[serde(with = "time_fmt::ms")]
     pub registered_at: u64,
     pub spec: EntityTypeSpec,
+}
+
+fn default_component() -> String {
+    extbus_callouts::DEFAULT_COMPONENT.to_string()
 }
 
 /// A registered type with its compiled schema.
@@ -109,6 +116,22 @@ impl Types {
 
     pub fn get(&self, id: &str) -> Option<&Arc<TypeEntry>> {
         self.by_id.get(id)
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+    }
+
+    /// Ids of the types `owner` declared in `component`, in id order.
+    pub fn of_component(&self, owner: &str, component: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|e| e.record.owner == owner && e.record.component == component)
+            .map(|e| e.record.spec.id())
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn insert(&mut self, e: TypeEntry) {

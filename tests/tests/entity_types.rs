@@ -1,0 +1,94 @@
+//! Entity types over their life: a component's re-register removes the types it no longer
+//! lists unless entities use them (those are kept and reported), other components' types are
+//! untouched, and `registrations/query` lists each component's types; all kept across a restart.
+
+use extbus_tests::TestBroker;
+use serde_json::{json, Value};
+
+fn ty(nss: &str) -> Value {
+    json!({"vendor": "acme", "nss": nss, "version": "1.0.0", "schema": {"type": "object"},
+           "access": {"read": ["platform"], "write": ["platform"]}})
+}
+
+fn id(nss: &str) -> String {
+    format!("urn:extbus:type:acme:{nss}:1.0.0")
+}
+
+fn ok(r: &Value) -> &Value {
+    assert_eq!(r["ok"], true, "{r}");
+    &r["result"]
+}
+
+async fn type_ids(c: &extbus_tests::BusClient) -> Vec<String> {
+    let r = c.command("entities/types", json!({})).await;
+    ok(&r)["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn re_register_removes_unused_types_and_keeps_used_ones() {
+    let b = TestBroker::start().await;
+    let ext = b.client("extension").await;
+    ok(&ext
+        .command(
+            "register",
+            json!({"component": "a", "entity_types": [ty("one"), ty("two"), ty("three")]}),
+        )
+        .await);
+    ok(&ext
+        .command(
+            "register",
+            json!({"component": "b", "entity_types": [ty("other")]}),
+        )
+        .await);
+    let plat = b.client("platform").await;
+    ok(&plat
+        .command(
+            "entities/create",
+            json!({"type": id("two"), "org": "acme", "name": "x", "entity": {}}),
+        )
+        .await);
+
+    let r = ext
+        .command(
+            "register",
+            json!({"component": "a", "entity_types": [ty("one")]}),
+        )
+        .await;
+    let res = ok(&r);
+    assert_eq!(res["entity_types"], json!([id("one")]));
+    assert_eq!(res["removed"]["entity_types"], json!([id("three")]));
+    assert_eq!(res["entity_types_kept"], json!([id("two")]));
+    let mut want = vec![id("one"), id("other"), id("two")];
+    want.sort();
+    assert_eq!(type_ids(&plat).await, want);
+    // A removed type takes no entities.
+    let r = plat
+        .command(
+            "entities/create",
+            json!({"type": id("three"), "org": "acme", "name": "y", "entity": {}}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+
+    let q = ok(&ext.command("registrations/query", json!({})).await).clone();
+    let of = |c: &str| {
+        q["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["component"] == c)
+            .map(|i| i["entity_types"].clone())
+    };
+    assert_eq!(of("a"), Some(json!([id("one"), id("two")])));
+    assert_eq!(of("b"), Some(json!([id("other")])));
+
+    let b = b.restart().await;
+    let plat = b.client("platform").await;
+    assert_eq!(type_ids(&plat).await, want);
+    b.stop().await;
+}
