@@ -487,6 +487,7 @@ impl Config {
             }
         }
         exec::validate(&self.exec)?;
+        entities::validate(&self.entities.types)?;
         if self.dev {
             let mut addrs = vec![
                 ("mqtt.listen", self.mqtt.listen),

@@ -129,3 +129,42 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, plan: Plan) -> Applied 
         kept,
     }
 }
+
+/// At start: the config's `[[entities.types]]` are registered for the extensions they name
+/// (component `config`), written to the store like a manifest's. A config type whose id another
+/// principal owns, or whose body changed while entities use it, stops the start with the reason.
+pub(crate) fn from_config(co: &mut Coordinator) -> Result<(), String> {
+    if co.config.entities.types.is_empty() {
+        return Ok(());
+    }
+    let mut txn = co.store.txn();
+    let now = co.clock.now_ms();
+    let mut by_owner: std::collections::BTreeMap<String, Vec<EntityTypeSpec>> = Default::default();
+    for t in &co.config.entities.types {
+        by_owner
+            .entry(t.extension.clone())
+            .or_default()
+            .push(t.spec());
+    }
+    let component = crate::config::entities::CONFIG_COMPONENT;
+    let mut plans = Vec::new();
+    for (owner, specs) in &by_owner {
+        let plan = prepare(co, &txn, owner, component, specs, now)
+            .map_err(|e| format!("entities.types of '{owner}': {}", e.message))?;
+        plans.push(plan);
+    }
+    for plan in plans {
+        for entry in plan.write {
+            let bytes = serde_json::to_vec(&entry.record).map_err(|e| e.to_string())?;
+            txn.insert(
+                TreeId::EntityTypes,
+                entry.record.spec.id().into_bytes(),
+                bytes,
+            );
+            co.types.insert(entry);
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())?;
+    co.store.flush().map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -164,6 +164,7 @@ impl Coordinator {
             acl_sync: parts.acl_sync.clone(),
             feed: parts.feed.clone(),
         };
+        entity_types::from_config(&mut co).map_err(CoordinatorError::Store)?;
         records::restore(&mut co);
         Ok(co)
     }

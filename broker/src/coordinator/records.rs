@@ -188,6 +188,7 @@ pub(crate) fn restore(co: &mut Coordinator) {
             .iter()
             .map(|d| d.extension.clone()),
     );
+    owners.extend(co.config.entities.types.iter().map(|t| t.extension.clone()));
     for owner in owners {
         refresh(co, &owner);
     }
