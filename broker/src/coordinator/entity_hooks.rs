@@ -270,7 +270,7 @@ fn apply(
             record(&mut e, &by, b.now, &outcome, Vec::new());
             note(&mut e, t);
             if let Some(h) = e.history.last_mut() {
-                h.message = Some(refusal(t, &rec.name));
+                h.message = Some(format!("{} (asked by {})", refusal(t, &rec.name), rec.by));
             }
             entity_event(co, b, "entity.updated", &e);
         }
