@@ -90,6 +90,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("extension", "The principal of a registration (an extension), [a-z0-9-]{1,64}."),
     ("component", "A component of a registration, [a-z0-9-]{1,64}."),
     ("object_id", "The object metadata hangs on: an entity id or a task id."),
+    ("behavior", "A behavior its entity type declares, [a-z0-9-]{1,64}."),
 ];
 
 /// The `{parameter}` names of an address, in order.
@@ -337,6 +338,7 @@ mod tests {
             "extbus/in/{principal}/entities/{entity_id}/update",
             "extbus/in/{principal}/entities/{entity_id}/resolve",
             "extbus/in/{principal}/entities/{entity_id}/delete",
+            "extbus/in/{principal}/entities/{entity_id}/behaviors/{behavior}",
             "extbus/in/{principal}/entities/query",
             "extbus/in/{principal}/entities/types",
             "extbus/in/{principal}/registrations/query",

@@ -52,6 +52,8 @@ pub enum Command {
         entity_id: String,
         action: EntityAction,
     },
+    /// `entities/<entity_id>/behaviors/<behavior>`
+    EntityBehavior { entity_id: String, behavior: String },
     /// `entities/query`
     EntitiesQuery,
     /// `entities/types`
@@ -125,6 +127,10 @@ impl Command {
             Command::Entity { entity_id, action } => {
                 format!("entities/{entity_id}/{}", action.as_str())
             }
+            Command::EntityBehavior {
+                entity_id,
+                behavior,
+            } => format!("entities/{entity_id}/behaviors/{behavior}"),
             Command::EntitiesQuery => "entities/query".into(),
             Command::EntityTypes => "entities/types".into(),
             Command::ActionInvoke { extension, name } => {
@@ -172,6 +178,7 @@ impl Command {
                 EntityAction::Resolve => &entities::RESOLVE,
                 EntityAction::Delete => &entities::DELETE,
             },
+            Command::EntityBehavior { .. } => &entities::BEHAVIOR,
             Command::EntitiesQuery => &entities::QUERY,
             Command::EntityTypes => &entities::TYPES,
             Command::ActionInvoke { .. } => &actions::INVOKE,

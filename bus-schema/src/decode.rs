@@ -6,7 +6,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::commands::Command;
-use crate::entities::{CreateEntity, DeleteEntity, EntityAction, EntityQuery, UpdateEntity};
+use crate::entities::{
+    CreateEntity, DeleteEntity, EntityAction, EntityQuery, InvokeBehavior, UpdateEntity,
+};
 use crate::errors::{CommandError, ErrorCode, ErrorDetail};
 use crate::events::{EventDraft, ReplayRequest};
 use crate::metadata::MetadataAction;
@@ -67,6 +69,7 @@ pub enum Body {
     MetadataGet,
     MetadataSet(Box<crate::metadata::SetMetadata>),
     MetadataDelete(Box<crate::metadata::DeleteMetadata>),
+    EntityBehavior(Box<InvokeBehavior>),
 }
 
 /// A command that failed a check, with whatever correlation id could be recovered.
@@ -353,6 +356,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             EntityAction::Update => Body::EntityUpdate(Box::new(parse_as(command, body)?)),
             EntityAction::Delete => Body::EntityDelete(parse_as(command, body)?),
         },
+        Command::EntityBehavior { .. } => Body::EntityBehavior(Box::new(parse_as(command, body)?)),
         Command::EntityTypes => Body::EntityEmpty,
         Command::ActionInvoke { extension, name } => {
             let i: crate::actions::ActionInvoke = parse_as(command, body)?;

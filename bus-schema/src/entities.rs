@@ -67,13 +67,27 @@ pub struct EntityChange {
     #[serde(with = "time_fmt::ms")]
     pub at: u64,
     pub by: String,
-    /// `create`, `update`, `resolve`, `delete`.
+    /// `create`, `update`, `resolve`, `delete`; a hook's or behavior's outcome is
+    /// `<hook>` / `behavior:<name>` with `.resumed`, `.cancelled` or `.aborted`.
     pub action: String,
     /// The revision the change produced.
     pub revision: u64,
     /// JSON Pointers of the content that changed (secure fields by path only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// The hook's or behavior's message, or the task that runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+/// A hook whose blocking task holds the entity: no other change is accepted until it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingHook {
+    /// `post_create`, `pre_update` or `pre_delete`.
+    pub name: String,
+    pub task: String,
 }
 
 /// An entity as `entities/<id>/get` returns it. Secure fields are never in `entity`.
@@ -97,6 +111,9 @@ pub struct Entity {
     /// On `resolution_error`: where the content fails its type's schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorDetail>,
+    /// The hook that holds it now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<PendingHook>,
     #[serde(default)]
     pub history: Vec<EntityChange>,
 }
@@ -164,6 +181,13 @@ pub struct EntityQuery {
     pub filter: Option<String>,
 }
 
+/// Body of `entities/<id>/behaviors/<name>`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InvokeBehavior {
+    #[serde(default)]
+    pub arguments: Value,
+}
+
 /// What is done to one entity (the `{entity_id}` commands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntityAction {
@@ -192,7 +216,7 @@ fn on(p: &[&str], action: EntityAction) -> Command {
 }
 
 /// The commands of this family (`spec::FAMILIES`).
-pub const FAMILY: &[Spec] = &[CREATE, GET, UPDATE, RESOLVE, DELETE, QUERY, TYPES];
+pub const FAMILY: &[Spec] = &[CREATE, GET, UPDATE, RESOLVE, DELETE, BEHAVIOR, QUERY, TYPES];
 
 pub const CREATE: Spec = Spec {
     suffix: "entities/create",
@@ -255,6 +279,21 @@ pub const DELETE: Spec = Spec {
     build: |p| on(p, EntityAction::Delete),
 };
 
+pub const BEHAVIOR: Spec = Spec {
+    suffix: "entities/{entity_id}/behaviors/{behavior}",
+    kind: "entities/behavior",
+    schema: schema!("entity-behavior", Inbound),
+    channel: "cmdEntityBehavior",
+    description: "access.write: invoke a behavior the type declares, as a blocking task on <nss>.<behavior> assigned to the type's extension; the reply is the task.",
+    roles: ANY_ROLE,
+    read_only: false,
+    example: r#"{"arguments": {"nodes": 5}}"#,
+    build: |p| Command::EntityBehavior {
+        entity_id: arg(p, 0),
+        behavior: arg(p, 1),
+    },
+};
+
 pub const QUERY: Spec = Spec {
     suffix: "entities/query",
     kind: "entities/query",
@@ -301,6 +340,7 @@ mod tests {
                 path: "/spec".into(),
                 message: "bad".into(),
             }],
+            hook: None,
             history: vec![],
         };
         let v = serde_json::to_value(&e).unwrap();

@@ -103,6 +103,12 @@ impl Manifest {
     pub fn check(&self) -> Result<(), CommandError> {
         let mut details = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
+            if let Some(why) = r.result_schema.as_ref().and_then(result_schema_error) {
+                details.push(ErrorDetail {
+                    path: format!("/rules/{i}/result_schema"),
+                    message: format!("the schema does not compile: {}", clip(&why, 160)),
+                });
+            }
             if r.timeout_ms > r.max_timeout_ms {
                 details.push(ErrorDetail {
                     path: format!("/rules/{i}/timeout_ms"),
@@ -212,6 +218,19 @@ impl Manifest {
 
 /// The commands of this family (`spec::FAMILIES`).
 pub const FAMILY: &[Spec] = &[REGISTER];
+
+/// Why a rule's `result_schema` is not a JSON Schema 2020-12 that compiles, if it is not.
+pub fn result_schema_error(schema: &serde_json::Value) -> Option<String> {
+    jsonschema::meta::validate(schema)
+        .err()
+        .map(|e| e.to_string())
+        .or_else(|| {
+            jsonschema::draft202012::options()
+                .build(schema)
+                .err()
+                .map(|e| e.to_string())
+        })
+}
 
 pub const REGISTER: Spec = Spec {
     suffix: "register",

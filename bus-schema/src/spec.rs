@@ -105,6 +105,7 @@ impl Spec {
             .replace("{extension}", "ext-1")
             .replace("{component}", "approver")
             .replace("{object_id}", "urn:extbus:entity:0193f6c2-aa")
+            .replace("{behavior}", "scale")
     }
 }
 

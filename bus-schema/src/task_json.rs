@@ -26,6 +26,9 @@ impl Serialize for SortedEntry<'_> {
         if let Some(message) = &h.message {
             m.serialize_entry("message", message)?;
         }
+        if let Some(result) = &h.result {
+            m.serialize_entry("result", result)?;
+        }
         if let Some(stage) = &h.stage {
             m.serialize_entry("stage", stage)?;
         }
@@ -129,6 +132,7 @@ mod tests {
                     action: "resume".into(),
                     message: (i % 2 == 1).then(|| format!("m{i}")),
                     stage: (i % 3 != 0).then_some(i),
+                    result: (i % 2 == 0).then(|| serde_json::json!({"k": i})),
                 })
                 .collect(),
         }

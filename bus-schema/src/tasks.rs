@@ -77,6 +77,9 @@ pub struct HistoryEntry {
     /// Stage the action applied to, where it applied to one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<usize>,
+    /// What a resume contributed to the merged `result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
 }
 
 /// A task as returned by `tasks/<id>/get` (SPEC.md). Times are epoch ms inside, RFC 3339 outside.
@@ -182,6 +185,9 @@ pub struct RuleSpec {
     pub default_action: DefaultAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
+    /// JSON Schema 2020-12 a resume's `result` must fit for this rule's stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_schema: Option<Value>,
 }
 
 /// Body of `tasks/submit`.
@@ -411,6 +417,7 @@ mod tests {
                 action: "submit".into(),
                 message: None,
                 stage: None,
+                result: None,
             }],
         };
         let v = serde_json::to_value(&t).unwrap();

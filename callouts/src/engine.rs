@@ -16,7 +16,7 @@ use crate::effects::{self, Effects};
 use crate::error::CalloutError;
 use crate::keys;
 use crate::record::{cap, Stored};
-use crate::rules::{Rules, StageRule};
+use crate::rules::{Rules, Stage, StageRule};
 use crate::store::Store;
 use crate::trees::TreeId;
 use crate::txn::Txn;
@@ -171,6 +171,38 @@ impl Engine {
             return Ok((s.task, Effects::default()));
         }
         let stages = self.rules.stages(&req.operation, &req.org);
+        self.create(txn, submitter, req, stages, qkey, now)
+    }
+
+    /// A task on `stages` given by the caller rather than by the rules (entity hooks and
+    /// behaviors, assigned to the type's extension). Durable and timed like any other task.
+    pub fn submit_assigned(
+        &self,
+        txn: &mut Txn,
+        submitter: &str,
+        req: SubmitRequest,
+        stages: Vec<Stage>,
+        now_ms: u64,
+    ) -> Result<(Task, Effects), CommandError> {
+        let qkey = keys::request(submitter, &req.request_id);
+        if txn.get(TreeId::Callouts, &qkey)?.is_some() {
+            return Err(CommandError::conflict(format!(
+                "request_id '{}' is already used",
+                req.request_id
+            )));
+        }
+        self.create(txn, submitter, req, stages, qkey, cap(now_ms))
+    }
+
+    fn create(
+        &self,
+        txn: &mut Txn,
+        submitter: &str,
+        req: SubmitRequest,
+        stages: Vec<Stage>,
+        qkey: Vec<u8>,
+        now: u64,
+    ) -> Result<(Task, Effects), CommandError> {
         let mut task = Task {
             id: self.new_id(txn, now)?,
             request_id: req.request_id,
@@ -268,6 +300,10 @@ impl Engine {
             Some(stage),
         ));
         if action == TaskAction::Resume {
+            // Each stage's contribution stays visible in history, beside the merged result.
+            if let Some(h) = s.task.history.last_mut() {
+                h.result = result.clone().filter(|r| !r.is_null());
+            }
             merge_result(&mut s.task.result, result);
             self.pass_stage(&mut s, principal, message, now, &mut fx);
         } else {
@@ -444,6 +480,7 @@ pub(crate) fn entry(
         action: action.to_string(),
         message,
         stage,
+        result: None,
     }
 }
 

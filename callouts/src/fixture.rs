@@ -16,6 +16,7 @@ pub(crate) fn engine(renotify_ms: u64) -> (tempfile::TempDir, Store, Engine) {
         max_timeout_ms: 60_000,
         default_action: DefaultAction::Abort,
         extension: Some("ext".into()),
+        result_schema: None,
     };
     let engine = Engine::new(
         Rules::load(&store, vec![rule]).unwrap(),

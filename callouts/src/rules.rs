@@ -363,6 +363,7 @@ mod tests {
             max_timeout_ms: timeout * 10,
             default_action: action,
             extension: Some(ext.into()),
+            result_schema: None,
         }
     }
 

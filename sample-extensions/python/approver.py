@@ -3,6 +3,12 @@
 then resumes small requests and aborts large ones with the reason. Same policy as
 src/approver.rs; shows that any MQTT 5 client in any language can be an extbus extension.
 
+It also owns an entity type, urn:extbus:type:acme:vm-request:1.0.0, with a pre_update hook:
+the broker holds every update of such an entity until this script answers the hook's task
+(operation vm-request.pre-update). The same policy applies: a small proposal is resumed with
+result.entity (the proposal stamped with approved_by, which replaces the content), a large one
+is aborted with the reason, and the update is refused.
+
     pip install 'paho-mqtt>=2'
     python3 sample-extensions/python/approver.py --url mqtt://127.0.0.1:1883 \
         --user extension --secret extension
@@ -17,6 +23,15 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 MAX_CPU, MAX_MEMORY_GB = 8, 32
+HOOK = "vm-request.pre-update"
+VM_REQUEST_TYPE = {
+    "vendor": "acme", "nss": "vm-request", "version": "1.0.0", "name": "VM request",
+    "schema": {"type": "object", "properties": {
+        "cpu": {"type": "integer", "minimum": 1}, "memory_gb": {"type": "integer", "minimum": 1},
+        "approved_by": {"type": "string"}}},
+    "hooks": {"pre_update": True},
+    "access": {"read": ["platform", "operator", "extension"], "write": ["platform", "extension"]},
+}
 
 
 def decide(task):
@@ -28,6 +43,16 @@ def decide(task):
     if mem > MAX_MEMORY_GB:
         return "abort", {"message": f"{mem} GB of memory exceed the limit of {MAX_MEMORY_GB} GB"}
     return "resume", {"message": f"approved: {cpu} CPUs, {mem} GB", "result": {"approved_by": "approver.py"}}
+
+
+def decide_update(task):
+    """The pre_update hook: the same policy on the proposed content; an approved proposal
+    comes back as result.entity, stamped, and replaces the content."""
+    proposed = task["data"]["update"]["entity"]
+    action, body = decide({"data": proposed})
+    if action == "resume":
+        body["result"] = {"entity": dict(proposed, approved_by="approver.py")}
+    return action, body
 
 
 class Approver:
@@ -53,7 +78,8 @@ class Approver:
 
     def topics(self):
         return [f"extbus/out/{self.user}/replies",
-                "extbus/tasks/blocked/" + self.operation.replace(".", "/", 1)]
+                "extbus/tasks/blocked/" + self.operation.replace(".", "/", 1),
+                "extbus/tasks/blocked/" + HOOK.replace(".", "/", 1)]
 
     def on_connect(self, client, userdata, flags, reason_code, properties):
         """Subscribes on every (re)connect: the broker keeps no subscriptions for us."""
@@ -95,7 +121,7 @@ class Approver:
         stages = task.get("stages") or []
         if task.get("state") != "blocked" or stage >= len(stages) or self.user not in stages[stage]:
             return
-        action, body = decide(task)
+        action, body = decide_update(task) if task.get("operation") == HOOK else decide(task)
         try:
             self.command(f"tasks/{task['id']}/{action}", body)
             print(f"{action} task {task['id']} ({task.get('subject')})", flush=True)
@@ -106,10 +132,14 @@ class Approver:
         # Our own component: other programs under the same principal keep their registrations.
         self.command("register", {"component": "approver-py",
                                   "rules": [{"operation": self.operation, "priority": 60,
-                                             "timeout_ms": 300000, "default_action": "abort"}]})
+                                             "timeout_ms": 300000, "default_action": "abort"}],
+                                  "entity_types": [VM_REQUEST_TYPE]})
+        # The type's hook is our operation now: subscribe again, the first try was refused.
+        self.client.subscribe("extbus/tasks/blocked/" + HOOK.replace(".", "/", 1), qos=1)
         # Tasks that were already waiting before we started.
-        for task in self.command("tasks/query", {"state": "blocked", "operation": self.operation})["tasks"]:
-            self.handle(task)
+        for op in (self.operation, HOOK):
+            for task in self.command("tasks/query", {"state": "blocked", "operation": op})["tasks"]:
+                self.handle(task)
         # Flushed: when stdout is a pipe or a log file, Python buffers it in blocks.
         print(f"approver.py: answering {self.operation} as {self.user}", flush=True)
         threading.Event().wait()

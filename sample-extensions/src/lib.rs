@@ -3,9 +3,10 @@
 //! `src/bin/` only parses flags), so tests drive the same code in-process.
 //!
 //! Samples: `approver`, `placer` (callouts), `event_logger` (observer), `platform_sim`
-//! (platform), `greeter` (extension service).
+//! (platform), `greeter` (extension service), `cluster` (an entity type with a hook and a behavior).
 
 pub mod approver;
+pub mod cluster;
 pub mod event_logger;
 pub mod greeter;
 pub mod placer;

@@ -30,6 +30,11 @@ pub const SAMPLES: &[Usage] = &[
         flags: &[],
     },
     Usage {
+        bin: "cluster",
+        about: "Owns the acme:cluster entity type: its post_create hook fills status, its scale behavior resizes.",
+        flags: &[],
+    },
+    Usage {
         bin: "event_logger",
         about: "Appends audit events to a JSON-lines file and keeps its place by seq across restarts.",
         flags: &[

@@ -28,6 +28,7 @@ fn entry(name: &str, path: &Path, default_action: DefaultAction, timeout_ms: u64
         max_timeout_ms: 3_600_000,
         default_action,
         extension: None,
+        result_schema: None,
     }];
     e
 }

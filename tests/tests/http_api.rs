@@ -378,3 +378,151 @@ async fn entity_and_registration_routes_apply_their_commands() {
         "{items:?}"
     );
 }
+
+/// A call with extra headers.
+async fn call_with(
+    b: &TestBroker,
+    who: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> HttpResponse {
+    let auth = basic(who, who);
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    request(b.http, method, target, &all, &body).await
+}
+
+#[tokio::test]
+async fn entity_revisions_are_etags_and_if_match_preconditions() {
+    let b = TestBroker::start().await;
+    let ext = b.client("extension").await;
+    let r = ext
+        .command(
+            "register",
+            json!({"entity_types": [{"vendor": "acme", "nss": "cluster", "version": "1.0.0",
+                "schema": {"type": "object", "properties": {"nodes": {"type": "integer"}}},
+                "behaviors": [{"name": "scale"}],
+                "access": {"read": ["platform"], "write": ["platform"]}}]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let ty = "urn:extbus:type:acme:cluster:1.0.0";
+    let created = call(
+        &b,
+        "platform",
+        "POST",
+        "/api/entities",
+        &json!({"type": ty, "org": "acme", "name": "e", "entity": {"nodes": 1}}),
+    )
+    .await;
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let at = format!("/api/entities/{id}");
+    let got = call(&b, "platform", "GET", &at, &Value::Null).await;
+    assert_eq!((got.status, got.header("etag")), (200, Some("\"1\"")));
+
+    // If-Match stands in for the body revision.
+    let put = call_with(
+        &b,
+        "platform",
+        "PUT",
+        &at,
+        &[("if-match", "\"1\"")],
+        &json!({"entity": {"nodes": 2}}),
+    )
+    .await;
+    assert_eq!(
+        (put.status, put.header("etag")),
+        (200, Some("\"2\"")),
+        "{}",
+        put.json()
+    );
+    // Stale: 412, nothing changed.
+    let stale = call_with(
+        &b,
+        "platform",
+        "PUT",
+        &at,
+        &[("if-match", "\"1\"")],
+        &json!({"entity": {"nodes": 9}}),
+    )
+    .await;
+    assert_eq!(code(&stale), (412, "conflict".into()));
+    let del = call_with(
+        &b,
+        "platform",
+        "DELETE",
+        &at,
+        &[("if-match", "\"1\"")],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(code(&del), (412, "conflict".into()));
+    let got = call(&b, "platform", "GET", &at, &Value::Null).await;
+    assert_eq!(
+        (got.json()["entity"]["nodes"].as_u64(), got.header("etag")),
+        (Some(2), Some("\"2\""))
+    );
+    // A header and a body that disagree, or a header that is no revision, are refused.
+    let both = call_with(
+        &b,
+        "platform",
+        "PUT",
+        &at,
+        &[("if-match", "\"2\"")],
+        &json!({"revision": 1, "entity": {"nodes": 3}}),
+    )
+    .await;
+    assert_eq!(code(&both), (400, "schema_violation".into()));
+    let junk = call_with(
+        &b,
+        "platform",
+        "PUT",
+        &at,
+        &[("if-match", "*x")],
+        &json!({"entity": {"nodes": 3}}),
+    )
+    .await;
+    assert_eq!(code(&junk), (400, "schema_violation".into()));
+    // The body revision keeps working, and a stale one without the header stays 409.
+    let old = call(
+        &b,
+        "platform",
+        "PUT",
+        &at,
+        &json!({"revision": 1, "entity": {"nodes": 3}}),
+    )
+    .await;
+    assert_eq!(code(&old), (409, "conflict".into()));
+    // A behavior answers its task.
+    let t = call(
+        &b,
+        "platform",
+        "POST",
+        &format!("{at}/behaviors/scale"),
+        &json!({"arguments": {}}),
+    )
+    .await;
+    assert_eq!(
+        (t.status, t.json()["operation"].as_str()),
+        (202, Some("cluster.scale"))
+    );
+    let del = call_with(
+        &b,
+        "platform",
+        "DELETE",
+        &at,
+        &[("if-match", "\"2\"")],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(del.status, 200, "{}", del.json());
+    b.stop().await;
+}

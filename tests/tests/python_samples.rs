@@ -1,6 +1,7 @@
 //! The Python approver (`sample-extensions/python/approver.py`) run as a real `python3` process
 //! against a real broker: it answers a task that was waiting before it started, resumes a small
-//! `vm.create` and aborts a large one with the limit in the message.
+//! `vm.create` and aborts a large one with the limit in the message; its entity type's
+//! `pre_update` hook stamps a small update and refuses a large one.
 //!
 //! The interpreter is `python3` if it can import paho-mqtt >= 2, else a venv under the target
 //! dir into which paho-mqtt is installed. Without `python3` the test fails, naming the install
@@ -224,6 +225,48 @@ async fn python_approver_resumes_small_and_aborts_large_requests() {
     assert_eq!(o["resolved_by"], USER, "{o}");
     let msg = o["message"].as_str().unwrap_or_default();
     assert!(msg.contains("64 CPUs exceed the limit of 8"), "{o}");
+
+    // The entity type's pre_update hook, answered by the script.
+    let ty = "urn:extbus:type:acme:vm-request:1.0.0";
+    let r = p
+        .command(
+            "entities/create",
+            json!({"type": ty, "org": "acme", "name": "vm-1", "entity": {"cpu": 2}}),
+        )
+        .await;
+    assert_eq!(r["result"]["state"], "resolved", "{r}");
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let outcomes = topics::outcomes("platform");
+    for (rev, cpu, state) in [(1, 4, "resumed"), (2, 64, "aborted")] {
+        let r = p
+            .command(
+                &format!("entities/{id}/update"),
+                json!({"revision": rev, "entity": {"cpu": cpu}}),
+            )
+            .await;
+        let task = r["result"]["hook"]["task"]
+            .as_str()
+            .expect("held by the hook")
+            .to_string();
+        let o = p
+            .expect(|m| m.topic == outcomes && m.json()["id"] == task.as_str())
+            .await
+            .json();
+        assert_eq!(
+            (o["state"].as_str(), o["resolved_by"].as_str()),
+            (Some(state), Some(USER)),
+            "{o}"
+        );
+    }
+    let e = p.command(&format!("entities/{id}/get"), json!({})).await["result"].clone();
+    assert_eq!(e["revision"], 2, "{e}");
+    assert_eq!(e["entity"], json!({"cpu": 4, "approved_by": "approver.py"}));
+    let last = e["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "pre_update.aborted", "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("64 CPUs exceed"),
+        "{last}"
+    );
 
     drop(script);
     b.stop().await;

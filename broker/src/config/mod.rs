@@ -478,8 +478,19 @@ impl Config {
                     "must be at least 1 and at most max_timeout_ms",
                 ));
             }
+            if let Some(why) = r
+                .result_schema
+                .as_ref()
+                .and_then(extbus_schema::register::result_schema_error)
+            {
+                return Err(invalid(
+                    &format!("{field}.result_schema"),
+                    format!("the schema does not compile: {why}"),
+                ));
+            }
         }
         exec::validate(&self.exec)?;
+        entities::validate(&self.entities.types)?;
         if self.dev {
             let mut addrs = vec![
                 ("mqtt.listen", self.mqtt.listen),

@@ -3,8 +3,8 @@
 
 use super::ctx::{Ctx, Output};
 use super::{
-    actions, entities, entity_query, events, metadata, register, registrations, services, tasks,
-    Batch, Coordinator,
+    actions, entities, entity_hooks, entity_query, events, metadata, register, registrations,
+    services, tasks, Batch, Coordinator,
 };
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
@@ -135,6 +135,17 @@ pub(crate) fn apply(
         (Command::ActionsQuery, Body::ListQuery) => actions::query(co, ctx),
         (Command::UiPluginsQuery, Body::ListQuery) => actions::ui_query(co),
         (Command::EntitiesCreate, Body::EntityCreate(r)) => entities::create(co, b, ctx, *r),
+        (
+            Command::EntityBehavior {
+                entity_id,
+                behavior,
+            },
+            Body::EntityBehavior(r),
+        ) => {
+            return task(entity_hooks::behavior(
+                co, b, ctx, &entity_id, &behavior, *r,
+            ))
+        }
         (Command::EntitiesQuery, Body::EntityQuery(q)) => entity_query::query(co, b, ctx, &q),
         (Command::EntityTypes, Body::EntityEmpty) => entity_query::types(co, b),
         (Command::Entity { entity_id, action }, body) => match (action, body) {

@@ -5,11 +5,12 @@
 //! the batch's `Txn` with its `entity.*` events, so nothing is answered before it is durable.
 //! Secure fields are split off before anything is stored, answered or announced.
 //!
-//! Lifecycle steps are separate functions (`settle`, `finish_delete`) so that hooks can later
-//! hold an entity in `pre_created` or `in_deletion` while their task runs.
+//! Lifecycle steps are separate functions (`settle`, `finish_delete`) so that hooks
+//! (`entity_hooks`) hold an entity in `pre_created` or `in_deletion` while their task runs.
 
 use super::ctx::Ctx;
-use super::{events, Batch, Coordinator};
+use super::{entity_hooks, events, Batch, Coordinator};
+use crate::entities::hooks::{HookRecord, POST_CREATE, POST_DELETE, PRE_DELETE, PRE_UPDATE};
 use crate::entities::{self, secure, Stored, TypeEntry, MAX_HISTORY};
 use extbus_schema::entities::{
     entity_id, CreateEntity, DeleteEntity, Entity, EntityChange, EntityState, UpdateEntity,
@@ -57,7 +58,7 @@ fn write_refusal(ctx: &Ctx, ty: &TypeEntry) -> Option<String> {
 
 /// The entity `id` for a principal that wants to read it (or write it, `write`): not there
 /// or outside its orgs is `not_found`; no role for it is `forbidden`.
-fn open_entity(
+pub(super) fn open_entity(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
@@ -95,18 +96,20 @@ fn open_entity(
     Ok((ty, s))
 }
 
-fn entity_event(co: &mut Coordinator, b: &mut Batch, kind: &str, e: &Entity) {
+pub(super) fn entity_event(co: &mut Coordinator, b: &mut Batch, kind: &str, e: &Entity) {
     events::system_in_org(co, b, kind, &e.org, Some(e.id.clone()), e.event_data());
 }
 
-fn record(e: &mut Entity, ctx: &Ctx, now: u64, action: &str, paths: Vec<String>) {
+pub(super) fn record(e: &mut Entity, by: &str, now: u64, action: &str, paths: Vec<String>) {
     e.updated_at = now;
     e.history.push(EntityChange {
         at: now,
-        by: ctx.principal.name.clone(),
+        by: by.to_string(),
         action: action.to_string(),
         revision: e.revision,
         paths,
+        message: None,
+        task: None,
     });
     if e.history.len() > MAX_HISTORY {
         let extra = e.history.len() - MAX_HISTORY;
@@ -116,7 +119,13 @@ fn record(e: &mut Entity, ctx: &Ctx, now: u64, action: &str, paths: Vec<String>)
 
 /// Validates the full content (secure fields included) and moves the entity to `resolved` or
 /// `resolution_error`, with its event.
-fn settle(co: &mut Coordinator, b: &mut Batch, ty: &TypeEntry, e: &mut Entity, full: &Value) {
+pub(super) fn settle(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ty: &TypeEntry,
+    e: &mut Entity,
+    full: &Value,
+) {
     e.errors = ty.check(full);
     let kind = if e.errors.is_empty() {
         e.state = EntityState::Resolved;
@@ -128,7 +137,7 @@ fn settle(co: &mut Coordinator, b: &mut Batch, ty: &TypeEntry, e: &mut Entity, f
     entity_event(co, b, kind, e);
 }
 
-fn seal(
+pub(super) fn seal(
     co: &mut Coordinator,
     id: &str,
     secrets: &secure::Secrets,
@@ -138,7 +147,7 @@ fn seal(
         .map_err(|e| CommandError::internal(format!("sealing secure fields: {e}")))
 }
 
-fn unseal(co: &Coordinator, s: &Stored) -> Result<secure::Secrets, CommandError> {
+pub(super) fn unseal(co: &Coordinator, s: &Stored) -> Result<secure::Secrets, CommandError> {
     match &s.sealed {
         None => Ok(Vec::new()),
         Some(sealed) => co
@@ -148,7 +157,7 @@ fn unseal(co: &Coordinator, s: &Stored) -> Result<secure::Secrets, CommandError>
     }
 }
 
-fn answer(e: &Entity) -> Value {
+pub(super) fn answer(e: &Entity) -> Value {
     serde_json::to_value(e).unwrap_or(Value::Null)
 }
 
@@ -189,11 +198,17 @@ pub(crate) fn create(
         updated_at: b.now,
         entity: content,
         errors: Vec::new(),
+        hook: None,
         history: Vec::new(),
     };
-    record(&mut e, ctx, b.now, "create", paths);
+    record(&mut e, &ctx.principal.name, b.now, "create", paths);
     entity_event(co, b, "entity.created", &e);
-    settle(co, b, &ty, &mut e, &full);
+    if ty.record.spec.hooks.post_create {
+        let rec = hook_record(&e, POST_CREATE, ctx);
+        entity_hooks::hold(co, b, &ty, &mut e, rec, json!({}))?;
+    } else {
+        settle(co, b, &ty, &mut e, &full);
+    }
     entities::put(
         &mut b.txn,
         None,
@@ -233,11 +248,9 @@ pub(crate) fn update(
             "entity {id} is being deleted"
         )));
     }
+    entity_hooks::check_free(&old)?;
     if req.revision != old.revision {
-        return Err(CommandError::conflict(format!(
-            "revision {} is not the current revision {} of entity {id}",
-            req.revision, old.revision
-        )));
+        return Err(stale(req.revision, old.revision, id));
     }
     let mut content = req.entity;
     let given = secure::split(&mut content, &ty.secure);
@@ -249,12 +262,22 @@ pub(crate) fn update(
     let mut full = content.clone();
     secure::merge(&mut full, &secrets);
     let sealed = seal(co, id, &secrets)?;
+    if ty.record.spec.hooks.pre_update {
+        // The change waits for the hook; the proposal is kept with the hook's task.
+        let mut rec = hook_record(&old, PRE_UPDATE, ctx);
+        let proposal = json!({"update": {"revision": old.revision + 1, "entity": content}});
+        rec.content = Some(content);
+        rec.sealed = sealed;
+        let mut e = old.clone();
+        entity_hooks::hold(co, b, &ty, &mut e, rec, proposal)?;
+        return held(b, &old, e, s.sealed);
+    }
     let mut paths = entities::changed_paths(&old.entity, &content);
     paths.extend(given.iter().map(|(p, _)| p.clone()));
     let mut e = old.clone();
     e.entity = content;
     e.revision += 1;
-    record(&mut e, ctx, b.now, "update", paths);
+    record(&mut e, &ctx.principal.name, b.now, "update", paths);
     entity_event(co, b, "entity.updated", &e);
     settle(co, b, &ty, &mut e, &full);
     entities::put(
@@ -282,12 +305,13 @@ pub(crate) fn resolve(
             "entity {id} is being deleted"
         )));
     }
+    entity_hooks::check_free(&old)?;
     let secrets = unseal(co, &s)?;
     let mut full = old.entity.clone();
     secure::merge(&mut full, &secrets);
     let sealed = seal(co, id, &secrets)?;
     let mut e = old.clone();
-    record(&mut e, ctx, b.now, "resolve", Vec::new());
+    record(&mut e, &ctx.principal.name, b.now, "resolve", Vec::new());
     settle(co, b, &ty, &mut e, &full);
     entities::put(
         &mut b.txn,
@@ -308,22 +332,67 @@ pub(crate) fn delete(
     id: &str,
     req: DeleteEntity,
 ) -> Result<Value, CommandError> {
-    let (_, s) = open_entity(co, b, ctx, id, true)?;
+    let (ty, s) = open_entity(co, b, ctx, id, true)?;
+    let old = s.entity.clone();
     let mut e = s.entity;
+    entity_hooks::check_free(&e)?;
     if let Some(r) = req.revision.filter(|r| *r != e.revision) {
-        return Err(CommandError::conflict(format!(
-            "revision {r} is not the current revision {} of entity {id}",
-            e.revision
-        )));
+        return Err(stale(r, e.revision, id));
     }
+    let prior = e.state;
     e.state = EntityState::InDeletion;
-    record(&mut e, ctx, b.now, "delete", Vec::new());
+    record(&mut e, &ctx.principal.name, b.now, "delete", Vec::new());
+    let hooks = &ty.record.spec.hooks;
+    if hooks.pre_delete {
+        let mut rec = hook_record(&e, PRE_DELETE, ctx);
+        rec.prior = Some(prior);
+        entity_hooks::hold(co, b, &ty, &mut e, rec, json!({}))?;
+        return held(b, &old, e, s.sealed);
+    }
     finish_delete(co, b, &e);
+    if hooks.post_delete {
+        let rec = hook_record(&e, POST_DELETE, ctx);
+        entity_hooks::start(co, b, &ty, &e, rec, POST_DELETE, None, json!({}))?;
+    }
     Ok(answer(&e))
 }
 
+/// A stale revision: `conflict` with a `/revision` detail (HTTP `If-Match` makes it 412).
+fn stale(given: u64, current: u64, id: &str) -> CommandError {
+    CommandError::conflict(format!(
+        "revision {given} is not the current revision {current} of entity {id}"
+    ))
+    .with_details(vec![extbus_schema::ErrorDetail {
+        path: "/revision".into(),
+        message: format!("the current revision is {current}"),
+    }])
+}
+
+fn hook_record(e: &Entity, hook: &str, ctx: &Ctx) -> HookRecord {
+    HookRecord {
+        entity: e.id.clone(),
+        name: hook.to_string(),
+        by: ctx.principal.name.clone(),
+        content: None,
+        sealed: None,
+        prior: None,
+    }
+}
+
+/// Stores `e`, now held by a hook, and answers it.
+fn held(
+    b: &mut Batch,
+    old: &Entity,
+    e: Entity,
+    sealed: Option<String>,
+) -> Result<Value, CommandError> {
+    let v = answer(&e);
+    entities::put(&mut b.txn, Some(old), &Stored { entity: e, sealed })?;
+    Ok(v)
+}
+
 /// Removes an entity in `in_deletion` and announces it.
-fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
+pub(super) fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
     entities::remove(&mut b.txn, e);
     if let Err(err) = crate::metadata::remove_all(&mut b.txn, &e.id) {
         tracing::error!(entity = %e.id, error = %err, "metadata of a deleted entity unreadable");

@@ -5,8 +5,9 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `registrations`, `services`, `actions` (with `action_runs`), `entities` with `entity_query` and `entity_types` (one per
-//! command family); `records` (what registrations hold beside their rules), `reannounce`
+//! `registrations`, `services`, `actions` (with `action_runs`), `entities` with `entity_hooks`,
+//! `entity_query` and `entity_types` (one per command family), `metadata` with `metadata_query`;
+//! `records` (what registrations hold beside their rules), `reannounce`
 //! (waiting tasks sent again to a returning extension).
 
 mod action_runs;
@@ -14,6 +15,7 @@ mod actions;
 mod ctx;
 mod dispatch;
 mod entities;
+mod entity_hooks;
 mod entity_query;
 mod entity_types;
 mod events;
@@ -178,6 +180,7 @@ impl Coordinator {
                 .map(|l| (l.owner().to_string(), l.clone()))
                 .collect(),
         };
+        entity_types::from_config(&mut co).map_err(CoordinatorError::Store)?;
         records::restore(&mut co);
         Ok(co)
     }

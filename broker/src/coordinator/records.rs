@@ -160,6 +160,9 @@ pub(crate) fn refresh(co: &Coordinator, principal: &str) {
         .registrations()
         .remove(principal)
         .unwrap_or_default();
+    // Hooks and behaviors of its entity types are its operations too.
+    let mut operations = operations;
+    operations.extend(co.types.operations_of(principal));
     co.registry.set(
         principal,
         Registration {
@@ -192,6 +195,7 @@ pub(crate) fn restore(co: &mut Coordinator) {
             .iter()
             .map(|d| d.extension.clone()),
     );
+    owners.extend(co.config.entities.types.iter().map(|t| t.extension.clone()));
     for owner in owners {
         refresh(co, &owner);
     }

@@ -23,7 +23,14 @@ pub(crate) fn apply(
     manifest.bind_to(&owner)?;
     let component = manifest.component().to_string();
     // Checked whole before anything of the manifest is written.
-    let types = super::entity_types::prepare(co, &b.txn, &owner, &manifest.entity_types, b.now)?;
+    let types = super::entity_types::prepare(
+        co,
+        &b.txn,
+        &owner,
+        &component,
+        &manifest.entity_types,
+        b.now,
+    )?;
     let rules =
         co.engine
             .register_component(&mut b.txn, &owner, &component, manifest.rules.clone())?;
@@ -51,10 +58,11 @@ pub(crate) fn apply(
         };
         co.records.put(&mut b.txn, &owner, &component, record);
     }
+    // Types first: their hooks and behaviors are operations the gate lets the owner hear.
+    let entity_types = super::entity_types::apply(co, b, types);
     records::refresh(co, &owner);
     // The external broker learns the new rights before the reply goes out.
     b.acl_changed.push(owner.clone());
-    let entity_types = super::entity_types::apply(co, b, types);
     let new_services = &manifest.services;
     Ok(json!({
         "principal": owner,
@@ -65,9 +73,11 @@ pub(crate) fn apply(
             "actions": names_missing(&actions, &before.actions, |a| &a.name),
             "ui_plugins": names_missing(&manifest.ui_plugins, &before.ui_plugins, |p| &p.name)},
         "removed": {"rules": rules.removed, "services": missing_from(&old_services, new_services),
+            "entity_types": entity_types.removed,
             "actions": names_missing(&before.actions, &actions, |a| &a.name),
             "ui_plugins": names_missing(&before.ui_plugins, &manifest.ui_plugins, |p| &p.name)},
-        "entity_types": entity_types,
+        "entity_types": entity_types.ids,
+        "entity_types_kept": entity_types.kept,
         "actions": actions,
         "ui_plugins": manifest.ui_plugins,
     }))

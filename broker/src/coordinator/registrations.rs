@@ -111,7 +111,12 @@ pub(crate) fn query(
             registered_at: record.registered_at,
             rules: own,
             services: record.services,
-            entity_types: Vec::new(),
+            entity_types: co
+                .types
+                .of_component(&p, &c)
+                .into_iter()
+                .map(Value::from)
+                .collect(),
             actions: record.actions.iter().map(|a| json!(a.name)).collect(),
             ui_plugins: record.ui_plugins.iter().map(|u| json!(u.name)).collect(),
             disabled: co.records.disabled_principals.contains(&p) || record.disabled,

@@ -104,6 +104,7 @@ pub(crate) fn resolve(
 ) -> Result<Task, CommandError> {
     check_visible(b, ctx, id)?;
     let entries = if action == TaskAction::Resume {
+        check_result(co, b, id, r.result.as_ref())?;
         r.metadata
     } else {
         Vec::new()
@@ -124,6 +125,58 @@ pub(crate) fn resolve(
     super::metadata::add_to_task(co, b, ctx, &task.id, &task.org, &entries)?;
     effects(co, b, fx);
     Ok(task)
+}
+
+/// A resume's `result` must fit the `result_schema` of every rule of the current stage that
+/// has one (`schema_violation` with the failing paths; the task stays blocked).
+fn check_result(
+    co: &Coordinator,
+    b: &Batch,
+    id: &str,
+    result: Option<&Value>,
+) -> Result<(), CommandError> {
+    let Some(t) = b.txn.task(id)? else {
+        return Ok(());
+    };
+    if t.state.is_final() {
+        return Ok(());
+    }
+    let Some(stage) = t.stages.get(t.stage) else {
+        return Ok(());
+    };
+    let result = result.unwrap_or(&Value::Null);
+    for rule in co.engine.rules().matching(&t.operation, &t.org) {
+        let (Some(schema), Some(ext)) = (&rule.result_schema, &rule.extension) else {
+            continue;
+        };
+        if !stage.contains(ext) {
+            continue;
+        }
+        let v = jsonschema::draft202012::options()
+            .build(schema)
+            .map_err(|e| {
+                CommandError::internal(format!("result_schema of {}: {e}", rule.operation))
+            })?;
+        let details: Vec<extbus_schema::ErrorDetail> = v
+            .iter_errors(result)
+            .take(20)
+            .map(|e| extbus_schema::ErrorDetail {
+                path: format!("/result{}", e.instance_path()),
+                message: e.to_string(),
+            })
+            .collect();
+        if !details.is_empty() {
+            return Err(CommandError::new(
+                extbus_schema::ErrorCode::SchemaViolation,
+                format!(
+                    "the result does not fit the result_schema of {}'s rule for {}",
+                    ext, t.operation
+                ),
+            )
+            .with_details(details));
+        }
+    }
+    Ok(())
 }
 
 /// Org-limited principals see only their orgs' tasks.
@@ -236,7 +289,7 @@ pub(crate) fn announce_blocked(b: &mut Batch, t: &Task) {
 
 /// Turns engine effects into publishes and events (sent after the flush). A task snapshot is
 /// turned into JSON once: its announcement or outcome serves the publishes and the event data.
-fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
+pub(super) fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
     let mut announced: Vec<(&Task, Option<Value>)> = Vec::with_capacity(fx.blocked.len());
     for t in &fx.blocked {
         let ann = t.announcement();
@@ -291,5 +344,9 @@ fn effects(co: &mut Coordinator, b: &mut Batch, fx: Effects) {
             Some(format!("urn:extbus:task:{}", t.id)),
             data,
         );
+    }
+    // A hook's or behavior's task ended: its entity takes the outcome in this batch.
+    for t in &fx.resolved {
+        super::entity_hooks::finished(co, b, t);
     }
 }

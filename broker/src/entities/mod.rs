@@ -3,6 +3,7 @@
 //! (`entity-index`: by type, org and state, in id order) and content checks. Every write
 //! goes through the batch's `Txn`. `secure` seals write-only fields.
 
+pub mod hooks;
 pub mod secure;
 
 use extbus_callouts::{CalloutError, TreeId, Trees, Txn};
@@ -23,9 +24,16 @@ const MAX_PATHS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeRecord {
     pub owner: String,
+    /// The owner's component that declared it (types stored before components: `default`).
+    #[serde(default = "default_component")]
+    pub component: String,
     #[serde(with = "time_fmt::ms")]
     pub registered_at: u64,
     pub spec: EntityTypeSpec,
+}
+
+fn default_component() -> String {
+    extbus_callouts::DEFAULT_COMPONENT.to_string()
 }
 
 /// A registered type with its compiled schema.
@@ -34,16 +42,28 @@ pub struct TypeEntry {
     pub validator: jsonschema::Validator,
     /// JSON Pointers of its write-only properties.
     pub secure: Vec<String>,
+    /// Its behaviors' `parameters`, compiled, by behavior name.
+    pub parameters: HashMap<String, jsonschema::Validator>,
 }
 
 impl TypeEntry {
     pub fn new(record: TypeRecord) -> Result<TypeEntry, String> {
         let validator = record.spec.compile()?;
         let secure = secure_paths(&record.spec.schema);
+        let mut parameters = HashMap::new();
+        for b in &record.spec.behaviors {
+            if let Some(p) = &b.parameters {
+                let v = jsonschema::draft202012::options()
+                    .build(p)
+                    .map_err(|e| format!("parameters of behavior '{}': {e}", b.name))?;
+                parameters.insert(b.name.clone(), v);
+            }
+        }
         Ok(TypeEntry {
             record,
             validator,
             secure,
+            parameters,
         })
     }
 
@@ -98,6 +118,22 @@ impl Types {
         self.by_id.get(id)
     }
 
+    pub fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+    }
+
+    /// Ids of the types `owner` declared in `component`, in id order.
+    pub fn of_component(&self, owner: &str, component: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|e| e.record.owner == owner && e.record.component == component)
+            .map(|e| e.record.spec.id())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn insert(&mut self, e: TypeEntry) {
         self.by_id.insert(e.record.spec.id(), Arc::new(e));
     }
@@ -108,6 +144,26 @@ impl Types {
             .values()
             .filter(|e| e.record.owner == owner)
             .count()
+    }
+
+    /// The operations of the hooks and behaviors of the types `owner` registered
+    /// (`<nss>.post-create`, `<nss>.<behavior>`): its tasks come on them.
+    pub fn operations_of(&self, owner: &str) -> Vec<String> {
+        let mut ops = Vec::new();
+        for e in self.by_id.values().filter(|e| e.record.owner == owner) {
+            let spec = &e.record.spec;
+            let h = &spec.hooks;
+            let on = [
+                (h.post_create, hooks::POST_CREATE),
+                (h.pre_update, hooks::PRE_UPDATE),
+                (h.pre_delete, hooks::PRE_DELETE),
+                (h.post_delete, hooks::POST_DELETE),
+            ];
+            let names = on.iter().filter(|(set, _)| *set).map(|(_, n)| *n);
+            let names = names.chain(spec.behaviors.iter().map(|b| b.name.as_str()));
+            ops.extend(names.map(|n| hooks::operation(&spec.nss, n)));
+        }
+        ops
     }
 
     /// Every type, in id order.

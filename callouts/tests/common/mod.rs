@@ -34,6 +34,7 @@ pub fn rule(
         max_timeout_ms,
         default_action: action,
         extension: Some(ext.into()),
+        result_schema: None,
     }
 }
 

@@ -2,8 +2,10 @@
 //! against the route rows (`routes`), turned into a bus command (suffix and JSON body) and
 //! submitted to the coordinator as an in-process command: the same decode, role checks and
 //! single-writer batch as MQTT commands. The reply maps to a status by its error code.
-//! `sse` serves the event stream, `openapi` the document made from the rows.
+//! `sse` serves the event stream, `openapi` the document made from the rows, `etag` entity
+//! revisions as `ETag` / `If-Match`.
 
+mod etag;
 pub mod openapi;
 pub mod routes;
 mod sse;
@@ -158,10 +160,30 @@ async fn serve(
     if matched.route.kind == Kind::Stream {
         return sse::open(st, principal, &parts.headers, body).await;
     }
+    let mut body = body;
+    let precondition = match etag::if_match(matched.route.command, &parts.headers) {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    if let Some(r) = precondition {
+        if let Err(e) = etag::apply(&mut body, r) {
+            return error(e);
+        }
+    }
     match st.api.call(principal, suffix, body).await {
         Ok(v) => {
             let status = StatusCode::from_u16(matched.route.ok).unwrap_or(StatusCode::OK);
-            (status, axum::Json(v)).into_response()
+            let tag = etag::tag(&v);
+            let mut r = (status, axum::Json(v)).into_response();
+            if let Some(t) = tag {
+                r.headers_mut().insert(axum::http::header::ETAG, t);
+            }
+            r
+        }
+        Err(e) if precondition.is_some() && etag::is_stale(&e) => {
+            let mut r = error(e);
+            *r.status_mut() = etag::PRECONDITION_FAILED;
+            r
         }
         Err(e) => error(e),
     }

@@ -183,6 +183,14 @@ pub const ROUTES: &[Route] = &[
         "Validate an entity again",
     ),
     command(
+        Method::POST,
+        "/api/entities/{entity_id}/behaviors/{behavior}",
+        "entities/{entity_id}/behaviors/{behavior}",
+        Input::Json,
+        202,
+        "Invoke a behavior: the reply is its blocking task",
+    ),
+    command(
         Method::DELETE,
         "/api/entities/{entity_id}",
         "entities/{entity_id}/delete",
