@@ -3,7 +3,7 @@
 //! `src/bin/` only parses flags), so tests drive the same code in-process.
 //!
 //! Samples: `approver`, `placer` (callouts), `event_logger` (observer), `platform_sim`
-//! (platform), `greeter` (extension service).
+//! (platform), `greeter` (extension service), `vm_tools` (custom actions and a UI plugin).
 
 pub mod approver;
 pub mod event_logger;
@@ -11,6 +11,7 @@ pub mod greeter;
 pub mod placer;
 pub mod platform_sim;
 pub mod usage;
+pub mod vm_tools;
 
 use anyhow::{anyhow, bail, Context, Result};
 use extbus_client::wire::topics;
