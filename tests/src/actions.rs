@@ -22,6 +22,8 @@ pub fn manifest() -> Value {
                     "password": {"type": "string", "format": "password"}}},
              "success_message": "Snapshot {{label}} of {{resource}} taken"},
             {"name": "audit", "roles": ["observer"], "parameters": {"type": "object"}}],
+        "services": [{"vendor": "acme", "name": "vm-ui", "version": "1.0.0",
+            "url_patterns": ["^/ext/acme/vm-ui/"]}],
         "ui_plugins": [{"name": "vm-ui", "title": "VM tools", "entry": "/ext/acme/vm-ui/index.html",
             "extension_points": [{"type": "navigation"},
                 {"type": "task-action", "operation": "vm.create"}]}]})

@@ -131,6 +131,32 @@ async fn bad_manifests_name_each_location() {
         .command("register", json!({"actions": [{"name": "a", "rolez": []}]}))
         .await;
     assert_eq!(r["error"]["code"], "schema_violation", "{r}");
+    // A plugin's entry must be served by one of the principal's own services.
+    let r = ext
+        .command(
+            "register",
+            json!({"ui_plugins": [{"name": "p", "entry": "/ext/acme/p/index.html"}]}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "schema_violation", "{r}");
+    assert_eq!(
+        r["error"]["details"][0]["path"], "/ui_plugins/0/entry",
+        "{r}"
+    );
+    let served = json!({"component": "pages", "services": [{"vendor": "acme", "name": "p",
+        "version": "1.0.0", "url_patterns": ["^/ext/acme/p/"]}]});
+    assert_eq!(ext.command("register", served).await["ok"], true);
+    let ui = json!({"component": "ui", "ui_plugins": [{"name": "p", "entry": "/ext/acme/p/index.html"}]});
+    let r = ext.command("register", ui).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        ext.command("register", json!({"component": "ui"})).await["ok"],
+        true
+    );
+    assert_eq!(
+        ext.command("register", json!({"component": "pages"})).await["ok"],
+        true
+    );
     let r = ext
         .command("register", json!({"actions": [{"name": "Bad Name"}]}))
         .await;
