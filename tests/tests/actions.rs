@@ -98,6 +98,13 @@ async fn no_answer_in_time_is_overloaded_and_a_late_answer_is_refused() {
         )
         .await;
     assert_eq!(late["error"]["code"], "not_found", "{late}");
+    let m = request(b.http, "GET", "/metrics", &[], b"").await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(
+        text.contains("extbus_action_runs_total{result=\"timeout\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("extbus_action_runs_pending 0"), "{text}");
     b.stop().await;
 }
 
