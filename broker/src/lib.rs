@@ -20,7 +20,10 @@
 //! - `http`: healthz, metrics, the HTTP API (`http::api`: route rows, event stream, OpenAPI),
 //!   the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
-//! - `exec`: executable extensions the broker runs for callouts (CloudStack style).
+//!   Custom actions and UI plugins are a command family (`coordinator/actions.rs`, runs
+//!   waiting for answers in `coordinator/action_runs.rs`).
+//! - `exec`: executable extensions the broker runs for callouts, services and actions
+//!   (CloudStack style).
 //! - `metrics`: every `/metrics` family, typed, defined once. `notices`: gate -> coordinator
 //!   messages. `link`: the channel between the coordinator and in-process callers (exec, the
 //!   HTTP API). `feed`: each durable batch's events for in-process readers (event streams).

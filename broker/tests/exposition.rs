@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
 
 /// Metrics the README documents that carry no open label values, so they exist from start.
-const DOCUMENTED: [&str; 25] = [
+const DOCUMENTED: [&str; 27] = [
     "extbus_connections_open",
     "extbus_connections_total",
     "extbus_connect_refused_total",
@@ -36,6 +36,8 @@ const DOCUMENTED: [&str; 25] = [
     "extbus_service_request_duration_seconds",
     "extbus_service_requests_pending",
     "extbus_service_late_responses_total",
+    "extbus_action_runs_total",
+    "extbus_action_runs_pending",
     "extbus_http_connections",
     "extbus_http_refused_total",
     "extbus_http_closed_total",

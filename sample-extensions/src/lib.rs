@@ -3,7 +3,8 @@
 //! `src/bin/` only parses flags), so tests drive the same code in-process.
 //!
 //! Samples: `approver`, `placer` (callouts), `event_logger` (observer), `platform_sim`
-//! (platform), `greeter` (extension service), `cluster` (an entity type with a hook and a behavior).
+//! (platform), `greeter` (extension service), `cluster` (an entity type with a hook and a
+//! behavior), `vm_tools` (custom actions and a UI plugin).
 
 pub mod approver;
 pub mod cluster;
@@ -12,6 +13,7 @@ pub mod greeter;
 pub mod placer;
 pub mod platform_sim;
 pub mod usage;
+pub mod vm_tools;
 
 use anyhow::{anyhow, bail, Context, Result};
 use extbus_client::wire::topics;

@@ -35,6 +35,11 @@ pub const SAMPLES: &[Usage] = &[
         flags: &[],
     },
     Usage {
+        bin: "vm_tools",
+        about: "Custom actions snapshot and inventory, and the UI plugin vm-ui served at /ext/acme/vm-tools/ui/index.html.",
+        flags: &[],
+    },
+    Usage {
         bin: "event_logger",
         about: "Appends audit events to a JSON-lines file and keeps its place by seq across restarts.",
         flags: &[

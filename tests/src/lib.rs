@@ -1,9 +1,10 @@
 //! Test harness: a real extbus broker started in-process on free ports with a temporary data
 //! dir and a manual clock, and real MQTT clients (rumqttc, v3.1.1 and v5) that collect what
 //! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`)
-//! and a Server-Sent Events reader (`sse`).
+//! and a Server-Sent Events reader (`sse`); `actions` sets up custom-action tests.
 //! No part of the bus or store is mocked.
 
+pub mod actions;
 pub mod client;
 pub mod http;
 pub mod mosquitto;

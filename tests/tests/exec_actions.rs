@@ -184,3 +184,26 @@ esac"#,
     assert!(!text.contains(SECRET));
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scaffolded_script_answers_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = extbus::cli::ext::scaffold("vmctl", dir.path(), false).unwrap();
+    let b = TestBroker::start_with(|c| c.exec = vec![entry(&path)]).await;
+    let r = invoke(
+        &b,
+        "operator",
+        "reboot",
+        json!({"arguments": {"mode": "soft"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["status"], "success");
+    // The action's name comes from the payload when jq is installed.
+    let m = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        m == "vmctl ran reboot" || m == "vmctl ran the action",
+        "{m}"
+    );
+    b.stop().await;
+}

@@ -84,16 +84,19 @@ const SCRIPT: &str = r#"#!/bin/sh
 # __NAME__: an extbus executable extension.
 #
 # The broker runs it as:  __NAME__.sh <action> <payload_file> <timeout_seconds>
-#   action           "callout" (a task is blocked on this extension) or "service" (a request)
-#   payload_file     a private JSON file: the task (id, operation, org, subject, data, ...)
-#                    or the service request (method, path, query, headers, body, ...)
+#   action           "callout" (a task is blocked on this extension), "service" (a request)
+#                    or "action" (someone runs one of its [[exec.actions]])
+#   payload_file     a private JSON file: the task (id, operation, org, subject, data, ...),
+#                    the service request (method, path, query, headers, body, ...) or the
+#                    action run (action, resource_id, arguments, principal, ...)
 #   timeout_seconds  answer before this, or the process is killed
 #
 # Print exactly ONE JSON object on stdout:
 #   {"status": "success", "message": "why", "result": {...}}   resume the task / answer
 #   {"status": "error",   "message": "why"}                      abort the task / answer 500
 # For a service, a result with status, headers, json or body (base64) is the response;
-# any other result is sent as a 200 JSON body.
+# any other result is sent as a 200 JSON body. For an action, a result that is an object or
+# an array of objects (a table) is shown to the person who ran it, else the message.
 # A non-zero exit, anything that is not JSON, or no answer in time applies the rule's
 # default action (a service answers 502, or 504 on timeout).
 # Write diagnostics to stderr, never to stdout.
@@ -130,6 +133,12 @@ service() {
         "$(json_str "${path:-}")"
 }
 
+run_action() {
+    name=$(field .action)
+    # Do the work for action "$name" with the arguments in .arguments, then say how it went.
+    printf '{"status":"success","message":"%s"}\n' "$(json_str "__NAME__ ran ${name:-the action}")"
+}
+
 if [ ! -r "$payload" ]; then
     printf '{"status":"error","message":"payload file not readable"}\n'
     exit 0
@@ -138,6 +147,7 @@ fi
 case "$action" in
     callout) callout ;;
     service) service ;;
+    action) run_action ;;
     *) printf '{"status":"error","message":"unknown action %s"}\n' "$(json_str "$action")" ;;
 esac
 "#;

@@ -160,6 +160,7 @@ pub(crate) fn invoke(
     };
     tracing::debug!(run = %id, action = %action, principal = %me.name, "action run sent");
     co.runs.open(id, run);
+    co.metrics.action_runs_pending.inc();
     None
 }
 
@@ -238,11 +239,16 @@ pub(crate) fn timers(co: &mut Coordinator, b: &mut Batch) {
 
 /// The run's event: `action.succeeded` for a success, else `action.failed`; arguments redacted.
 fn finish(co: &mut Coordinator, b: &mut Batch, id: &str, run: &Run, status: &str, message: &Value) {
-    let kind = if status == "success" {
-        "action.succeeded"
-    } else {
-        "action.failed"
+    let (kind, result) = match status {
+        "success" => ("action.succeeded", "success"),
+        "timeout" => ("action.failed", "timeout"),
+        _ => ("action.failed", "error"),
     };
+    let m = &co.metrics;
+    m.action_runs
+        .get_or_create(&crate::metrics::Outcome { result })
+        .inc();
+    m.action_runs_pending.dec();
     let who = &run.invoker;
     let org = match who.orgs.first() {
         Some(o) if !who.all_orgs() => o.clone(),

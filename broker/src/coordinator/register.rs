@@ -9,7 +9,7 @@ use super::records::{self, Record};
 use super::{Batch, Coordinator};
 use extbus_schema::actions::ActionSpec;
 use extbus_schema::register::{Manifest, ServiceSpec};
-use extbus_schema::CommandError;
+use extbus_schema::{CommandError, ErrorCode, ErrorDetail};
 use serde_json::{json, Value};
 
 pub(crate) fn apply(
@@ -23,6 +23,7 @@ pub(crate) fn apply(
     manifest.bind_to(&owner)?;
     let component = manifest.component().to_string();
     // Checked whole before anything of the manifest is written.
+    entries_served(co, &owner, &component, &manifest)?;
     let types = super::entity_types::prepare(
         co,
         &b.txn,
@@ -81,6 +82,58 @@ pub(crate) fn apply(
         "actions": actions,
         "ui_plugins": manifest.ui_plugins,
     }))
+}
+
+/// Every UI plugin's `entry` is a path one of the principal's services serves (this manifest's,
+/// its other components' or the config's): else `schema_violation` at `/ui_plugins/<i>/entry`.
+fn entries_served(
+    co: &Coordinator,
+    owner: &str,
+    component: &str,
+    manifest: &Manifest,
+) -> Result<(), CommandError> {
+    if manifest.ui_plugins.is_empty() {
+        return Ok(());
+    }
+    let others = co
+        .records
+        .components
+        .iter()
+        .filter(|((p, c), _)| p == owner && c != component)
+        .flat_map(|(_, r)| r.services.clone());
+    let services: Vec<ServiceSpec> = manifest
+        .services
+        .iter()
+        .cloned()
+        .chain(others)
+        .chain(co.config.declared_services(owner))
+        .collect();
+    let patterns: Vec<regex::Regex> = services
+        .iter()
+        .filter_map(|s| s.compile_patterns().ok())
+        .flatten()
+        .collect();
+    let details: Vec<ErrorDetail> = manifest
+        .ui_plugins
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !patterns.iter().any(|r| r.is_match(&p.entry)))
+        .map(|(i, p)| ErrorDetail {
+            path: format!("/ui_plugins/{i}/entry"),
+            message: format!(
+                "no service of '{owner}' serves '{}': declare one whose url_patterns match it",
+                p.entry.chars().take(120).collect::<String>()
+            ),
+        })
+        .collect();
+    match details.first() {
+        None => Ok(()),
+        Some(d) => Err(CommandError::new(
+            ErrorCode::SchemaViolation,
+            format!("{}: {}", d.path, d.message),
+        )
+        .with_details(details)),
+    }
 }
 
 /// The names of the items of `a` that `b` does not hold as they are (a changed one is both

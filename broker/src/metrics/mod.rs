@@ -70,6 +70,9 @@ pub struct Metrics {
     pub service_request_duration: Histogram,
     pub service_requests_pending: Gauge,
     pub service_late_responses: Counter,
+    // Custom actions.
+    pub action_runs: Family<Outcome, Counter>,
+    pub action_runs_pending: Gauge,
     // HTTP connections.
     pub http_connections: Gauge,
     pub http_refused: Family<Reason, Counter>,
@@ -119,6 +122,8 @@ impl Metrics {
             service_request_duration: Histogram::new(LATENCY_BUCKETS),
             service_requests_pending: Gauge::default(),
             service_late_responses: Counter::default(),
+            action_runs: Family::default(),
+            action_runs_pending: Gauge::default(),
             http_connections: Gauge::default(),
             http_refused: Family::default(),
             http_closed: Family::default(),
@@ -156,6 +161,9 @@ impl Metrics {
         }
         for result in ["ok", "partial", "refused"] {
             let _ = self.config_reloads.get_or_create(&Outcome { result });
+        }
+        for result in ["success", "error", "timeout"] {
+            let _ = self.action_runs.get_or_create(&Outcome { result });
         }
         for result in AUTH_RESULTS {
             let _ = self.auth_checks.get_or_create(&CheckResult { result });
@@ -302,6 +310,16 @@ impl Metrics {
             "extbus_service_late_responses",
             "service responses dropped because their request had timed out",
             self.service_late_responses.clone(),
+        );
+        r.register(
+            "extbus_action_runs",
+            "finished custom action runs, by result (success, error, timeout)",
+            self.action_runs.clone(),
+        );
+        r.register(
+            "extbus_action_runs_pending",
+            "custom action runs waiting for their extension's answer",
+            self.action_runs_pending.clone(),
         );
         r.register(
             "extbus_http_event_streams",
