@@ -58,6 +58,10 @@ fn config_check_names_the_bad_field() {
     assert!(ok.status.success());
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(out.contains("ok (1 callout rules"), "{out}");
+    assert!(
+        out.contains("read at start only: listener addresses"),
+        "{out}"
+    );
     let no = extbus(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(no.status.code(), Some(1));
     let err = String::from_utf8_lossy(&no.stderr);
