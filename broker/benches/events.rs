@@ -5,11 +5,14 @@
 //! observers on `extbus/events/acme/#`; on Mosquitto the same drafts are plain QoS 1 fan-out.
 //! Clients at default socket options give the headline rows, NODELAY clients the second.
 //! Run: `cargo bench -p extbus --bench events` (BENCH_EVENTS, default 150,000; BENCH_WINDOW,
-//! how far publishers may run ahead of the slowest subscriber, default 10,000).
+//! how far publishers may run ahead of the slowest subscriber, default 10,000; BENCH_BUS=
+//! external runs extbus in external bus mode on a second Mosquitto instead of embedded).
 
 mod common;
 
-use common::{client, env_usize, recv_within, Broker, Figure, Mosquitto, Sock, Table};
+use common::{
+    client, env_usize, external_bus, recv_within, Broker, Figure, Mosquitto, Sock, Table,
+};
 use rumqttc::QoS;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -124,13 +127,23 @@ fn main() {
     rt.block_on(async {
         let config = format!("[events]\nretention_max_count = {}\n", events * 2);
         let mosquitto = Mosquitto::start();
+        // extbus's own Mosquitto in external mode: the plain-Mosquitto column stays unshared.
+        let bus = if external_bus() {
+            Some(Mosquitto::start().expect("BENCH_BUS=external needs Mosquitto"))
+        } else {
+            None
+        };
         let mut table = Table::default();
         let mut run_no = 0;
         for sock in Sock::BOTH {
             for publishers in [1, 4] {
                 // A fresh broker per run: each starts with an empty log.
                 run_no += 1;
-                let b = Broker::start(&dir.path().join(format!("e{run_no}")), &config);
+                let data = dir.path().join(format!("e{run_no}"));
+                let b = match &bus {
+                    Some(m) => Broker::start_external(&data, &config, m).await,
+                    None => Broker::start(&data, &config),
+                };
                 let t = Target {
                     port: b.mqtt,
                     publisher: "platform",
@@ -162,7 +175,12 @@ fn main() {
         }
         table.print(&format!(
             "events/s, {events} x ~300 B drafts, QoS 1, counted at {SUBSCRIBERS} subscribers \
-             (each receives all), publisher window {window}; extbus durable"
+             (each receives all), publisher window {window}; extbus durable, {} bus",
+            if bus.is_some() {
+                "external (Mosquitto)"
+            } else {
+                "embedded"
+            }
         ));
     });
 }

@@ -44,6 +44,12 @@ async fn fill(b: &Broker, n: usize) {
         let v: Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(v["result"]["state"], "blocked", "{v}");
         stored += 1;
+        if stored % 100_000 == 0 {
+            eprintln!(
+                "  ... {stored} stored ({:.0}/s)",
+                stored as f64 / start.elapsed().as_secs_f64()
+            );
+        }
     }
     println!(
         "fill: {n} blocked tasks stored in {:.1} s",

@@ -6,11 +6,14 @@
 //! rows, NODELAY clients the second. A submit counts only when its reply is `ok` with state
 //! `blocked`, an outcome only when it is `resumed`; 30 s of silence fails the run.
 //! Run: `cargo bench -p extbus --bench tasks` (BENCH_TASKS, default 20,000;
-//! BENCH_LATENCY_SECS, default 5; BENCH_PENDING_TASKS, default 100,000).
+//! BENCH_LATENCY_SECS, default 5; BENCH_PENDING_TASKS, default 100,000; BENCH_BUS=external:
+//! throughput and latency with extbus in external bus mode on Mosquitto).
 
 mod common;
 
-use common::{client, dir_size, env_usize, pct, recv_within, Broker, Client, Sock};
+use common::{
+    client, dir_size, env_usize, external_bus, pct, recv_within, Broker, Client, Mosquitto, Sock,
+};
 use extbus_schema::topics;
 use rumqttc::QoS;
 use serde_json::{json, Value};
@@ -296,7 +299,14 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let b = Broker::start(&dir.path().join("a"), CONFIG);
+        let bus = external_bus().then(|| Mosquitto::start().expect("BENCH_BUS=external needs Mosquitto"));
+        let b = match &bus {
+            Some(m) => {
+                println!("extbus in external bus mode on Mosquitto");
+                Broker::start_external(&dir.path().join("a"), CONFIG, m).await
+            }
+            None => Broker::start(&dir.path().join("a"), CONFIG),
+        };
         for sock in Sock::BOTH {
             throughput(&b, sock, tasks).await;
         }
@@ -304,6 +314,10 @@ fn main() {
             latency(&b, sock, 1000, latency_secs).await;
         }
         drop(b);
+        if bus.is_some() {
+            // Pending tasks, RSS and restart are the store's figures, the same on either bus.
+            return;
+        }
 
         let data = dir.path().join("b");
         let b = Broker::start(&data, CONFIG);

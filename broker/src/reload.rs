@@ -1,8 +1,10 @@
 //! SIGHUP: the configuration is read again through the same validation as at start. A file
 //! that fails is refused with the field's name and the running configuration stays; a good
-//! one applies `log.level`, and `tasks` and `services` (callout rules, renotify, retention,
-//! batch size, declared services) through the coordinator, at once; every other changed
-//! section is named and takes effect at the next start. Each outcome is logged and counted.
+//! one applies `log.level`, `tasks` and `services` (callout rules, renotify, retention, batch
+//! size, declared services) through the coordinator, and the run-time limits of `LIVE_LIMITS`
+//! (connection caps and timeouts, login throttle, subscription caps), at once; every other
+//! changed field (listeners, TLS files, payload limit, ...) is named and takes effect at the
+//! next start. Each outcome is logged and counted.
 
 use crate::config::{Config, ConfigError};
 use crate::coordinator::Reconfigure;
@@ -16,10 +18,78 @@ pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 /// What a reload found.
 #[derive(Debug, PartialEq)]
 pub struct Reloaded {
-    /// Sections applied while running.
-    pub applied: Vec<&'static str>,
-    /// Sections that changed and wait for a restart.
-    pub restart: Vec<&'static str>,
+    /// Sections (or fields) applied while running.
+    pub applied: Vec<String>,
+    /// Sections (or fields) that changed and wait for a restart.
+    pub restart: Vec<String>,
+}
+
+/// Fields of `[mqtt]`, `[http]` and `[auth]` that a reload applies while running, to what
+/// comes next (connections already open keep their timeouts; filters already held stay).
+/// Their other fields — listener addresses, TLS files, backlogs, `mqtt.max_payload` (the
+/// embedded broker's own packet limit is fixed at start), auth workers and queue, SSE
+/// settings — wait for a restart.
+pub const LIVE_LIMITS: [&str; 12] = [
+    "mqtt.subscriptions",
+    "mqtt.connect_timeout_ms",
+    "http.header_read_timeout_ms",
+    "http.idle_timeout_ms",
+    "http.max_connections",
+    "http.max_connections_per_address",
+    "http.shutdown_grace_ms",
+    "auth.free_failures",
+    "auth.penalty_base_ms",
+    "auth.penalty_max_ms",
+    "auth.forget_after_ms",
+    "auth.max_tracked",
+];
+
+/// Sections whose fields are told apart: some apply live, the rest wait.
+const SPLIT: [&str; 3] = ["mqtt", "http", "auth"];
+
+/// `section.field` for each field of `section` that differs between `old` and `new`.
+fn changed_fields(old: &Config, new: &Config, section: &str) -> Vec<String> {
+    let (a, b) = (
+        serde_json::to_value(old).unwrap_or_default(),
+        serde_json::to_value(new).unwrap_or_default(),
+    );
+    let (a, b) = (&a[section], &b[section]);
+    let mut keys: Vec<&String> = a.as_object().into_iter().flat_map(|o| o.keys()).collect();
+    keys.extend(b.as_object().into_iter().flat_map(|o| o.keys()));
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(k.as_str()) != b.get(k.as_str()))
+        .map(|k| format!("{section}.{k}"))
+        .collect()
+}
+
+/// What a reload hands to the running parts: the coordinator's share (rules, services) and
+/// the limits', each answered once applied.
+pub struct Reloads {
+    pub coordinator: mpsc::Receiver<Reconfigure>,
+    pub limits: mpsc::Receiver<Reconfigure>,
+}
+
+/// The senders `on_sighup` uses, and the `Reloads` for `server::run_reloadable`.
+pub fn channels() -> (Appliers, Reloads) {
+    let (c_tx, c_rx) = mpsc::channel(1);
+    let (l_tx, l_rx) = mpsc::channel(1);
+    (
+        Appliers {
+            coordinator: c_tx,
+            limits: l_tx,
+        },
+        Reloads {
+            coordinator: c_rx,
+            limits: l_rx,
+        },
+    )
+}
+
+pub struct Appliers {
+    pub coordinator: mpsc::Sender<Reconfigure>,
+    pub limits: mpsc::Sender<Reconfigure>,
 }
 
 /// Top-level sections that changed between `old` and `new`.
@@ -48,9 +118,12 @@ pub fn apply(running: &mut Config, new: Config) -> Result<Reloaded, String> {
         if section == "log" && running.log.format == new.log.format {
             crate::logging::set_level(&new.log.level)?;
             running.log.level = new.log.level.clone();
-            out.applied.push("log.level");
+            out.applied.push("log.level".into());
+        } else if SPLIT.contains(&section) {
+            // Live fields move to `applied` once the running parts have them (`apply_live`).
+            out.restart.extend(changed_fields(running, &new, section));
         } else {
-            out.restart.push(section);
+            out.restart.push(section.into());
         }
     }
     Ok(out)
@@ -59,42 +132,67 @@ pub fn apply(running: &mut Config, new: Config) -> Result<Reloaded, String> {
 /// Sections the coordinator applies while running.
 const LIVE: [&str; 2] = ["tasks", "services"];
 
-/// Hands the `tasks` and `services` sections of `new` to the coordinator, if they changed
-/// and it takes reloads; moves them from `restart` to `applied` once it has.
-pub async fn apply_live(
-    running: &mut Config,
-    new: &Config,
-    out: &mut Reloaded,
-    coordinator: Option<&mpsc::Sender<Reconfigure>>,
-) -> Result<(), String> {
-    let Some(tx) = coordinator else {
-        return Ok(());
-    };
-    if !out.restart.iter().any(|s| LIVE.contains(s)) {
-        return Ok(());
-    }
+/// Sends `new` to `tx` and waits until it is applied.
+async fn hand_over(tx: &mpsc::Sender<Reconfigure>, new: &Config) -> Result<(), String> {
     let (done, answer) = oneshot::channel();
     let r = Reconfigure {
         config: Box::new(new.clone()),
         done,
     };
-    tx.send(r)
-        .await
-        .map_err(|_| "the coordinator is stopping".to_string())?;
-    answer
-        .await
-        .map_err(|_| "the coordinator is stopping".to_string())??;
-    running.tasks = new.tasks.clone();
-    running.services = new.services.clone();
-    let live: Vec<&'static str> = out
-        .restart
-        .iter()
-        .copied()
-        .filter(|s| LIVE.contains(s))
-        .collect();
-    out.restart.retain(|s| !LIVE.contains(s));
-    out.applied.extend(live);
+    let stopping = "the broker is stopping".to_string();
+    tx.send(r).await.map_err(|_| stopping.clone())?;
+    answer.await.map_err(|_| stopping)?
+}
+
+/// Moves the entries of `out.restart` that `live` accepts to `out.applied`.
+fn mark_applied(out: &mut Reloaded, live: impl Fn(&str) -> bool) {
+    let (now, later): (Vec<String>, Vec<String>) = out.restart.drain(..).partition(|s| live(s));
+    out.restart = later;
+    out.applied.extend(now);
+}
+
+/// Hands the `tasks` and `services` sections of `new` to the coordinator and the live limits
+/// to the parts that hold them, if they changed and the broker takes reloads; moves them
+/// from `restart` to `applied` once applied.
+pub async fn apply_live(
+    running: &mut Config,
+    new: &Config,
+    out: &mut Reloaded,
+    appliers: Option<&Appliers>,
+) -> Result<(), String> {
+    let Some(to) = appliers else {
+        return Ok(());
+    };
+    if out.restart.iter().any(|s| LIVE.contains(&s.as_str())) {
+        hand_over(&to.coordinator, new).await?;
+        running.tasks = new.tasks.clone();
+        running.services = new.services.clone();
+        mark_applied(out, |s| LIVE.contains(&s));
+    }
+    if out.restart.iter().any(|s| is_live_limit(s)) {
+        hand_over(&to.limits, new).await?;
+        running.mqtt.subscriptions = new.mqtt.subscriptions;
+        running.mqtt.connect_timeout_ms = new.mqtt.connect_timeout_ms;
+        let h = &new.http;
+        running.http.header_read_timeout_ms = h.header_read_timeout_ms;
+        running.http.idle_timeout_ms = h.idle_timeout_ms;
+        running.http.max_connections = h.max_connections;
+        running.http.max_connections_per_address = h.max_connections_per_address;
+        running.http.shutdown_grace_ms = h.shutdown_grace_ms;
+        let a = &new.auth;
+        running.auth.free_failures = a.free_failures;
+        running.auth.penalty_base_ms = a.penalty_base_ms;
+        running.auth.penalty_max_ms = a.penalty_max_ms;
+        running.auth.forget_after_ms = a.forget_after_ms;
+        running.auth.max_tracked = a.max_tracked;
+        mark_applied(out, is_live_limit);
+    }
     Ok(())
+}
+
+/// `mqtt.subscriptions` covers its own fields.
+fn is_live_limit(field: &str) -> bool {
+    LIVE_LIMITS.contains(&field)
 }
 
 /// Waits for SIGHUP and reloads, until the process stops.
@@ -102,7 +200,7 @@ pub async fn on_sighup(
     mut running: Config,
     load: Loader,
     metrics: Arc<Metrics>,
-    coordinator: Option<mpsc::Sender<Reconfigure>>,
+    appliers: Option<Appliers>,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("cannot install the SIGHUP handler; reloading needs a restart");
@@ -116,9 +214,9 @@ pub async fn on_sighup(
             Ok(new) => match apply(&mut running, new.clone()) {
                 Err(e) => Err(format!("applying the log filter failed: {e}")),
                 Ok(mut r) => {
-                    match apply_live(&mut running, &new, &mut r, coordinator.as_ref()).await {
+                    match apply_live(&mut running, &new, &mut r, appliers.as_ref()).await {
                         Ok(()) => Ok(r),
-                        Err(e) => Err(format!("applying rules and services failed: {e}")),
+                        Err(e) => Err(format!("applying the new configuration failed: {e}")),
                     }
                 }
             },
@@ -137,7 +235,7 @@ pub async fn on_sighup(
                 tracing::info!(applied = ?r.applied, "SIGHUP: configuration reloaded")
             }
             Ok(r) => {
-                tracing::warn!(applied = ?r.applied, restart_needed = ?r.restart, "SIGHUP: configuration checked; changed sections take effect at the next start")
+                tracing::warn!(applied = ?r.applied, restart_needed = ?r.restart, "SIGHUP: configuration checked; changed sections take effect at the next start (listener addresses, TLS files, payload limit and executable extensions are read at start only)")
             }
         }
     }
@@ -155,5 +253,30 @@ mod tests {
         b.tasks.renotify_ms += 1;
         b.log.level = "debug".into();
         assert_eq!(changed(&a, &b), ["tasks", "log"]);
+    }
+
+    #[test]
+    fn limits_are_told_apart_from_listeners() {
+        let mut running = Config::default();
+        let mut new = running.clone();
+        new.http.max_connections += 1;
+        new.http.listen = "127.0.0.1:1".parse().unwrap();
+        new.mqtt.subscriptions.max_per_connection += 1;
+        new.auth.free_failures += 1;
+        let r = apply(&mut running, new).unwrap();
+        assert!(r.applied.is_empty());
+        assert_eq!(
+            r.restart,
+            [
+                "mqtt.subscriptions",
+                "http.listen",
+                "http.max_connections",
+                "auth.free_failures"
+            ]
+        );
+        let mut r = r;
+        mark_applied(&mut r, is_live_limit);
+        assert_eq!(r.restart, ["http.listen"]);
+        assert_eq!(r.applied.len(), 3);
     }
 }

@@ -78,15 +78,23 @@ pub async fn serve(cfg: Config) -> Result<()> {
 pub async fn serve_reloading(cfg: Config, load: crate::reload::Loader) -> Result<()> {
     let listeners = Listeners::bind(&cfg).await?;
     let metrics = Arc::new(Metrics::new());
-    let (tx, rx) = mpsc::channel(1);
+    let (appliers, reloads) = crate::reload::channels();
     let hup = tokio::spawn(crate::reload::on_sighup(
         cfg.clone(),
         load,
         metrics.clone(),
-        Some(tx),
+        Some(appliers),
     ));
     let clock = Arc::new(SystemClock);
-    let r = run_reloadable(cfg, listeners, clock, shutdown_signal(), metrics, Some(rx)).await;
+    let r = run_reloadable(
+        cfg,
+        listeners,
+        clock,
+        shutdown_signal(),
+        metrics,
+        Some(reloads),
+    )
+    .await;
     hup.abort();
     r
 }
@@ -186,15 +194,20 @@ pub async fn run_with_metrics(
     run_reloadable(cfg, listeners, clock, shutdown, metrics, None).await
 }
 
-/// `run_with_metrics`, with the coordinator taking reloaded configurations from `reconfigure`.
+/// `run_with_metrics`, taking reloaded configurations from `reloads` (the coordinator its
+/// rules and services, the listeners and the verifier their limits).
 pub async fn run_reloadable(
     mut cfg: Config,
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
     metrics: Arc<Metrics>,
-    reconfigure: Option<mpsc::Receiver<coordinator::Reconfigure>>,
+    reloads: Option<crate::reload::Reloads>,
 ) -> Result<()> {
+    let (reconfigure, limits_rx) = match reloads {
+        Some(r) => (Some(r.coordinator), Some(r.limits)),
+        None => (None, None),
+    };
     // Executable extensions' rules and services join the config's, answered by their names.
     cfg.tasks.rules.extend(crate::exec::rules(&cfg.exec));
     cfg.services
@@ -222,6 +235,7 @@ pub async fn run_reloadable(
         clock.clone(),
         metrics.clone(),
     );
+    let verifier_live = verifier.clone();
     let mut acl_sync = None;
     let (bus_handle, bus_tx, bus_rx) = match listeners.mqtt {
         Some(mqtt_listener) => {
@@ -336,12 +350,20 @@ pub async fn run_reloadable(
     .with_bus_auth(registry, notice_tx);
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let (http_limits, http_limits_rx) = watch::channel(crate::http::Limits::from(&cfg.http));
     let http = tokio::spawn(crate::http::serve(
         listeners.http,
         http_state,
-        crate::http::Limits::from(&cfg.http),
+        http_limits_rx,
         stopped(http_stop_rx),
     ));
+    if let Some(rx) = limits_rx {
+        let gate = match &bus_handle {
+            BusHandle::Embedded(h) => Some(h.limits()),
+            BusHandle::External { .. } => None,
+        };
+        tokio::spawn(apply_limits(rx, http_limits, verifier_live, gate));
+    }
     tracing::info!(http = %http_addr, data_dir = %cfg.data_dir.display(), "extbus serving");
 
     shutdown.await;
@@ -359,6 +381,26 @@ pub async fn run_reloadable(
     drop(db);
     tracing::info!("extbus stopped; store flushed");
     Ok(())
+}
+
+/// Applies the run-time limits of each reloaded configuration (`reload::LIVE_LIMITS`) to the
+/// HTTP listener, the login throttle and the MQTT gate, answering once they hold.
+async fn apply_limits(
+    mut rx: mpsc::Receiver<coordinator::Reconfigure>,
+    http: watch::Sender<crate::http::Limits>,
+    verifier: Arc<crate::auth::Verifier>,
+    gate: Option<mqtt::GateLimits>,
+) {
+    while let Some(r) = rx.recv().await {
+        let c = &r.config;
+        http.send_replace(crate::http::Limits::from(&c.http));
+        verifier.set_limits(&c.auth);
+        if let Some(g) = &gate {
+            let timeout = std::time::Duration::from_millis(c.mqtt.connect_timeout_ms);
+            g.set(timeout, c.mqtt.subscriptions);
+        }
+        let _ = r.done.send(Ok(()));
+    }
 }
 
 #[cfg(test)]

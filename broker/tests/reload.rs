@@ -58,6 +58,10 @@ fn config_check_names_the_bad_field() {
     assert!(ok.status.success());
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(out.contains("ok (1 callout rules"), "{out}");
+    assert!(
+        out.contains("read at start only: listener addresses"),
+        "{out}"
+    );
     let no = extbus(&["config", "check", bad.to_str().unwrap()]);
     assert_eq!(no.status.code(), Some(1));
     let err = String::from_utf8_lossy(&no.stderr);
@@ -148,5 +152,64 @@ fn sighup_refuses_a_bad_file_and_applies_a_new_log_level() {
         .filter(|l| l.contains("\"HTTP request\""))
         .count();
     assert_eq!(access, 1, "only the scrape before the new level was logged");
+    drop(served);
+}
+
+/// Run-time limits apply at once; a listener setting is named as waiting for a restart.
+#[test]
+fn sighup_applies_connection_limits_at_once_and_names_restart_only_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extbus.toml");
+    std::fs::write(&file, GOOD).unwrap();
+    let (f, d) = (file.to_str().unwrap(), dir.path().join("data"));
+    let args = [
+        "--log-format",
+        "json",
+        "--config",
+        f,
+        "--data-dir",
+        d.to_str().unwrap(),
+    ];
+    let mut served = support::serve(&args, Stdio::piped());
+    let http = served.http;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (l2, stderr) = (lines.clone(), served.child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(l);
+        }
+    });
+    wait_line(&lines, "extbus serving");
+    // One idle connection held open; under the default cap of 64 a second one is served.
+    let held = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    assert!(get(http, "/healthz").starts_with("HTTP/1.1 200"));
+
+    std::fs::write(
+        &file,
+        format!("{GOOD}\n[http]\nmax_connections_per_address = 1\n\n[mqtt]\nbacklog = 64\n"),
+    )
+    .unwrap();
+    unsafe { libc::kill(served.child.id() as i32, libc::SIGHUP) };
+    let partial = wait_line(&lines, "changed sections take effect at the next start");
+    let (applied, restart) = partial.split_once("restart_needed").unwrap();
+    assert!(
+        applied.contains("http.max_connections_per_address") && restart.contains("mqtt.backlog"),
+        "{partial}"
+    );
+    assert!(
+        !restart.contains("http.max_connections_per_address"),
+        "{partial}"
+    );
+    // The held connection fills this address's one slot: the next is refused at once.
+    let refused = get(http, "/healthz");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("overloaded"), "{refused}");
+    drop(held);
+    // Its slot given back, the address is served again.
+    let t = Instant::now();
+    while !get(http, "/healthz").starts_with("HTTP/1.1 200") {
+        assert!(t.elapsed() < Duration::from_secs(5), "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(served);
 }

@@ -3,6 +3,10 @@
 //! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`)
 //! and a Server-Sent Events reader (`sse`); `actions` sets up custom-action tests.
 //! No part of the bus or store is mocked.
+//!
+//! The bus is embedded unless the suite runs in external mode (`EXTBUS_TEST_BUS=external`, or
+//! a test binary named `on_mosquitto*`): then every `start`/`start_with` also starts a real
+//! Mosquitto with dynamic security (`mosquitto`) and puts the broker in external bus mode on it.
 
 pub mod actions;
 pub mod client;
@@ -31,6 +35,8 @@ pub struct TestBroker {
     pub config: Config,
     pub clock: ManualClock,
     dir: Arc<tempfile::TempDir>,
+    /// The Mosquitto of external mode, kept across restarts.
+    bus: Option<Arc<mosquitto::Mosquitto>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -51,13 +57,24 @@ impl TestBroker {
             ..Config::default()
         };
         tweak(&mut config);
-        Self::launch(config, dir, clock).await
+        let mut bus = None;
+        if external_mode() && !config.bus.external() {
+            let m = Arc::new(mosquitto::Mosquitto::start().await);
+            on_mosquitto(&mut config, &m);
+            bus = Some(m);
+        }
+        Self::launch(config, dir, clock, bus).await
     }
 
-    async fn launch(config: Config, dir: Arc<tempfile::TempDir>, clock: ManualClock) -> TestBroker {
+    async fn launch(
+        config: Config,
+        dir: Arc<tempfile::TempDir>,
+        clock: ManualClock,
+        bus: Option<Arc<mosquitto::Mosquitto>>,
+    ) -> TestBroker {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let tls = config.mqtt.tls.as_ref().map(|t| t.listen);
-        Self::launch_at(config, dir, clock, (any, any, tls)).await
+        Self::launch_at(config, dir, clock, bus, (any, any, tls)).await
     }
 
     /// Starts on the given addresses (port 0: any free one).
@@ -65,6 +82,7 @@ impl TestBroker {
         config: Config,
         dir: Arc<tempfile::TempDir>,
         clock: ManualClock,
+        bus: Option<Arc<mosquitto::Mosquitto>>,
         (mqtt, http, tls): (SocketAddr, SocketAddr, Option<SocketAddr>),
     ) -> TestBroker {
         let mut tries = 0;
@@ -107,6 +125,7 @@ impl TestBroker {
                 config: config.clone(),
                 clock: clock.clone(),
                 dir: dir.clone(),
+                bus: bus.clone(),
                 stop: Some(stop_tx),
                 task: Some(task),
             };
@@ -184,15 +203,15 @@ impl TestBroker {
         tweak: impl FnOnce(&mut Config),
     ) -> TestBroker {
         Self::start_with(|c| {
-            c.bus.mode = extbus::config::BusMode::External;
-            c.bus.url = m.url();
-            c.bus.user = mosquitto::BUS_USER.into();
-            c.bus.secret = mosquitto::BUS_SECRET.into();
-            c.bus.client_id_prefix = format!("extbus-{}", uuid::Uuid::new_v4().simple());
-            c.bus.dynsec = true;
+            on_mosquitto(c, m);
             tweak(c);
         })
         .await
+    }
+
+    /// The Mosquitto this broker runs on, in external mode.
+    pub fn mosquitto(&self) -> Option<&mosquitto::Mosquitto> {
+        self.bus.as_deref()
     }
 
     /// `add_principal`, and on an external broker with dynamic security its client and
@@ -204,12 +223,10 @@ impl TestBroker {
         orgs: &[&str],
     ) {
         self.add_principal(name, roles, orgs);
-        extbus::external::principal_added(&self.config, name, name)
-            .await
-            .expect("dynsec client for the new principal");
     }
 
-    /// Adds a principal (secret = name) to the running broker's principals file.
+    /// Adds a principal (secret = name) to the running broker's principals file; on an
+    /// external broker with dynamic security also its client, as `extbus principal add` does.
     pub fn add_principal(&self, name: &str, roles: &[extbus_schema::Role], orgs: &[&str]) {
         let p =
             extbus::principals::Principals::open(&self.config.data_dir).expect("principals file");
@@ -220,6 +237,21 @@ impl TestBroker {
             Some(name.to_string()),
         )
         .expect("add principal");
+        if self.config.bus.external() && self.config.bus.dynsec {
+            // Callers are synchronous and may run on a single-threaded runtime: a thread of
+            // its own waits for Mosquitto.
+            let (cfg, name) = (self.config.clone(), name.to_string());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(extbus::external::principal_added(&cfg, &name, &name))
+            })
+            .join()
+            .expect("dynsec thread")
+            .expect("dynsec client for the new principal");
+        }
     }
 
     /// Connects `name` (secret = name) over MQTT 5.
@@ -233,9 +265,13 @@ impl TestBroker {
         self.config.data_dir.clone()
     }
 
-    /// Stops the broker and waits for it to finish (store flushed and closed).
+    /// Stops the broker and waits for it to finish (store flushed and closed). The Mosquitto
+    /// of external mode keeps running for `start_again` with the same config.
     pub async fn stop(mut self) -> (Config, Arc<tempfile::TempDir>, ManualClock) {
         self.shutdown().await;
+        if let Some(m) = self.bus.take() {
+            parked().insert(self.config.bus.url.clone(), m);
+        }
         (self.config.clone(), self.dir.clone(), self.clock.clone())
     }
 
@@ -251,17 +287,30 @@ impl TestBroker {
     }
 
     /// Stops and starts again on the same data dir and clock (new ports).
-    pub async fn restart(self) -> TestBroker {
-        let (config, dir, clock) = self.stop().await;
-        Self::launch(config, dir, clock).await
+    pub async fn restart(mut self) -> TestBroker {
+        self.shutdown().await;
+        let (config, dir, clock, bus) = (
+            self.config.clone(),
+            self.dir.clone(),
+            self.clock.clone(),
+            self.bus.take(),
+        );
+        Self::launch(config, dir, clock, bus).await
     }
 
     /// Stops and starts again on the same data dir, clock and ports: what clients see when
     /// the broker restarts.
     pub async fn restart_in_place(self) -> TestBroker {
         let at = (self.mqtt, self.http, self.mqtt_tls);
-        let (config, dir, clock) = self.stop().await;
-        Self::launch_at(config, dir, clock, at).await
+        let mut s = self;
+        s.shutdown().await;
+        let (config, dir, clock, bus) = (
+            s.config.clone(),
+            s.dir.clone(),
+            s.clock.clone(),
+            s.bus.take(),
+        );
+        Self::launch_at(config, dir, clock, bus, at).await
     }
 
     /// Starts again after `stop`, possibly with the clock moved meanwhile.
@@ -270,8 +319,64 @@ impl TestBroker {
         dir: Arc<tempfile::TempDir>,
         clock: ManualClock,
     ) -> TestBroker {
-        Self::launch(config, dir, clock).await
+        let bus = parked().remove(&config.bus.url);
+        Self::launch(config, dir, clock, bus).await
     }
+}
+
+/// Mosquittos of stopped external-mode brokers, by `bus.url`, until started again. One never
+/// claimed goes when the test's thread ends (`mosquitto` spawns it so).
+fn parked(
+) -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Arc<mosquitto::Mosquitto>>> {
+    static PARKED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<mosquitto::Mosquitto>>>,
+    > = std::sync::OnceLock::new();
+    PARKED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether brokers run in external bus mode beside Mosquitto: `EXTBUS_TEST_BUS=external`, or
+/// a test binary whose name starts with `on_mosquitto` (the suites re-run in that mode).
+pub fn external_mode() -> bool {
+    static MODE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        if let Ok(v) = std::env::var("EXTBUS_TEST_BUS") {
+            return match v.as_str() {
+                "external" => true,
+                "embedded" | "" => false,
+                other => panic!("EXTBUS_TEST_BUS={other:?}: expected embedded or external"),
+            };
+        }
+        std::env::current_exe().ok().is_some_and(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("on_mosquitto"))
+        })
+    })
+}
+
+/// Returns early from a test that checks what only the embedded bus does (its gate's
+/// refusals, rumqttd's limits, the internal token), saying so, when the suite runs in
+/// external mode.
+#[macro_export]
+macro_rules! embedded_only {
+    () => {
+        if $crate::external_mode() {
+            eprintln!("embedded bus only: not run in external mode");
+            return;
+        }
+    };
+}
+
+/// Puts `c` in external bus mode on Mosquitto `m` with dynamic security.
+fn on_mosquitto(c: &mut Config, m: &mosquitto::Mosquitto) {
+    c.bus.mode = extbus::config::BusMode::External;
+    c.bus.url = m.url();
+    c.bus.user = mosquitto::BUS_USER.into();
+    c.bus.secret = mosquitto::BUS_SECRET.into();
+    c.bus.client_id_prefix = format!("extbus-{}", uuid::Uuid::new_v4().simple());
+    c.bus.dynsec = true;
 }
 
 /// The external broker's address, in external bus mode.

@@ -4,6 +4,7 @@
 //! installed with apt-get when running as root; otherwise the test fails saying how.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -73,13 +74,21 @@ impl Mosquitto {
     }
 
     async fn launch(&mut self) {
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
+        let mut cmd = Command::new(MOSQUITTO);
+        cmd.arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
+            .stderr(Stdio::null());
+        // Killed when the thread that started it ends, should nothing else stop it (a test
+        // that panics, a parked instance nobody claims).
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start mosquitto");
         self.child = Some(child);
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(self.addr).await.is_ok() {

@@ -30,6 +30,16 @@ pub fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
+/// `BENCH_BUS=external`: the extbus rows run in external bus mode on a Mosquitto (see
+/// `Broker::start_external`) instead of the embedded bus.
+pub fn external_bus() -> bool {
+    match std::env::var("BENCH_BUS").as_deref() {
+        Ok("external") => true,
+        Ok("embedded") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("BENCH_BUS={other:?}: expected embedded or external"),
+    }
+}
+
 /// Socket options of a bench client. `Default` is what rumqttc, paho-mqtt, libmosquitto and
 /// MQTT.js ship (Nagle on) and gives the headline figure; `NoDelay` sets TCP_NODELAY.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -103,6 +113,68 @@ impl Broker {
             http,
             data: data.to_path_buf(),
         }
+    }
+
+    /// Starts the binary in external bus mode on Mosquitto `m` (anonymous: it enforces
+    /// nothing, so the figures are the bus's and extbus's work, not ACL checks) and returns
+    /// once its coordinator answers; `mqtt` is then Mosquitto's port.
+    pub async fn start_external(data: &Path, config_toml: &str, m: &Mosquitto) -> Broker {
+        let id = data
+            .file_name()
+            .map_or("x".into(), |n| n.to_string_lossy().to_string());
+        let config = format!(
+            "[bus]\nmode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\nuser = \"extbus\"\nsecret = \"bench\"\nclient_id_prefix = \"bench-{id}\"\n\n{config_toml}",
+            m.port
+        );
+        std::fs::create_dir_all(data).unwrap();
+        let cfg = data.with_extension("toml");
+        std::fs::write(&cfg, config).unwrap();
+        let http = free_port();
+        let child = spawn_child(
+            Command::new(env!("CARGO_BIN_EXE_extbus"))
+                .args(["serve", "--dev", "--config", cfg.to_str().unwrap()])
+                .args(["--data-dir", data.to_str().unwrap()])
+                .args(["--http-listen", &format!("127.0.0.1:{http}")])
+                .args(["--log-level", "warn"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        )
+        .expect("spawn extbus");
+        wait_for_port(http, Duration::from_secs(120), "extbus");
+        let b = Broker {
+            child,
+            mqtt: m.port,
+            http,
+            data: data.to_path_buf(),
+        };
+        // Mosquitto drops what nobody is subscribed to: wait for the coordinator's answer.
+        let mut probe = client(
+            m.port,
+            "admin",
+            &["extbus/out/admin/replies"],
+            Sock::Default,
+        )
+        .await;
+        let t = Instant::now();
+        loop {
+            probe
+                .client
+                .publish("extbus/in/admin/tasks/query", QoS::AtLeastOnce, false, "{}")
+                .await
+                .unwrap();
+            if tokio::time::timeout(Duration::from_millis(300), probe.rx.recv())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "extbus never answered on Mosquitto"
+            );
+        }
+        let _ = probe.client.disconnect().await;
+        b
     }
 
     /// Resident set size of the broker process, in MiB.

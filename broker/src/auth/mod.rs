@@ -88,6 +88,15 @@ impl Verifier {
         Self::start(principals, &AuthConfig::default(), clock, metrics)
     }
 
+    /// Applies reloaded login-throttle settings (`auth.free_failures`, `penalty_*`,
+    /// `forget_after_ms`, `max_tracked`); workers and queue stay as started.
+    pub fn set_limits(&self, cfg: &AuthConfig) {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_limits(cfg);
+    }
+
     pub fn principals(&self) -> &Arc<Principals> {
         &self.principals
     }

@@ -60,6 +60,15 @@ impl Throttle {
         }
     }
 
+    /// Takes reloaded settings; the failures counted so far stay.
+    pub fn set_limits(&mut self, cfg: &AuthConfig) {
+        self.free = cfg.free_failures;
+        self.base_ms = cfg.penalty_base_ms;
+        self.max_ms = cfg.penalty_max_ms;
+        self.forget_ms = cfg.forget_after_ms;
+        self.max_tracked = cfg.max_tracked;
+    }
+
     /// Admits a check counted against every key, or says how long until one may be tried.
     pub fn admit(&mut self, keys: &[Key], now: u64) -> Result<(), u64> {
         let mut wait = 0;

@@ -28,6 +28,12 @@ pub fn config_check(file: Option<std::path::PathBuf>, mut args: ConfigArgs) -> R
         cfg.services.declared.len(),
         cfg.exec.len()
     );
+    // What a SIGHUP with this file would not apply to a running broker.
+    println!(
+        "a running broker applies it on SIGHUP, except what is read at start only: listener \
+         addresses and backlogs, TLS files, mqtt.max_payload, auth workers and queue, \
+         http.sse_*, [bus], [events], data_dir and [[exec]] entries"
+    );
     Ok(())
 }
 

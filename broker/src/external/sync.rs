@@ -16,18 +16,21 @@ pub fn role_name(name: &str) -> String {
     format!("extbus:{name}")
 }
 
-/// A role's ACLs in the plugin's JSON form.
+/// A role's ACLs in the plugin's JSON form. Each subscribe grant also allows its shared form
+/// (`$share/<group>/<filter>`): Mosquitto checks a shared subscription's whole filter, and the
+/// embedded gate lets replicas share their own topics too.
 pub fn acls(grants: &[Grant]) -> Vec<Value> {
+    let acl = |acltype: &str, topic: &str, priority: i64, allow: bool| json!({"acltype": acltype, "topic": topic, "priority": priority, "allow": allow});
     grants
         .iter()
-        .map(|g| {
-            let (acltype, topic, priority, allow) = match g {
-                Grant::Publish(t) => ("publishClientSend", t, 0, true),
-                Grant::Subscribe(t) => ("subscribePattern", t, 0, true),
-                Grant::Receive(t) => ("publishClientReceive", t, 1, true),
-                Grant::Withhold(t) => ("publishClientReceive", t, 0, false),
-            };
-            json!({"acltype": acltype, "topic": topic, "priority": priority, "allow": allow})
+        .flat_map(|g| match g {
+            Grant::Publish(t) => vec![acl("publishClientSend", t, 0, true)],
+            Grant::Subscribe(t) => vec![
+                acl("subscribePattern", t, 0, true),
+                acl("subscribePattern", &format!("$share/+/{t}"), 0, true),
+            ],
+            Grant::Receive(t) => vec![acl("publishClientReceive", t, 1, true)],
+            Grant::Withhold(t) => vec![acl("publishClientReceive", t, 0, false)],
         })
         .collect()
 }
@@ -107,23 +110,61 @@ impl Sync {
             .first()
             .and_then(|a| a.data["role"]["acls"].as_array().cloned());
         let drifted = current.is_none_or(|c| acl_set(&c) != acl_set(&want));
+        self.apply(name, &role, want, drifted, password, password)
+            .await?;
+        Ok(drifted)
+    }
+
+    /// `principal` for the start-up sync: a known secret is given to a client being created,
+    /// but not set again on one already there (Mosquitto disconnects a client whose password
+    /// or role changes, so a restart would drop everyone logged in).
+    async fn principal_at_start(&self, name: &str, known: Option<&str>) -> Result<bool, String> {
+        let Some(p) = self.principals.get(name) else {
+            return self.principal(name, None).await;
+        };
+        let role = role_name(name);
+        let want = acls(&grants(&p, &self.registry));
+        let got = self
+            .dynsec
+            .run(vec![json!({"command": "getRole", "rolename": role})])
+            .await?;
+        let current = got
+            .first()
+            .and_then(|a| a.data["role"]["acls"].as_array().cloned());
+        let drifted = current.is_none_or(|c| acl_set(&c) != acl_set(&want));
+        self.apply(name, &role, want, drifted, known, None).await?;
+        Ok(drifted)
+    }
+
+    /// Creates the role (ACLs set only when they differ: a change disconnects the role's
+    /// clients) and the client, created with `new_password`, or, if it was there, given its
+    /// role and `set_password`.
+    async fn apply(
+        &self,
+        name: &str,
+        role: &str,
+        want: Vec<Value>,
+        drifted: bool,
+        new_password: Option<&str>,
+        set_password: Option<&str>,
+    ) -> Result<(), String> {
         let mut client =
             json!({"command": "createClient", "username": name, "roles": [{"rolename": role}]});
-        if let Some(pw) = password {
+        if let Some(pw) = new_password {
             client["password"] = json!(pw);
         }
-        let commands = vec![
-            json!({"command": "createRole", "rolename": role}),
-            json!({"command": "modifyRole", "rolename": role, "acls": want}),
-            client,
-        ];
+        let mut commands = vec![json!({"command": "createRole", "rolename": role})];
+        if drifted {
+            commands.push(json!({"command": "modifyRole", "rolename": role, "acls": want}));
+        }
+        commands.push(client);
         let a = self.dynsec.run(commands).await?;
         refused(&a, &["already"])?;
-        let existed = a.get(2).is_some_and(|c| c.error.is_some());
+        let existed = a.last().is_some_and(|c| c.error.is_some());
         if existed {
-            self.existing_client(name, &role, password).await?;
+            self.existing_client(name, role, set_password).await?;
         }
-        Ok(drifted)
+        Ok(())
     }
 
     /// A client that was there already: give it its role if it lacks it (the plugin refuses
@@ -151,6 +192,9 @@ impl Sync {
             commands
                 .push(json!({"command": "setClientPassword", "username": name, "password": pw}));
         }
+        if commands.is_empty() {
+            return Ok(());
+        }
         let a = self.dynsec.run(commands).await?;
         refused(&a, &[])
     }
@@ -163,7 +207,7 @@ impl Sync {
                 .iter()
                 .any(|(n, _)| self.dev && *n == p.name);
             let password = known.then_some(p.name.as_str());
-            if self.principal(&p.name, password).await? {
+            if self.principal_at_start(&p.name, password).await? {
                 report.drifted.push(p.name.clone());
             }
             report.applied.push(p.name);

@@ -109,7 +109,7 @@ fn admit(
 pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: Limits,
+    live: watch::Receiver<Limits>,
     metrics: Arc<Metrics>,
     closing: watch::Sender<bool>,
     shutdown: impl Future<Output = ()>,
@@ -135,6 +135,7 @@ pub(super) async fn serve(
                 continue;
             }
         };
+        let limits = *live.borrow();
         match admit(&counts, peer.ip(), &limits, &metrics) {
             Ok(slot) => {
                 let _ = stream.set_nodelay(true);
@@ -165,10 +166,9 @@ pub(super) async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(limits.grace, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let grace = live.borrow().grace;
+    let drained =
+        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::info!(
             open = conns.len(),

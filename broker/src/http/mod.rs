@@ -113,10 +113,11 @@ async fn metrics_text(State(st): State<HttpState>, headers: HeaderMap) -> impl I
 }
 
 /// Serves until `shutdown`, then closes within `limits.grace` (and a moment to flush).
+/// `limits` may change while serving (a reload): new connections get the new ones.
 pub async fn serve(
     listener: TcpListener,
     mut state: HttpState,
-    limits: Limits,
+    limits: watch::Receiver<Limits>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (closing, rx) = watch::channel(false);

@@ -71,7 +71,23 @@ pub struct MqttHandle {
     tls_addr: Option<SocketAddr>,
 }
 
+/// The gate's limits a reload changes.
+pub struct GateLimits(Arc<Gate>);
+
+impl GateLimits {
+    /// Applies reloaded `[mqtt]` limits (CONNECT timeout, subscription caps) to what comes
+    /// next; the payload limit and the listeners stay as started.
+    pub fn set(&self, connect_timeout: std::time::Duration, subs: SubscriptionLimits) {
+        self.0.set_limits(connect_timeout, subs);
+    }
+}
+
 impl MqttHandle {
+    /// What changes the gate's run-time limits.
+    pub fn limits(&self) -> GateLimits {
+        GateLimits(self.gate.clone())
+    }
+
     /// The plain MQTT listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

@@ -44,7 +44,7 @@ pub(crate) async fn run<S: Duplex>(gate: Arc<Gate>, mut client: S, peer: SocketA
     let mut stop = gate.stopping();
     let mut buf = BytesMut::with_capacity(4096);
     let first = tokio::select! {
-        r = tokio::time::timeout(gate.connect_timeout, read_frame(&mut client, &mut buf, gate.hard_cap)) => r,
+        r = tokio::time::timeout(gate.connect_timeout(), read_frame(&mut client, &mut buf, gate.hard_cap)) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
     let (header, total) = match first {

@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 pub(crate) use report::Reporter;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -55,8 +55,8 @@ pub(crate) struct Gate {
     pub max_payload: usize,
     /// Frames with a larger remaining length are not read at all; the connection is closed.
     pub hard_cap: usize,
-    /// How long a new connection may take to send its CONNECT.
-    pub connect_timeout: Duration,
+    /// How long (ms) a new connection may take to send its CONNECT; a reload may change it.
+    connect_timeout_ms: AtomicU64,
     pub internal: Internal,
     /// Commands (`extbus/in/...`) go straight to the coordinator, never through rumqttd.
     pub commands: mpsc::Sender<InboundPublish>,
@@ -101,7 +101,7 @@ impl Gate {
             check,
             max_payload,
             hard_cap: hard_cap(max_payload),
-            connect_timeout,
+            connect_timeout_ms: AtomicU64::new(connect_timeout.as_millis() as u64),
             internal,
             commands,
             auth,
@@ -113,6 +113,17 @@ impl Gate {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
         })
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Applies reloaded limits to connections from now on.
+    pub fn set_limits(&self, connect_timeout: Duration, subscriptions: SubscriptionLimits) {
+        let ms = connect_timeout.as_millis() as u64;
+        self.connect_timeout_ms.store(ms, Ordering::Relaxed);
+        self.subcaps.set_limits(subscriptions);
     }
 
     pub fn stopping(&self) -> watch::Receiver<bool> {

@@ -26,20 +26,25 @@ impl Over {
 
 /// The caps and the per-principal counts, shared by all connections of a gate.
 pub(crate) struct SubCaps {
-    limits: SubscriptionLimits,
+    /// Changed by a reload (SIGHUP); filters held beyond a lowered cap stay.
+    limits: Mutex<SubscriptionLimits>,
     held: Mutex<HashMap<String, usize>>,
 }
 
 impl SubCaps {
     pub fn new(limits: SubscriptionLimits) -> Arc<Self> {
         Arc::new(SubCaps {
-            limits,
+            limits: Mutex::new(limits),
             held: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn limits(&self) -> SubscriptionLimits {
-        self.limits
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_limits(&self, limits: SubscriptionLimits) {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
@@ -74,13 +79,13 @@ impl Slots {
         if self.filters.contains(filter) {
             return Ok(());
         }
-        if self.filters.len() >= self.caps.limits.max_per_connection {
+        if self.filters.len() >= self.caps.limits().max_per_connection {
             return Err(Over::Connection);
         }
         {
             let mut held = self.caps.held();
             let n = held.entry(self.principal.clone()).or_insert(0);
-            if *n >= self.caps.limits.max_per_principal {
+            if *n >= self.caps.limits().max_per_principal {
                 return Err(Over::Principal);
             }
             *n += 1;
