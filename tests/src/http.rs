@@ -124,8 +124,14 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<HttpResponse> {
+        // `host: extbus` unless the caller names one (some servers check it).
+        let host = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            ""
+        } else {
+            "host: extbus\r\n"
+        };
         let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nhost: extbus\r\ncontent-length: {}\r\n",
+            "{method} {target} HTTP/1.1\r\n{host}content-length: {}\r\n",
             body.len()
         );
         for (k, v) in headers {

@@ -1,13 +1,15 @@
 //! Test harness: a real extbus broker started in-process on free ports with a temporary data
 //! dir and a manual clock, and real MQTT clients (rumqttc, v3.1.1 and v5) that collect what
 //! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`)
-//! and a Server-Sent Events reader (`sse`).
+//! and a Server-Sent Events reader (`sse`), and a WebDriver client for browser tests
+//! (`webdriver`).
 //! No part of the bus or store is mocked.
 
 pub mod client;
 pub mod http;
 pub mod mosquitto;
 pub mod sse;
+pub mod webdriver;
 
 pub use client::{BusClient, Msg, Proto};
 

@@ -7,10 +7,11 @@ import { api } from './api.js';
 import { h, clear, json, objectTable, table } from './dom.js';
 import { buildForm } from './form.js';
 
-export function render(root) {
+export function render(root, ctx) {
   const list = h('div', { id: 'action-list' }, h('p', { class: 'muted', text: 'Loading...' }));
   const detail = h('section', { class: 'card', id: 'action-detail', 'aria-label': 'Action' }, h('p', { class: 'muted', text: 'Select an action.' }));
   clear(root, h('h1', { text: 'Actions' }), h('div', { class: 'layout' }, h('section', { class: 'card' }, list), detail));
+  if (!ctx.features.actions) { clear(list, h('p', { class: 'muted', text: 'This broker serves no actions.' })); return; }
   api('GET', '/actions').then(r => {
     const acts = r.actions || [];
     clear(list, acts.length ? table(acts, [

@@ -27,6 +27,8 @@ async function features() {
     const paths = Object.keys(doc.paths || {});
     return {
       metadata: paths.some(p => p.startsWith('/api/metadata')),
+      actions: paths.includes('/api/actions'),
+      plugins: paths.includes('/api/ui-plugins'),
       taskMetadata: JSON.stringify(doc.paths['/api/tasks']?.get || {}).includes('"metadata"'),
       entityMetadata: JSON.stringify(doc.paths['/api/entities']?.get || {}).includes('"metadata"'),
     };
@@ -39,7 +41,8 @@ async function start(session) {
   $('nav').hidden = false;
   $('signout').hidden = false;
   $('who').textContent = `${session.principal} (${session.roles.join(', ')})`;
-  ctx = { session, features: await features(), plugins: await plugins.load() };
+  const f = await features();
+  ctx = { session, features: f, plugins: f.plugins ? await plugins.load() : [] };
   const links = PAGES.map(([id, title]) => h('a', { href: '#/' + id, 'data-page': id, text: title }));
   for (const p of ctx.plugins.filter(p => p.extension_points.some(e => e.type === 'navigation'))) {
     links.push(h('a', { href: `#/plugin/${p.extension}/${p.name}`, 'data-page': `plugin/${p.extension}/${p.name}`, text: p.title }));
