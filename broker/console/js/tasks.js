@@ -99,8 +99,8 @@ export function render(root, ctx) {
     return h('form', { class: 'resolve', onsubmit: submit },
       h('div', { class: 'row' }, h('label', { for: 'resolve-how' }, 'Resolve', how), h('label', { for: 'resolve-message' }, 'Message', message)),
       h('label', { for: 'resolve-result' }, 'Result (JSON)', result, resultErr),
-      h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'resolve-submit', text: 'Send' }),
-        h('label', { for: 'extend-minutes', class: 'row' }, 'Extend by minutes', extend),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'resolve-submit', text: 'Send' })),
+      h('div', { class: 'row' }, h('label', { for: 'extend-minutes' }, 'Extend the deadline by minutes', extend),
         h('button', { type: 'button', class: 'secondary', id: 'extend-submit', text: 'Extend', onclick: doExtend })));
   }
 
