@@ -195,7 +195,7 @@ async fn tasks_appear_live_and_resolve_with_a_result_then_sign_out() {
 }
 
 const PLUGIN_HTML: &str = r#"<!doctype html><meta charset="utf-8"><title>VM tools</title>
-<p id="ctx">waiting</p>
+<p id="ctx">waiting</p><p id="api"></p>
 <script>
 addEventListener('message', e => {
   const d = e.data;
@@ -204,6 +204,8 @@ addEventListener('message', e => {
     id: d.object && d.object.id, operation: d.object && d.object.operation,
     token: typeof d.token === 'string' && d.token.length > 10, api: d.api});
   parent.postMessage({type: 'extbus.notify', level: 'info', text: 'context for ' + d.point}, '*');
+  if (d.object) fetch(d.api + '/tasks/' + d.object.id, {headers: {Authorization: 'Bearer ' + d.token}})
+    .then(r => r.json()).then(t => { document.getElementById('api').textContent = 'state ' + t.state; });
 });
 </script>"#;
 
@@ -360,6 +362,8 @@ async fn actions_run_through_their_form_and_plugins_mount_on_matching_tasks() {
         ctx,
         json!({"point": "task-action", "id": id, "operation": "vm.create", "token": true, "api": "/api"})
     );
+    // The token works from the sandboxed frame.
+    b.wait_for("#api", |t| t == "state blocked").await;
     b.frame(None).await;
     b.wait_for(".toast", |t| t.contains("context for task-action"))
         .await;

@@ -1,7 +1,7 @@
 //! Console sessions over a real broker: sign-in sets an HttpOnly, SameSite=Strict cookie the
 //! API accepts, writes need the CSRF header (and change nothing without it), sessions end
 //! when idle (manual clock) or signed out, minted bearer tokens expire and end with their
-//! session, sign-in failures are throttled like Basic auth, and the console's files carry
+//! session, may be used from a sandboxed (origin `null`) frame, sign-in failures are throttled like Basic auth, and the console's files carry
 //! ETags and answer 304 when unchanged.
 
 use extbus_tests::http::{request, Http, HttpResponse};
@@ -242,6 +242,50 @@ async fn idle_sessions_end_and_minted_tokens_expire_with_them() {
     )
     .await;
     assert_eq!(r.status, 403, "{:?}", r.json());
+
+    // A sandboxed plugin (origin `null`) may read answers to calls with its token only.
+    let pre = with(
+        &b,
+        "OPTIONS",
+        "/api/tasks",
+        &[
+            ("origin", "null"),
+            ("access-control-request-headers", "authorization"),
+        ],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("null"));
+    assert!(pre
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("authorization"));
+    assert!(pre.header("access-control-allow-credentials").is_none());
+    let r = with(
+        &b,
+        "GET",
+        "/api/tasks",
+        &[("authorization", &bearer), ("origin", "null")],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (200, Some("null"))
+    );
+    let r = with(
+        &b,
+        "GET",
+        "/api/tasks",
+        &[("cookie", &cookie), ("origin", "null")],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (200, None)
+    );
 
     b.clock.advance(60_000);
     assert_eq!(

@@ -13,6 +13,7 @@ pub mod auth;
 mod bus_auth;
 mod conn;
 mod console;
+mod cors;
 mod gateway;
 pub mod session;
 mod signin;

@@ -91,6 +91,10 @@ pub(in crate::http) async fn handle(State(st): State<HttpState>, req: Request<Bo
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let opaque = super::cors::opaque_origin(&parts.headers);
+    if opaque && parts.method == axum::http::Method::OPTIONS {
+        return super::cors::preflight();
+    }
     let path = parts.uri.path();
     if path == "/api/session" || path.starts_with("/api/session/") {
         return super::signin::handle(&st, parts, peer, body).await;
@@ -123,8 +127,14 @@ pub(in crate::http) async fn handle(State(st): State<HttpState>, req: Request<Bo
         }
     };
     let caller = super::access::Caller(principal.name.clone());
+    let bearer = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION);
     let mut resp = serve(&st, &principal, parts, body).await;
     resp.extensions_mut().insert(caller);
+    if opaque && bearer {
+        super::cors::allow(&mut resp);
+    }
     resp
 }
 
