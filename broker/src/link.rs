@@ -20,6 +20,17 @@ pub struct InternalCommand {
     pub reply: InternalReply,
 }
 
+/// An in-process extension that answers its actions (exec runs a program). `run` must not
+/// block: it starts the work and later sends `actions/responses` as `owner` on the link.
+pub trait LocalActions: Send + Sync {
+    fn owner(&self) -> &str;
+    fn run(
+        &self,
+        request: extbus_schema::actions::ActionRequest,
+        spec: extbus_schema::actions::ActionSpec,
+    );
+}
+
 /// The coordinator's end of the link with the in-process extensions.
 pub struct Link {
     pub commands: mpsc::Receiver<InternalCommand>,

@@ -310,6 +310,7 @@ pub async fn run_reloadable(
         std::time::Duration::from_millis(cfg.http.sse_keepalive_ms),
     );
     let parts = Parts {
+        local_actions: Vec::new(),
         config: cfg.clone(),
         db: db.clone(),
         bus_tx,

@@ -9,7 +9,7 @@ use crate::errors::{clip, CommandError, ErrorCode};
 use crate::roles::Role;
 use crate::spec::{self, Spec};
 use crate::tasks::TaskAction;
-use crate::{entities, events, register, registrations, services, tasks};
+use crate::{actions, entities, events, register, registrations, services, tasks};
 
 /// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,6 +55,14 @@ pub enum Command {
     EntitiesQuery,
     /// `entities/types`
     EntityTypes,
+    /// `actions/<extension>/<name>/invoke`
+    ActionInvoke { extension: String, name: String },
+    /// `actions/responses`
+    ActionResponse,
+    /// `actions/query`
+    ActionsQuery,
+    /// `ui-plugins/query`
+    UiPluginsQuery,
 }
 
 impl Command {
@@ -113,6 +121,12 @@ impl Command {
             }
             Command::EntitiesQuery => "entities/query".into(),
             Command::EntityTypes => "entities/types".into(),
+            Command::ActionInvoke { extension, name } => {
+                format!("actions/{extension}/{name}/invoke")
+            }
+            Command::ActionResponse => "actions/responses".into(),
+            Command::ActionsQuery => "actions/query".into(),
+            Command::UiPluginsQuery => "ui-plugins/query".into(),
         }
     }
 
@@ -151,6 +165,10 @@ impl Command {
             },
             Command::EntitiesQuery => &entities::QUERY,
             Command::EntityTypes => &entities::TYPES,
+            Command::ActionInvoke { .. } => &actions::INVOKE,
+            Command::ActionResponse => &actions::RESPONSE,
+            Command::ActionsQuery => &actions::QUERY,
+            Command::UiPluginsQuery => &crate::ui_plugins::QUERY,
         }
     }
 

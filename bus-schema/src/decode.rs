@@ -57,6 +57,10 @@ pub enum Body {
     EntityUpdate(Box<UpdateEntity>),
     EntityDelete(DeleteEntity),
     EntityQuery(Box<EntityQuery>),
+    ActionInvoke(Box<crate::actions::ActionInvoke>),
+    ActionResponse(Box<crate::actions::ActionResponse>),
+    /// `actions/query` and `ui-plugins/query` carry nothing but their correlation id.
+    ListQuery,
 }
 
 /// A command that failed a check, with whatever correlation id could be recovered.
@@ -340,6 +344,24 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             EntityAction::Delete => Body::EntityDelete(parse_as(command, body)?),
         },
         Command::EntityTypes => Body::EntityEmpty,
+        Command::ActionInvoke { extension, name } => {
+            let i: crate::actions::ActionInvoke = parse_as(command, body)?;
+            for (what, value) in [("extension", extension), ("action name", name)] {
+                if !valid_name(value) {
+                    return Err(CommandError::new(
+                        ErrorCode::InvalidName,
+                        format!(
+                            "{what} '{}' in the topic is not a valid name: {}",
+                            crate::errors::clip(value, 80),
+                            NameKind::Name.rule()
+                        ),
+                    ));
+                }
+            }
+            Body::ActionInvoke(Box::new(i))
+        }
+        Command::ActionResponse => Body::ActionResponse(Box::new(parse_as(command, body)?)),
+        Command::ActionsQuery | Command::UiPluginsQuery => Body::ListQuery,
         Command::EntitiesQuery => {
             let q: EntityQuery = parse_as(command, body)?;
             if let Some(org) = &q.org {

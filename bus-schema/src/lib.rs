@@ -11,6 +11,7 @@
 //! - `events`: event drafts, CloudEvents, replay. `tasks`: tasks, rules, task commands.
 //! - `task_json`: a task written straight to JSON, as its `Value` form would be.
 //! - `entities`: defined entities and their commands. `entity_types`: entity type declarations.
+//! - `actions`: custom actions; `ui_plugins`: UI plugin declarations.
 //! - `register`: extension manifests. `services`: service requests, responses and calls.
 //! - `reply`: the reply every command gets. `time_fmt`: epoch-ms <-> RFC 3339.
 //! - `validate`: the embedded `schemas/*.json` (draft 2020-12) and `schema_violation` details.
@@ -19,6 +20,7 @@
 //!
 //! Must not depend on tokio, sled or rumqttd.
 
+pub mod actions;
 pub mod asyncapi;
 pub mod commands;
 pub mod correlation_scan;
@@ -38,6 +40,7 @@ pub mod task_json;
 pub mod tasks;
 pub mod time_fmt;
 pub mod topics;
+pub mod ui_plugins;
 pub mod unknown_fields;
 pub mod validate;
 

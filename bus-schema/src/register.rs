@@ -45,6 +45,12 @@ pub struct Manifest {
     /// Entity types this extension owns (checked by `entity_types::check`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entity_types: Vec<crate::entity_types::EntityTypeSpec>,
+    /// Custom actions (checked by `actions::check`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::actions::ActionSpec>,
+    /// UI plugins (checked by `ui_plugins::check`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ui_plugins: Vec<crate::ui_plugins::UiPluginSpec>,
 }
 
 /// An extension service: requests whose HTTP path matches one of `url_patterns` go to
@@ -131,6 +137,9 @@ impl Manifest {
                 });
             }
         }
+        let mut names = NameCheck::new();
+        crate::actions::check(&self.actions, &mut details, &mut names);
+        crate::ui_plugins::check(&self.ui_plugins, &mut details, &mut names);
         if !details.is_empty() {
             let first = format!("{}: {}", details[0].path, details[0].message);
             let message = match details.len() {
@@ -142,7 +151,6 @@ impl Manifest {
             );
         }
 
-        let mut names = NameCheck::new();
         if let Some(c) = &self.component {
             if c == CONFIG_COMPONENT {
                 let message = format!(

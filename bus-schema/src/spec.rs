@@ -5,7 +5,7 @@
 use crate::commands::Command;
 use crate::roles::Role;
 use crate::validate::SchemaFile;
-use crate::{entities, events, register, registrations, services, tasks};
+use crate::{actions, entities, events, register, registrations, services, tasks};
 
 /// Every command family, in the order their channels and schemas are exported.
 pub const FAMILIES: &[&[Spec]] = &[
@@ -15,6 +15,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     registrations::FAMILY,
     services::FAMILY,
     entities::FAMILY,
+    actions::FAMILY,
 ];
 
 /// One inbound command.

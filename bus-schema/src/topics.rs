@@ -14,6 +14,8 @@ pub const TASKS_BLOCKED_PREFIX: &str = "extbus/tasks/blocked/";
 pub const TASKS_RESOLVED_PREFIX: &str = "extbus/tasks/resolved/";
 /// `extbus/services/<vendor>/<name>/<version>/requests`.
 pub const SERVICES_PREFIX: &str = "extbus/services/";
+/// `extbus/actions/<extension>/requests`.
+pub const ACTIONS_PREFIX: &str = "extbus/actions/";
 /// `extbus/in/<principal>/<command>`.
 pub const INBOX_PREFIX: &str = "extbus/in/";
 /// `extbus/out/<principal>/{replies,outcomes}`.
@@ -68,6 +70,16 @@ pub fn tasks_resolved(operation: &str) -> String {
 /// `extbus/services/<vendor>/<name>/<version>/requests`.
 pub fn service_requests(vendor: &str, name: &str, version: &str) -> String {
     format!("{SERVICES_PREFIX}{vendor}/{name}/{version}/{SERVICE_REQUESTS}")
+}
+
+/// `extbus/actions/<extension>/requests`: where an extension's action runs are delivered.
+pub fn action_requests(extension: &str) -> String {
+    format!("{ACTIONS_PREFIX}{extension}/{SERVICE_REQUESTS}")
+}
+
+/// `extbus/actions/<extension>/#`: what only that extension may subscribe to.
+pub fn actions_filter(extension: &str) -> String {
+    format!("{ACTIONS_PREFIX}{extension}/#")
 }
 
 /// `extbus/services/<vendor>/<name>/<version>/#`: what the extension serving it may subscribe to.

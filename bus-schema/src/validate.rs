@@ -60,6 +60,7 @@ pub const OUTBOUND: &[SchemaFile] = &[
     schema!("outcome", Outbound),
     schema!("reply", Outbound),
     schema!("service-request", Outbound),
+    schema!("action-request", Outbound),
 ];
 
 static SCHEMAS: LazyLock<Vec<SchemaFile>> = LazyLock::new(|| {

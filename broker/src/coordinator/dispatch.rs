@@ -3,7 +3,8 @@
 
 use super::ctx::{Ctx, Output};
 use super::{
-    entities, entity_query, events, register, registrations, services, tasks, Batch, Coordinator,
+    actions, entities, entity_query, events, register, registrations, services, tasks, Batch,
+    Coordinator,
 };
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
@@ -127,6 +128,12 @@ pub(crate) fn apply(
             },
             Body::ServiceCall(c),
         ) => services::call(co, ctx, &format!("{vendor}/{name}/{version}"), *c)?,
+        (Command::ActionInvoke { extension, name }, Body::ActionInvoke(r)) => {
+            actions::invoke(co, b, ctx, &extension, &name, *r)?
+        }
+        (Command::ActionResponse, Body::ActionResponse(r)) => actions::respond(co, b, ctx, *r),
+        (Command::ActionsQuery, Body::ListQuery) => actions::query(co, ctx),
+        (Command::UiPluginsQuery, Body::ListQuery) => actions::ui_query(co),
         (Command::EntitiesCreate, Body::EntityCreate(r)) => entities::create(co, b, ctx, *r),
         (Command::EntitiesQuery, Body::EntityQuery(q)) => entity_query::query(co, b, ctx, &q),
         (Command::EntityTypes, Body::EntityEmpty) => entity_query::types(co, b),

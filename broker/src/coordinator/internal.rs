@@ -28,12 +28,21 @@ pub(crate) fn apply(co: &mut Coordinator, b: &mut Batch, cmd: InternalCommand) {
                 correlation_data: None,
                 reply_topic: None,
             };
+            co.runs.forget_last();
             match dispatch::apply(co, b, &ctx, d) {
                 Some(r) => r.map(Output::into_value),
-                None => Err(CommandError::new(
-                    ErrorCode::UnknownCommand,
-                    "this command has no immediate answer",
-                )),
+                // An action run: its reply comes with the extension's answer.
+                None => match co.runs.bind(cmd.reply) {
+                    Ok(()) => return,
+                    Err(tx) => {
+                        let e = CommandError::new(
+                            ErrorCode::UnknownCommand,
+                            "this command has no immediate answer",
+                        );
+                        b.internal.push((tx, Err(e)));
+                        return;
+                    }
+                },
             }
         }
     };

@@ -5,10 +5,12 @@
 //!
 //! Files: `outbox` (pending publishes), `ctx` (a command's sender and reply), `dispatch`
 //! (command -> family), `internal` (commands from exec), `tasks`, `events`, `register`,
-//! `registrations`, `services`, `entities` with `entity_query` and `entity_types` (one per
+//! `registrations`, `services`, `actions` (with `action_runs`), `entities` with `entity_query` and `entity_types` (one per
 //! command family); `records` (what registrations hold beside their rules), `reannounce`
 //! (waiting tasks sent again to a returning extension).
 
+mod action_runs;
+mod actions;
 mod ctx;
 mod dispatch;
 mod entities;
@@ -63,6 +65,8 @@ pub struct Parts {
     pub feed: crate::feed::Feed,
     /// Configurations reloaded on SIGHUP, applied between batches.
     pub reconfigure: Option<mpsc::Receiver<Reconfigure>>,
+    /// In-process extensions that answer actions (exec).
+    pub local_actions: Vec<Arc<dyn crate::link::LocalActions>>,
 }
 
 pub use reconfigure::Reconfigure;
@@ -102,6 +106,10 @@ pub(crate) struct Coordinator {
     pub exec_tap: Option<mpsc::UnboundedSender<extbus_schema::tasks::Task>>,
     acl_sync: Option<Arc<crate::external::sync::Sync>>,
     pub feed: crate::feed::Feed,
+    /// Action runs waiting for their extension's answer.
+    pub runs: action_runs::Runs,
+    /// In-process extensions that answer actions (exec), by principal.
+    pub local_actions: std::collections::HashMap<String, Arc<dyn crate::link::LocalActions>>,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -162,6 +170,12 @@ impl Coordinator {
             exec_tap: None,
             acl_sync: parts.acl_sync.clone(),
             feed: parts.feed.clone(),
+            runs: action_runs::Runs::default(),
+            local_actions: parts
+                .local_actions
+                .iter()
+                .map(|l| (l.owner().to_string(), l.clone()))
+                .collect(),
         };
         records::restore(&mut co);
         Ok(co)
@@ -316,6 +330,10 @@ impl Coordinator {
             .reannounce
             .wakeup()
             .map_or(housekeeping, |t| t.min(housekeeping));
+        let housekeeping = self
+            .runs
+            .wakeup()
+            .map_or(housekeeping, |t| t.min(housekeeping));
         self.engine
             .next_wakeup(&self.store)
             .map_or(housekeeping, |t| t.min(housekeeping))
@@ -345,6 +363,7 @@ impl Coordinator {
             }
         }
         tasks::timers(self, &mut b);
+        actions::timers(self, &mut b);
         reannounce::step(self, &mut b);
         if now >= self.next_principal_check {
             principals::check(self, &mut b);

@@ -1,5 +1,5 @@
-//! What each registration holds beside its rules (services, when it registered, whether an
-//! operator switched it off), kept in the `services` tree, and how a principal's registrations
+//! What each registration holds beside its rules (services, actions, UI plugins, when it
+//! registered, whether an operator switched it off), kept in the `services` tree, and how a principal's registrations
 //! are pushed to the services router and the gate's registry.
 //!
 //! Keys: `<principal>\0<component>` -> `Record` (JSON); `<principal>\0` -> the switch of the
@@ -9,7 +9,9 @@
 use super::Coordinator;
 use crate::registry::Registration;
 use extbus_callouts::{CalloutError, Store, TreeId, Txn};
+use extbus_schema::actions::ActionSpec;
 use extbus_schema::register::{ServiceSpec, DEFAULT_COMPONENT};
+use extbus_schema::ui_plugins::UiPluginSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +24,11 @@ pub(crate) struct Record {
     pub services: Vec<ServiceSpec>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Custom actions, as listed (password defaults redacted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ui_plugins: Vec<UiPluginSpec>,
 }
 
 /// Every registration's record, and the principals switched off as a whole.

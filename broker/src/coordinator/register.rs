@@ -1,5 +1,5 @@
-//! `register`: an extension's manifest of callout rules and services for one of its
-//! components. Rules go to the callouts engine (persisted per (principal, component)); the
+//! `register`: an extension's manifest of callout rules, services, entity types, actions and
+//! UI plugins for one of its components. Rules go to the callouts engine (persisted per (principal, component)); the
 //! component's services and registration time are kept in the `services` tree (`records`),
 //! both written through the batch's `Txn`; then the router and the gate's registry are
 //! refreshed so the extension may receive its notices and requests.
@@ -7,6 +7,7 @@
 use super::ctx::Ctx;
 use super::records::{self, Record};
 use super::{Batch, Coordinator};
+use extbus_schema::actions::ActionSpec;
 use extbus_schema::register::{Manifest, ServiceSpec};
 use extbus_schema::CommandError;
 use serde_json::{json, Value};
@@ -28,10 +29,14 @@ pub(crate) fn apply(
             .register_component(&mut b.txn, &owner, &component, manifest.rules.clone())?;
     let before = co.records.get(&owner, &component).cloned();
     let disabled = before.as_ref().is_some_and(|r| r.disabled);
-    let old_services = before.map(|r| r.services).unwrap_or_default();
+    let before = before.unwrap_or_default();
+    let old_services = before.services;
+    let actions: Vec<ActionSpec> = manifest.actions.iter().map(ActionSpec::listed).collect();
     if manifest.rules.is_empty()
         && manifest.services.is_empty()
         && manifest.entity_types.is_empty()
+        && manifest.actions.is_empty()
+        && manifest.ui_plugins.is_empty()
         && !disabled
     {
         // An empty manifest withdraws the component (a switched-off one stays listed).
@@ -41,6 +46,8 @@ pub(crate) fn apply(
             registered_at: Some(b.now),
             services: manifest.services.clone(),
             disabled,
+            actions: actions.clone(),
+            ui_plugins: manifest.ui_plugins.clone(),
         };
         co.records.put(&mut b.txn, &owner, &component, record);
     }
@@ -54,10 +61,25 @@ pub(crate) fn apply(
         "component": component,
         "rules": rules.stored,
         "services": new_services,
-        "added": {"rules": rules.added, "services": missing_from(new_services, &old_services)},
-        "removed": {"rules": rules.removed, "services": missing_from(&old_services, new_services)},
+        "added": {"rules": rules.added, "services": missing_from(new_services, &old_services),
+            "actions": names_missing(&actions, &before.actions, |a| &a.name),
+            "ui_plugins": names_missing(&manifest.ui_plugins, &before.ui_plugins, |p| &p.name)},
+        "removed": {"rules": rules.removed, "services": missing_from(&old_services, new_services),
+            "actions": names_missing(&before.actions, &actions, |a| &a.name),
+            "ui_plugins": names_missing(&before.ui_plugins, &manifest.ui_plugins, |p| &p.name)},
         "entity_types": entity_types,
+        "actions": actions,
+        "ui_plugins": manifest.ui_plugins,
     }))
+}
+
+/// The names of the items of `a` that `b` does not hold as they are (a changed one is both
+/// removed and added, as services are).
+fn names_missing<T: PartialEq>(a: &[T], b: &[T], name: impl Fn(&T) -> &String) -> Vec<String> {
+    a.iter()
+        .filter(|x| !b.contains(x))
+        .map(|x| name(x).clone())
+        .collect()
 }
 
 /// The services of `a` that `b` does not hold as they are.

@@ -39,6 +39,7 @@ pub fn grants(p: &Principal, registry: &Registry) -> Vec<Grant> {
         candidates.push(topics::TASKS_BLOCKED_ALL.to_string());
     }
     candidates.push(topics::EVENTS_ALL.to_string());
+    candidates.push(topics::actions_filter(&p.name));
     candidates.extend(p.orgs.iter().map(|o| topics::events_org_filter(o)));
     candidates.extend(
         reg.services
@@ -128,6 +129,7 @@ mod tests {
                 "extbus/out/ext/#",
                 "extbus/tasks/blocked/#",
                 "extbus/events/#",
+                "extbus/actions/ext/#",
                 "extbus/services/acme/greeter/#"
             ]
         );

@@ -110,6 +110,16 @@ pub fn may_subscribe(p: &Principal, filter: &str, registry: &Registry) -> Result
             _ => deny("a service filter must name the vendor and the service literally"),
         };
     }
+    if under(&levels, topics::ACTIONS_PREFIX, &[]) {
+        // An action's requests carry its password arguments: only its extension reads them.
+        if extension && under(&levels, topics::ACTIONS_PREFIX, &[name]) {
+            return Ok(());
+        }
+        return deny(format!(
+            "only the extension itself may subscribe to its action requests ({name} may read {})",
+            topics::actions_filter(name)
+        ));
+    }
     if (extension || operator || observer) && under(&levels, topics::EVENTS_PREFIX, &[]) {
         if p.all_orgs() {
             return Ok(());
@@ -440,6 +450,24 @@ mod tests {
         assert!(subs(&all, "extbus/events/+/vapp/instantiate"));
         assert!(!subs(&all, "extbus/#"));
         assert!(!subs(&all, "#"));
+    }
+
+    #[test]
+    fn only_the_extension_reads_its_action_requests() {
+        let ext = principal("ext", &[Role::Extension], &["*"]);
+        assert!(subs(&ext, "extbus/actions/ext/#"));
+        assert!(subs(&ext, "extbus/actions/ext/requests"));
+        assert!(subs(&ext, "$share/g/extbus/actions/ext/requests"));
+        for f in [
+            "extbus/actions/other/#",
+            "extbus/actions/+/requests",
+            "extbus/actions/#",
+        ] {
+            assert!(!subs(&ext, f), "{f}");
+        }
+        let op = principal("op", &[Role::Operator, Role::Observer], &["*"]);
+        let d = may_subscribe(&op, "extbus/actions/ext/requests", &registry()).unwrap_err();
+        assert!(d.reason.contains("only the extension"), "{}", d.reason);
     }
 
     #[test]
