@@ -72,7 +72,9 @@ export function buildForm(schema, prefix) {
   const props = schema?.properties || {};
   const required = new Set(schema?.required || []);
   const fields = {};
-  const el = h('div', { class: 'fields' }, Object.entries(props).map(([name, p]) => {
+  // Required fields first, the rest in the schema's order.
+  const entries = Object.entries(props).sort((a, b) => required.has(b[0]) - required.has(a[0]));
+  const el = h('div', { class: 'fields' }, entries.map(([name, p]) => {
     const id = `${prefix}-${name}`;
     const control = input(name, p, id, required.has(name));
     const err = h('span', { class: 'field-error', id: id + '-error', 'data-field': name });
