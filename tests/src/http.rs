@@ -108,11 +108,24 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<HttpResponse> {
-        match tokio::time::timeout(WAIT, self.send_unbounded(method, target, headers, body)).await {
+        self.send_within(WAIT, method, target, headers, body).await
+    }
+
+    /// `send` with another bound (a browser driven on a busy machine can be slow).
+    pub async fn send_within(
+        &mut self,
+        within: std::time::Duration,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
+        match tokio::time::timeout(within, self.send_unbounded(method, target, headers, body)).await
+        {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no response to {method} {target} within {WAIT:?}"),
+                format!("no response to {method} {target} within {within:?}"),
             )),
         }
     }

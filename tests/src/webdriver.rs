@@ -3,7 +3,7 @@
 //! drives it over the tests crate's HTTP client. Missing browser packages are installed with
 //! apt-get when running as root; otherwise the test fails naming the command.
 
-use crate::http::request;
+use crate::http::{Http, HttpResponse};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -15,7 +15,23 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Longest wait for something to appear on a page.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for one WebDriver command (screenshots and navigation are slow on a busy
+/// machine).
+const COMMAND: Duration = Duration::from_secs(120);
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut c = Http::connect(addr).await.expect("connect to chromedriver");
+    c.send_within(COMMAND, method, target, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("WebDriver {method} {target}: {e}"))
+}
 
 /// Makes sure chromium and chromedriver are installed.
 pub fn ensure_browser() {

@@ -49,6 +49,12 @@ async fn sign_in(b: &Browser, broker: &TestBroker, name: &str) {
     b.wait_for("#who", |t| t.starts_with(name)).await;
 }
 
+/// Scrolls the first `css` element into the middle of the window (for screenshots).
+async fn scroll_to(b: &Browser, css: &str) {
+    let js = "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})";
+    b.script(js, json!([css])).await;
+}
+
 /// Fails if the page is wider than the window (content cut off on a phone).
 async fn assert_fits(b: &Browser) {
     let v = b
@@ -334,6 +340,7 @@ async fn actions_run_through_their_form_and_plugins_mount_on_matching_tasks() {
     .await;
     b.wait_for("#action-result tbody tr", |t| t.contains("data"))
         .await;
+    scroll_to(&b, "#action-result").await;
     b.screenshot(&shot("actions")).await;
 
     // The plugin's button on a matching task; its frame gets the task and a token.
@@ -370,6 +377,7 @@ async fn actions_run_through_their_form_and_plugins_mount_on_matching_tasks() {
     b.frame(None).await;
     b.wait_for(".toast", |t| t.contains("context for task-action"))
         .await;
+    scroll_to(&b, "iframe.plugin").await;
     b.screenshot(&shot("plugin")).await;
     b.click(&b.find("a[data-page='plugin/extension/vm-ui']").await)
         .await;
