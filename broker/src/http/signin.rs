@@ -72,7 +72,7 @@ pub(super) async fn handle(
                 let r = axum::Json(json!({"signed_out": true})).into_response();
                 with_cookie(r, st.auth.sessions.set_cookie(None))
             }
-            Err(r) => r,
+            Err(why) => why.answer(),
         },
         (&Method::POST, "/api/session/token") => match current(st, &parts) {
             Ok(s) => match st.auth.sessions.mint(&s.id) {
@@ -88,7 +88,7 @@ pub(super) async fn handle(
                 }
                 None => unauthorized("the console session ended; sign in again"),
             },
-            Err(r) => r,
+            Err(why) => why.answer(),
         },
         (_, "/api/session" | "/api/session/token") => fail(
             404,
@@ -99,20 +99,37 @@ pub(super) async fn handle(
     }
 }
 
-/// The request's live session (writes need its CSRF token), or the answer refusing it.
-fn current(st: &HttpState, parts: &Parts) -> Result<Opened, Response> {
+/// Why a request has no usable session.
+enum NoSession {
+    None,
+    Ended,
+    NoCsrf,
+}
+
+impl NoSession {
+    fn answer(self) -> Response {
+        match self {
+            NoSession::None => unauthorized("not signed in"),
+            NoSession::Ended => unauthorized("the console session ended; sign in again"),
+            NoSession::NoCsrf => fail(
+                403,
+                ErrorCode::Forbidden,
+                "a write with the session cookie needs its X-CSRF-Token header",
+            ),
+        }
+    }
+}
+
+/// The request's live session (writes need its CSRF token).
+fn current(st: &HttpState, parts: &Parts) -> Result<Opened, NoSession> {
     let sessions = &st.auth.sessions;
     match sessions.from_request(&parts.method, &parts.headers) {
-        Cookie::None => Err(unauthorized("not signed in")),
-        Cookie::Stale => Err(unauthorized("the console session ended; sign in again")),
-        Cookie::Live { csrf_ok: false, .. } => Err(fail(
-            403,
-            ErrorCode::Forbidden,
-            "a write with the session cookie needs its X-CSRF-Token header",
-        )),
+        Cookie::None => Err(NoSession::None),
+        Cookie::Stale => Err(NoSession::Ended),
+        Cookie::Live { csrf_ok: false, .. } => Err(NoSession::NoCsrf),
         Cookie::Live { .. } => cookie_value(&parts.headers, COOKIE)
             .and_then(|id| sessions.touch(id))
-            .ok_or_else(|| unauthorized("the console session ended; sign in again")),
+            .ok_or(NoSession::Ended),
     }
 }
 
