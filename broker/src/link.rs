@@ -36,4 +36,6 @@ pub struct Link {
     pub commands: mpsc::Receiver<InternalCommand>,
     /// Blocked tasks as announced (after each flush), and the blocked ones found at start.
     pub blocked: mpsc::UnboundedSender<Task>,
+    /// The in-process extensions that answer actions.
+    pub actions: Vec<std::sync::Arc<dyn LocalActions>>,
 }

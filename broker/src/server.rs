@@ -301,7 +301,7 @@ pub async fn run_reloadable(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let internal = crate::exec::start(&exec, metrics.clone(), stop_rx.clone());
+    let internal = crate::exec::start(&exec, metrics.clone(), clock.clone(), stop_rx.clone());
     let feed = crate::feed::Feed::new(cfg.http.sse_buffer);
     let (api_tx, api_rx) = mpsc::channel(crate::http::api::QUEUE);
     let api = crate::http::api::Api::new(
@@ -310,7 +310,6 @@ pub async fn run_reloadable(
         std::time::Duration::from_millis(cfg.http.sse_keepalive_ms),
     );
     let parts = Parts {
-        local_actions: Vec::new(),
         config: cfg.clone(),
         db: db.clone(),
         bus_tx,

@@ -29,8 +29,9 @@ fn default_parameters() -> Value {
     serde_json::json!({"type": "object"})
 }
 
-/// One action of a manifest.
+/// One action of a manifest (or of an executable extension's config entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActionSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -36,6 +36,9 @@ pub struct ExecConfig {
     /// Extension services it answers (action `service`).
     #[serde(default)]
     pub services: Vec<ExecService>,
+    /// Custom actions it answers (action `action`), as in a manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<extbus_schema::actions::ActionSpec>,
     /// How long one run may take before it is killed.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -71,6 +74,7 @@ impl ExecConfig {
             path: path.to_path_buf(),
             rules: Vec::new(),
             services: Vec::new(),
+            actions: Vec::new(),
             timeout_ms: default_timeout_ms(),
             check_interval_ms: default_check_interval_ms(),
             max_running: default_max_running(),
@@ -160,6 +164,7 @@ pub fn validate(entries: &[ExecConfig]) -> Result<(), ConfigError> {
                 s.timeout_ms,
             )?;
         }
+        check_actions(i, &e.actions)?;
         for (j, r) in e.rules.iter().enumerate() {
             let rf = |k: &str| format!("exec[{i}].rules[{j}].{k}");
             if extbus_schema::names::split_operation(&r.operation).is_none() {
@@ -183,6 +188,33 @@ pub fn validate(entries: &[ExecConfig]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// An entry's actions pass the manifest's checks; the first failure names its field
+/// (`exec[0].actions[1].parameters`).
+fn check_actions(
+    i: usize,
+    actions: &[extbus_schema::actions::ActionSpec],
+) -> Result<(), ConfigError> {
+    let mut details = Vec::new();
+    let mut names = extbus_schema::names::NameCheck::new();
+    extbus_schema::actions::check(actions, &mut details, &mut names);
+    let details = match names.finish() {
+        Ok(()) => details,
+        Err(e) => details.into_iter().chain(e.details).collect(),
+    };
+    let Some(d) = details.first() else {
+        return Ok(());
+    };
+    // `/actions/1/parameters` -> `exec[0].actions[1].parameters`.
+    let mut field = format!("exec[{i}]");
+    for level in d.path.trim_start_matches('/').split('/') {
+        match level.parse::<usize>() {
+            Ok(n) => field.push_str(&format!("[{n}]")),
+            Err(_) => field.push_str(&format!(".{level}")),
+        }
+    }
+    Err(invalid(field, d.message.clone()))
 }
 
 /// Every entry's rules, bound to their entries, for the callouts engine.
@@ -248,5 +280,21 @@ mod tests {
         let mut bad = e.clone();
         bad.services[0].version = "1/0".into();
         assert_eq!(field(&[bad]), "exec[0].services[0].version");
+        let action = |v: serde_json::Value| serde_json::from_value(v).unwrap();
+        let mut bad = e.clone();
+        bad.actions = vec![
+            action(json!({"name": "a"})),
+            action(json!({"name": "b", "parameters": {"type": 5}})),
+        ];
+        assert_eq!(field(&[bad]), "exec[0].actions[1].parameters");
+        let mut bad = e.clone();
+        bad.actions = vec![action(json!({"name": "A"}))];
+        assert_eq!(field(&[bad]), "exec[0].actions[0].name");
+        assert!(
+            serde_json::from_value::<extbus_schema::actions::ActionSpec>(
+                json!({"name": "a", "rolez": []})
+            )
+            .is_err()
+        );
     }
 }

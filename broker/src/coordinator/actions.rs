@@ -12,6 +12,7 @@ use bytes::Bytes;
 use extbus_schema::actions::{
     arguments_error, ActionInvoke, ActionRequest, ActionResponse, ActionSpec, RunStatus,
 };
+use extbus_schema::register::CONFIG_COMPONENT;
 use extbus_schema::ui_plugins::UiPluginSpec;
 use extbus_schema::{topics, CommandError, ErrorCode};
 use serde_json::{json, Value};
@@ -39,8 +40,23 @@ fn declared<'a, T: 'a>(
     })
 }
 
+/// Every action: those of registrations, then those of executable extensions' config
+/// entries (component `config`).
+fn all_actions(co: &Coordinator) -> impl Iterator<Item = Declared<'_, ActionSpec>> {
+    let exec = co.config.exec.iter().flat_map(move |e| {
+        let disabled = co.records.disabled_principals.contains(&e.name);
+        e.actions.iter().map(move |item| Declared {
+            extension: e.name.as_str(),
+            component: CONFIG_COMPONENT,
+            item,
+            disabled,
+        })
+    });
+    declared(co, |r| &r.actions).chain(exec)
+}
+
 fn find<'a>(co: &'a Coordinator, extension: &str, name: &str) -> Option<Declared<'a, ActionSpec>> {
-    declared(co, |r| &r.actions).find(|d| d.extension == extension && d.item.name == name)
+    all_actions(co).find(|d| d.extension == extension && d.item.name == name)
 }
 
 fn overloaded(message: String) -> CommandError {
@@ -242,7 +258,7 @@ fn finish(co: &mut Coordinator, b: &mut Batch, id: &str, run: &Run, status: &str
 /// `actions/query`: the actions of enabled registrations the sender may invoke.
 pub(crate) fn query(co: &Coordinator, ctx: &Ctx) -> Result<Value, CommandError> {
     let roles = &ctx.principal.roles;
-    let list: Vec<Value> = declared(co, |r| &r.actions)
+    let list: Vec<Value> = all_actions(co)
         .filter(|d| !d.disabled && d.item.permits(roles))
         .map(|d| {
             let a = d.item;

@@ -65,8 +65,6 @@ pub struct Parts {
     pub feed: crate::feed::Feed,
     /// Configurations reloaded on SIGHUP, applied between batches.
     pub reconfigure: Option<mpsc::Receiver<Reconfigure>>,
-    /// In-process extensions that answer actions (exec).
-    pub local_actions: Vec<Arc<dyn crate::link::LocalActions>>,
 }
 
 pub use reconfigure::Reconfigure;
@@ -172,8 +170,9 @@ impl Coordinator {
             feed: parts.feed.clone(),
             runs: action_runs::Runs::default(),
             local_actions: parts
-                .local_actions
+                .internal
                 .iter()
+                .flat_map(|l| l.actions.iter())
                 .map(|l| (l.owner().to_string(), l.clone()))
                 .collect(),
         };

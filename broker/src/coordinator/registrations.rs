@@ -59,6 +59,13 @@ pub(crate) fn query(
                 .iter()
                 .map(|d| d.extension.clone()),
         )
+        .chain(
+            co.config
+                .exec
+                .iter()
+                .filter(|e| !e.actions.is_empty())
+                .map(|e| e.name.clone()),
+        )
         .collect();
     configured.retain(|p| q.principal.as_ref().is_none_or(|want| want == p));
     let keys = keys.into_iter().chain(
@@ -81,6 +88,13 @@ pub(crate) fn query(
                 .collect();
             let record = records::Record {
                 services: co.config.declared_services(&p),
+                actions: co
+                    .config
+                    .exec
+                    .iter()
+                    .filter(|e| e.name == p)
+                    .flat_map(|e| e.actions.clone())
+                    .collect(),
                 ..records::Record::default()
             };
             (own, record)

@@ -2,8 +2,10 @@
 //! the broker runs itself for the callout stages and the services they are named in. This file
 //! holds `Entry` (an `[[exec]]` entry, configured in `config::exec`, with its limit of
 //! concurrent runs). Files: `callout` (answers blocked tasks), `service` (answers service
-//! requests), `runner` (one run), `readiness` (exists and executable).
+//! requests), `action` (answers action runs), `runner` (one run), `readiness` (exists and
+//! executable).
 
+pub mod action;
 pub mod callout;
 pub mod readiness;
 pub mod runner;
@@ -52,6 +54,7 @@ pub fn entries(configs: &[ExecConfig]) -> Vec<Arc<Entry>> {
 pub fn start(
     entries: &[Arc<Entry>],
     metrics: Arc<Metrics>,
+    clock: Arc<dyn crate::clock::Clock>,
     stop: watch::Receiver<bool>,
 ) -> Option<Link> {
     if entries.is_empty() {
@@ -64,6 +67,18 @@ pub fn start(
         metrics.clone(),
         stop.clone(),
     ));
+    let actions = entries
+        .iter()
+        .filter(|e| !e.config.actions.is_empty())
+        .map(|e| {
+            Arc::new(action::ExecActions {
+                entry: e.clone(),
+                commands: cmd_tx.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            }) as Arc<dyn crate::link::LocalActions>
+        })
+        .collect();
     tokio::spawn(callout::adapter(
         entries.to_vec(),
         cmd_tx,
@@ -74,5 +89,6 @@ pub fn start(
     Some(Link {
         commands: cmd_rx,
         blocked: blocked_tx,
+        actions,
     })
 }
