@@ -6,6 +6,7 @@
 //! No part of the bus or store is mocked.
 
 pub mod client;
+pub mod console;
 pub mod http;
 pub mod mosquitto;
 pub mod sse;

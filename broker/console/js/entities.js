@@ -7,26 +7,35 @@ import { api, query } from './api.js';
 import { h, clear, table, when, toast } from './dom.js';
 import { buttonsFor } from './plugins.js';
 
+// A path segment: entity ids are URNs, whose ':' the API takes as is.
+const seg = id => id.replace(/[/?#%]/g, encodeURIComponent);
+
 export function render(root, ctx) {
-  const type = h('select', { id: 'entity-type', name: 'type' }, h('option', { value: '', text: 'any type' }));
+  // Types are suggested from the registrations and from the entities listed so far.
+  const known = h('datalist', { id: 'entity-types' });
+  const type = h('input', { id: 'entity-type', name: 'type', list: 'entity-types', placeholder: 'any type (urn:extbus:type:...)' });
+  const seen = new Set();
+  const suggest = ids => {
+    for (const id of ids) if (id && !seen.has(id)) { seen.add(id); known.append(h('option', { value: id })); }
+  };
   const org = h('input', { id: 'entity-org', name: 'org', placeholder: 'org' });
   const search = ctx.features.entityMetadata ? h('input', { id: 'entity-search', name: 'metadata', placeholder: 'metadata search' }) : null;
   const list = h('div', { id: 'entity-list' });
   const detail = h('section', { class: 'card', id: 'entity-detail', 'aria-label': 'Entity' }, h('p', { class: 'muted', text: 'Select an entity.' }));
   clear(root, h('h1', { text: 'Entities' }),
     h('form', { class: 'row card', role: 'search', onsubmit: e => { e.preventDefault(); load(); } },
-      h('label', { for: 'entity-type' }, 'Type', type), h('label', { for: 'entity-org' }, 'Org', org),
+      h('label', { for: 'entity-type' }, 'Type', type, known), h('label', { for: 'entity-org' }, 'Org', org),
       search && h('label', { for: 'entity-search' }, 'Metadata', search), h('button', { type: 'submit', text: 'Show' })),
     h('div', { class: 'layout' }, h('section', { class: 'card' }, list), detail));
 
   api('GET', '/registrations').then(r => {
-    const ids = [...new Set((r.items || []).flatMap(i => (i.entity_types || []).map(t => typeof t === 'string' ? t : t.id)))].sort();
-    for (const id of ids) type.append(h('option', { value: id, text: id }));
+    suggest((r.items || []).flatMap(i => (i.entity_types || []).map(t => typeof t === 'string' ? t : t.id)));
   }, () => {});
 
   async function load() {
     try {
-      const r = await api('GET', '/entities' + query({ type: type.value, org: org.value.trim(), metadata: search?.value.trim(), limit: 200 }));
+      const r = await api('GET', '/entities' + query({ type: type.value.trim(), org: org.value.trim(), metadata: search?.value.trim(), limit: 200 }));
+      suggest(r.entities.map(e => e.type));
       clear(list, r.entities.length ? table(r.entities, [
         { label: 'Name', get: e => e.name || '' }, { label: 'Type', get: e => e.type },
         { label: 'Org', get: e => e.org }, { label: 'State', get: e => e.state }, { label: 'Rev', get: e => e.revision },
@@ -36,7 +45,7 @@ export function render(root, ctx) {
 
   async function show(id) {
     let e;
-    try { e = await api('GET', `/entities/${encodeURIComponent(id)}`); } catch (err) { clear(detail, h('p', { class: 'error', text: err.message })); return; }
+    try { e = await api('GET', `/entities/${seg(id)}`); } catch (err) { clear(detail, h('p', { class: 'error', text: err.message })); return; }
     const editor = h('textarea', { id: 'entity-json', rows: 12, 'aria-describedby': 'entity-json-error' });
     editor.value = JSON.stringify(e.entity, null, 2);
     const err = h('div', { class: 'field-error', id: 'entity-json-error', role: 'alert' });
@@ -46,7 +55,7 @@ export function render(root, ctx) {
       let content;
       try { content = JSON.parse(editor.value); } catch (x) { err.textContent = 'Not valid JSON: ' + x.message; editor.focus(); return; }
       try {
-        await api('PUT', `/entities/${encodeURIComponent(id)}`, { revision: e.revision, entity: content });
+        await api('PUT', `/entities/${seg(id)}`, { revision: e.revision, entity: content });
         toast('info', 'Saved');
         show(id); load();
       } catch (x) {
@@ -66,7 +75,7 @@ export function render(root, ctx) {
       table(e.history || [], [{ label: 'At', get: x => when(x.at) }, { label: 'By', get: x => x.by },
         { label: 'Action', get: x => x.action }, { label: 'Rev', get: x => x.revision }, { label: 'Paths', get: x => (x.paths || []).join(' ') }]));
     if (ctx.features.metadata) {
-      api('GET', `/metadata/${encodeURIComponent(id)}`).then(m => {
+      api('GET', `/metadata/${seg(id)}`).then(m => {
         const entries = Array.isArray(m?.entries) ? m.entries : Object.entries(m?.metadata || m || {}).map(([key, value]) => ({ key, value }));
         clear(meta, entries.length ? table(entries, [{ label: 'Key', get: x => x.key },
           { label: 'Value', get: x => typeof x.value === 'object' ? JSON.stringify(x.value) : String(x.value) },
