@@ -12,6 +12,8 @@
 //! - `coordinator`: the single-writer loop (commands, timers, group commit).
 //! - `eventlog`: durable, sequenced audit events, written into the batch `Txn` (the store's
 //!   named trees, `extbus_callouts::Trees`, committed once per batch). `clock`: injected time.
+//! - `metadata`: object metadata entries and their search index (`metadata::plan`); the
+//!   commands are `coordinator/metadata.rs`.
 //! - `entities`: entity types (compiled once), stored entities, their index and sealed secure
 //!   fields; the commands are `coordinator/entities.rs`.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
@@ -68,6 +70,7 @@ pub mod http;
 pub mod link;
 pub mod log_limit;
 pub mod logging;
+pub mod metadata;
 pub mod metrics;
 pub mod mqtt;
 pub mod notices;

@@ -89,6 +89,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("entity_id", "An entity id, urn:extbus:entity:<uuid>, as returned by entities/create."),
     ("extension", "The principal of a registration (an extension), [a-z0-9-]{1,64}."),
     ("component", "A component of a registration, [a-z0-9-]{1,64}."),
+    ("object_id", "The object metadata hangs on: an entity id or a task id."),
 ];
 
 /// The `{parameter}` names of an address, in order.
@@ -343,6 +344,9 @@ mod tests {
             "extbus/in/{principal}/registrations/{extension}/enable",
             "extbus/in/{principal}/registrations/{extension}/{component}/disable",
             "extbus/in/{principal}/registrations/{extension}/{component}/enable",
+            "extbus/in/{principal}/metadata/{object_id}/get",
+            "extbus/in/{principal}/metadata/{object_id}/set",
+            "extbus/in/{principal}/metadata/{object_id}/delete",
         ];
         expected.sort();
         assert_eq!(addresses, expected);

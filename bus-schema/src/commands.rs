@@ -6,10 +6,11 @@ use std::fmt;
 
 use crate::entities::EntityAction;
 use crate::errors::{clip, CommandError, ErrorCode};
+use crate::metadata::MetadataAction;
 use crate::roles::Role;
 use crate::spec::{self, Spec};
 use crate::tasks::TaskAction;
-use crate::{actions, entities, events, register, registrations, services, tasks};
+use crate::{actions, entities, events, metadata, register, registrations, services, tasks};
 
 /// One inbound command, as named by the topic suffix after `extbus/in/<principal>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,6 +64,11 @@ pub enum Command {
     ActionsQuery,
     /// `ui-plugins/query`
     UiPluginsQuery,
+    /// `metadata/<object_id>/get|set|delete`
+    Metadata {
+        object_id: String,
+        action: MetadataAction,
+    },
 }
 
 impl Command {
@@ -127,6 +133,9 @@ impl Command {
             Command::ActionResponse => "actions/responses".into(),
             Command::ActionsQuery => "actions/query".into(),
             Command::UiPluginsQuery => "ui-plugins/query".into(),
+            Command::Metadata { object_id, action } => {
+                format!("metadata/{object_id}/{}", action.as_str())
+            }
         }
     }
 
@@ -169,6 +178,11 @@ impl Command {
             Command::ActionResponse => &actions::RESPONSE,
             Command::ActionsQuery => &actions::QUERY,
             Command::UiPluginsQuery => &crate::ui_plugins::QUERY,
+            Command::Metadata { action, .. } => match action {
+                MetadataAction::Get => &metadata::GET,
+                MetadataAction::Set => &metadata::SET,
+                MetadataAction::Delete => &metadata::DELETE,
+            },
         }
     }
 

@@ -9,7 +9,9 @@ use crate::commands::Command;
 use crate::entities::{CreateEntity, DeleteEntity, EntityAction, EntityQuery, UpdateEntity};
 use crate::errors::{CommandError, ErrorCode, ErrorDetail};
 use crate::events::{EventDraft, ReplayRequest};
+use crate::metadata::MetadataAction;
 use crate::names::{valid_name, valid_version, NameCheck, NameKind};
+use crate::query::Selectors;
 use crate::register::Manifest;
 use crate::reply::Reply;
 use crate::services::{ServiceCall, ServiceResponse};
@@ -61,6 +63,10 @@ pub enum Body {
     ActionResponse(Box<crate::actions::ActionResponse>),
     /// `actions/query` and `ui-plugins/query` carry nothing but their correlation id.
     ListQuery,
+    /// `metadata/<id>/get` carries nothing but its correlation id.
+    MetadataGet,
+    MetadataSet(Box<crate::metadata::SetMetadata>),
+    MetadataDelete(Box<crate::metadata::DeleteMetadata>),
 }
 
 /// A command that failed a check, with whatever correlation id could be recovered.
@@ -249,13 +255,16 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             let s: SubmitRequest = parse_as(command, body)?;
             names.check(NameKind::Operation, "/operation", &s.operation);
             names.check(NameKind::Org, "/org", &s.org);
+            crate::metadata::check_entries("/metadata", &s.metadata)?;
             Body::Submit(Box::new(s))
         }
         Command::TaskAction { action, .. } => {
             if *action == crate::tasks::TaskAction::Extend {
                 Body::Extend(parse_as(command, body)?)
             } else {
-                Body::Resolve(parse_as(command, body)?)
+                let r: ResolveRequest = parse_as(command, body)?;
+                crate::metadata::check_entries("/metadata", &r.metadata)?;
+                Body::Resolve(r)
             }
         }
         Command::TaskGet { .. } => Body::Get,
@@ -267,6 +276,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             if let Some(org) = &q.org {
                 names.check(NameKind::Org, "/org", org);
             }
+            check_query("/metadata", q.metadata.as_deref(), Selectors::Metadata)?;
             Body::Query(Box::new(q))
         }
         Command::Register => {
@@ -367,11 +377,54 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             if let Some(org) = &q.org {
                 names.check(NameKind::Org, "/org", org);
             }
+            check_query("/metadata", q.metadata.as_deref(), Selectors::Metadata)?;
+            check_query("/filter", q.filter.as_deref(), Selectors::Content)?;
             Body::EntityQuery(Box::new(q))
         }
+        Command::Metadata { action, .. } => match action {
+            MetadataAction::Get => Body::MetadataGet,
+            MetadataAction::Set => {
+                let r: crate::metadata::SetMetadata = parse_as(command, body)?;
+                crate::metadata::check_entries("/entries", &r.entries)?;
+                Body::MetadataSet(Box::new(r))
+            }
+            MetadataAction::Delete => {
+                let r: crate::metadata::DeleteMetadata = parse_as(command, body)?;
+                let one = [crate::metadata::Entry {
+                    domain: r.domain,
+                    namespace: r.namespace.clone(),
+                    key: r.key.clone(),
+                    value: crate::query::TypedValue::Boolean(false),
+                    read_only: false,
+                }];
+                crate::metadata::check_entries("", &one).map_err(|e| strip_index(e))?;
+                Body::MetadataDelete(Box::new(r))
+            }
+        },
     };
     names.finish()?;
     Ok(typed)
+}
+
+/// A query string that must parse (`schema_violation` with the position otherwise).
+fn check_query(field: &str, q: Option<&str>, kind: Selectors) -> Result<(), CommandError> {
+    match q {
+        Some(text) => crate::query::parse(text, kind)
+            .map(|_| ())
+            .map_err(|e| e.to_command_error(field)),
+        None => Ok(()),
+    }
+}
+
+/// An entry check's error for a body that is one entry: `/0/key` becomes `/key`.
+fn strip_index(mut e: CommandError) -> CommandError {
+    for d in &mut e.details {
+        d.path = d.path.trim_start_matches("/0").to_string();
+    }
+    if let Some(d) = e.details.first() {
+        e.message = format!("{}: {}", d.path, d.message);
+    }
+    e
 }
 
 #[cfg(test)]

@@ -156,6 +156,12 @@ pub struct EntityQuery {
     /// Paging cursor: the last entity id of the previous page.
     #[serde(default)]
     pub after: Option<String>,
+    /// A metadata search (`query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// A search over content paths, same syntax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// What is done to one entity (the `{entity_id}` commands).

@@ -5,7 +5,7 @@
 use crate::commands::Command;
 use crate::roles::Role;
 use crate::validate::SchemaFile;
-use crate::{actions, entities, events, register, registrations, services, tasks};
+use crate::{actions, entities, events, metadata, register, registrations, services, tasks};
 
 /// Every command family, in the order their channels and schemas are exported.
 pub const FAMILIES: &[&[Spec]] = &[
@@ -16,6 +16,7 @@ pub const FAMILIES: &[&[Spec]] = &[
     services::FAMILY,
     entities::FAMILY,
     actions::FAMILY,
+    metadata::FAMILY,
 ];
 
 /// One inbound command.
@@ -103,6 +104,7 @@ impl Spec {
             .replace("{entity_id}", "urn:extbus:entity:0193f6c2-aa")
             .replace("{extension}", "ext-1")
             .replace("{component}", "approver")
+            .replace("{object_id}", "urn:extbus:entity:0193f6c2-aa")
     }
 }
 

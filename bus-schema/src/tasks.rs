@@ -194,6 +194,9 @@ pub struct SubmitRequest {
     pub subject: Option<String>,
     #[serde(default)]
     pub data: Value,
+    /// Metadata entries the task carries from its submit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<crate::metadata::Entry>,
 }
 
 /// Body of `tasks/<id>/resume|cancel|abort`.
@@ -203,6 +206,9 @@ pub struct ResolveRequest {
     pub message: Option<String>,
     #[serde(default)]
     pub result: Option<Value>,
+    /// On resume: metadata entries the resolving principal adds to the task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<crate::metadata::Entry>,
 }
 
 /// Body of `tasks/<id>/extend`.
@@ -227,6 +233,9 @@ pub struct TaskQuery {
     /// Paging cursor: the last task id of the previous page.
     #[serde(default)]
     pub after: Option<String>,
+    /// A metadata search (`query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 /// A resolution of a blocked task by a principal.

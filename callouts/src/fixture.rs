@@ -35,5 +35,6 @@ pub(crate) fn submit(request_id: &str) -> SubmitRequest {
         org: "acme".into(),
         subject: None,
         data: serde_json::Value::Null,
+        metadata: Vec::new(),
     }
 }

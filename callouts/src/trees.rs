@@ -22,10 +22,14 @@ pub enum TreeId {
     Entities,
     /// Entity ids by type, org and state, for queries in id order (empty values).
     EntityIndex,
+    /// Metadata entries by object id (entity or task).
+    Metadata,
+    /// Object ids by (kind, domain, namespace, key, typed value), for searches (empty values).
+    MetadataIndex,
 }
 
 /// How many trees there are.
-pub(crate) const TREE_COUNT: usize = 8;
+pub(crate) const TREE_COUNT: usize = 10;
 
 impl TreeId {
     /// Every tree, in index order.
@@ -38,6 +42,8 @@ impl TreeId {
         TreeId::EntityTypes,
         TreeId::Entities,
         TreeId::EntityIndex,
+        TreeId::Metadata,
+        TreeId::MetadataIndex,
     ];
 
     /// The tree's name inside the sled database.
@@ -51,6 +57,8 @@ impl TreeId {
             TreeId::EntityTypes => "entity-types",
             TreeId::Entities => "entities",
             TreeId::EntityIndex => "entity-index",
+            TreeId::Metadata => "metadata",
+            TreeId::MetadataIndex => "metadata-index",
         }
     }
 
@@ -81,6 +89,8 @@ impl Trees {
                 open(TreeId::EntityTypes)?,
                 open(TreeId::Entities)?,
                 open(TreeId::EntityIndex)?,
+                open(TreeId::Metadata)?,
+                open(TreeId::MetadataIndex)?,
             ],
         })
     }

@@ -7,6 +7,7 @@ pub mod bus;
 pub mod entities;
 pub mod exec;
 mod load_error;
+pub mod metadata;
 
 pub use bus::{BusConfig, BusMode};
 pub use exec::{ExecConfig, ExecService};
@@ -32,6 +33,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub services: ServicesConfig,
     pub entities: entities::EntitiesConfig,
+    pub metadata: metadata::MetadataConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
     /// Executable extensions the broker runs itself (`[[exec]]`).
@@ -256,6 +258,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             services: ServicesConfig::default(),
             entities: entities::EntitiesConfig::default(),
+            metadata: metadata::MetadataConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             exec: Vec::new(),

@@ -3,8 +3,8 @@
 
 use super::ctx::{Ctx, Output};
 use super::{
-    actions, entities, entity_query, events, register, registrations, services, tasks, Batch,
-    Coordinator,
+    actions, entities, entity_query, events, metadata, register, registrations, services, tasks,
+    Batch, Coordinator,
 };
 use crate::mqtt::InboundPublish;
 use crate::notices::GateNotice;
@@ -106,7 +106,7 @@ pub(crate) fn apply(
         (Command::TaskGet { task_id }, Body::Get) => return task(tasks::get(co, ctx, &task_id)),
         (Command::Event, Body::Event(e)) => events::publish(co, b, ctx, *e),
         (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
-        (Command::TasksQuery, Body::Query(q)) => tasks::query(co, ctx, &q),
+        (Command::TasksQuery, Body::Query(q)) => tasks::query(co, b, ctx, &q),
         (Command::Register, Body::Register(m)) => register::apply(co, b, ctx, *m),
         (Command::RegistrationsQuery, Body::RegistrationsQuery(q)) => {
             registrations::query(co, ctx, &q)
@@ -151,6 +151,15 @@ pub(crate) fn apply(
                 a.as_str()
             ))),
         },
+        (Command::Metadata { object_id, .. }, Body::MetadataGet) => {
+            metadata::get(co, b, ctx, &object_id)
+        }
+        (Command::Metadata { object_id, .. }, Body::MetadataSet(r)) => {
+            metadata::set(co, b, ctx, &object_id, *r)
+        }
+        (Command::Metadata { object_id, .. }, Body::MetadataDelete(r)) => {
+            metadata::delete(co, b, ctx, &object_id, *r)
+        }
         // `decode` pairs every command with its own body type.
         (c, _) => Err(CommandError::internal(format!(
             "'{}' decoded to another command's body",

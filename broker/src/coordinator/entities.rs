@@ -213,7 +213,9 @@ pub(crate) fn get(
     id: &str,
 ) -> Result<Value, CommandError> {
     let (_, s) = open_entity(co, b, ctx, id, false)?;
-    Ok(answer(&s.entity))
+    let mut v = answer(&s.entity);
+    v["metadata"] = super::metadata::visible(b, ctx, id)?;
+    Ok(v)
 }
 
 /// `entities/<id>/update`: at the current revision only; secure fields left out are kept.
@@ -323,5 +325,8 @@ pub(crate) fn delete(
 /// Removes an entity in `in_deletion` and announces it.
 fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
     entities::remove(&mut b.txn, e);
+    if let Err(err) = crate::metadata::remove_all(&mut b.txn, &e.id) {
+        tracing::error!(entity = %e.id, error = %err, "metadata of a deleted entity unreadable");
+    }
     entity_event(co, b, "entity.deleted", e);
 }

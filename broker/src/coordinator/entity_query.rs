@@ -21,6 +21,9 @@ pub(crate) fn query(
     ctx: &Ctx,
     q: &EntityQuery,
 ) -> Result<Value, CommandError> {
+    if q.metadata.is_some() || q.filter.is_some() {
+        return super::metadata_query::entities(co, b, ctx, q);
+    }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let prefix = match (&q.type_id, &q.org, q.state) {
         (Some(t), _, _) => Some(entities::index_prefix(b't', t)),
@@ -60,11 +63,20 @@ pub(crate) fn query(
         last = Some(id);
     }
     let next = if cut { last } else { None };
-    Ok(json!({"entities": items, "next": next, "states": entities::states()}))
+    let served_by = match (&q.type_id, &q.org, q.state) {
+        (Some(_), _, _) => "type-index",
+        (_, Some(_), _) => "org-index",
+        (_, _, Some(_)) => "state-index",
+        _ => "scan",
+    };
+    Ok(
+        json!({"entities": items, "next": next, "states": entities::states(),
+              "plan": {"served_by": served_by, "scanned": scanned}}),
+    )
 }
 
 /// Whether `ctx` may read `e` (query pages leave out what it may not, without refusing).
-fn readable(co: &Coordinator, ctx: &Ctx, e: &Entity) -> bool {
+pub(super) fn readable(co: &Coordinator, ctx: &Ctx, e: &Entity) -> bool {
     let owner = e.owner == ctx.principal.name;
     if owner {
         return true;

@@ -18,6 +18,8 @@ mod entity_query;
 mod entity_types;
 mod events;
 mod internal;
+mod metadata;
+mod metadata_query;
 pub mod outbox;
 mod principals;
 mod reannounce;

@@ -41,7 +41,7 @@ pub(crate) fn submit(
     co: &mut Coordinator,
     b: &mut Batch,
     ctx: &Ctx,
-    req: SubmitRequest,
+    mut req: SubmitRequest,
 ) -> Result<Task, CommandError> {
     if !ctx.principal.in_org(&req.org) {
         return Err(CommandError::forbidden(format!(
@@ -49,9 +49,15 @@ pub(crate) fn submit(
             ctx.principal.name, req.org
         )));
     }
+    super::metadata::check_task_entries(co, b, ctx, None, &req.metadata)?;
+    let entries = std::mem::take(&mut req.metadata);
     let (task, fx) = co
         .engine
         .submit(&mut b.txn, &ctx.principal.name, req, b.now)?;
+    // Only a new task takes them: a repeated request_id answers the task as it is.
+    if task.created_at == b.now && task.history.len() == 1 {
+        super::metadata::add_to_task(co, b, ctx, &task.id, &task.org, &entries)?;
+    }
     effects(co, b, fx);
     Ok(task)
 }
@@ -97,6 +103,12 @@ pub(crate) fn resolve(
     r: ResolveRequest,
 ) -> Result<Task, CommandError> {
     check_visible(b, ctx, id)?;
+    let entries = if action == TaskAction::Resume {
+        r.metadata
+    } else {
+        Vec::new()
+    };
+    super::metadata::check_task_entries(co, b, ctx, Some(id), &entries)?;
     let privileged = ctx.principal.has(Role::Operator);
     let (message, result) = (r.message, r.result);
     let (task, fx) = co.engine.resolve(
@@ -109,12 +121,13 @@ pub(crate) fn resolve(
         result,
         b.now,
     )?;
+    super::metadata::add_to_task(co, b, ctx, &task.id, &task.org, &entries)?;
     effects(co, b, fx);
     Ok(task)
 }
 
 /// Org-limited principals see only their orgs' tasks.
-fn visible(ctx: &Ctx, t: &Task) -> bool {
+pub(super) fn visible(ctx: &Ctx, t: &Task) -> bool {
     ctx.principal.in_org(&t.org) || t.submitted_by == ctx.principal.name
 }
 
@@ -125,7 +138,15 @@ pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Task, Command
     }
 }
 
-pub(crate) fn query(co: &Coordinator, ctx: &Ctx, q: &TaskQuery) -> Result<Value, CommandError> {
+pub(crate) fn query(
+    co: &Coordinator,
+    b: &Batch,
+    ctx: &Ctx,
+    q: &TaskQuery,
+) -> Result<Value, CommandError> {
+    if let Some(text) = &q.metadata {
+        return super::metadata_query::tasks(b, ctx, q, text);
+    }
     let limit = q.limit.unwrap_or(100).min(1000);
     let mut items = Vec::new();
     let mut bytes = 0usize;
@@ -156,7 +177,8 @@ pub(crate) fn query(co: &Coordinator, ctx: &Ctx, q: &TaskQuery) -> Result<Value,
         None
     };
     Ok(
-        serde_json::json!({"tasks": items, "next": next, "states": extbus_schema::tasks::state_table()}),
+        serde_json::json!({"tasks": items, "next": next, "states": extbus_schema::tasks::state_table(),
+                           "plan": {"served_by": "task-index"}}),
     )
 }
 

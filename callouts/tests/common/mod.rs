@@ -44,6 +44,7 @@ pub fn req(request_id: &str, op: &str) -> SubmitRequest {
         org: "acme".into(),
         subject: Some("urn:acme:vapp:42".into()),
         data: serde_json::json!({"cpu": 2}),
+        metadata: Vec::new(),
     }
 }
 

@@ -1,0 +1,230 @@
+//! The query planner: turns a metadata query into the object ids to look at by walking the
+//! index. In an `and` the clause with the fewest index entries is walked and the others are
+//! filtered on the candidates; an `or` walks each branch. Only entries the requester may see
+//! (its domains) are walked, and every candidate is checked again against the whole query.
+
+use super::{encode_value, escape_into, selector_prefix, split_key, Kind};
+use extbus_callouts::{CalloutError, TreeId, Txn};
+use extbus_schema::metadata::{Domain, Entry};
+use extbus_schema::query::{Clause, Expr, Op, Operand, TypedValue};
+use extbus_schema::{CommandError, ErrorCode};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// Most candidate objects one query may walk to; a broader query is refused (`overloaded`)
+/// and should add a more selective clause.
+pub const MAX_CANDIDATES: usize = 200_000;
+
+/// What a requester may see of an object's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Sight {
+    pub kind: Kind,
+    /// Principals with all orgs see `provider` entries too.
+    pub all_orgs: bool,
+}
+
+impl Sight {
+    pub fn domains(&self) -> &'static [Domain] {
+        if self.all_orgs {
+            &[Domain::Tenant, Domain::Provider]
+        } else {
+            &[Domain::Tenant]
+        }
+    }
+
+    pub fn sees(&self, e: &Entry) -> bool {
+        self.all_orgs || e.domain == Domain::Tenant
+    }
+}
+
+/// The candidates of a query, in id order, and how they were found (the reply's `plan`).
+pub struct Planned {
+    pub ids: BTreeSet<String>,
+    pub plan: Value,
+}
+
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+/// The key range one clause walks in one domain: start, end, selector prefix length.
+fn range(kind: Kind, domain: Domain, c: &Clause) -> (Vec<u8>, Vec<u8>, usize) {
+    let p = selector_prefix(kind, domain, c.namespace.as_deref(), &c.key);
+    let at = |v: &TypedValue| {
+        let mut k = p.clone();
+        encode_value(v, &mut k);
+        k
+    };
+    let tag = |v: &TypedValue| {
+        let mut k = p.clone();
+        let mut e = Vec::new();
+        encode_value(v, &mut e);
+        k.push(e[0]);
+        k
+    };
+    let (start, end) = match (&c.operand, c.op) {
+        (_, Op::Ne) => (p.clone(), prefix_end(&p)),
+        (Operand::Prefix(s), _) => {
+            let mut k = p.clone();
+            k.push(b's');
+            escape_into(s.as_bytes(), &mut k);
+            let e = prefix_end(&k);
+            (k, e)
+        }
+        (Operand::Value(v), Op::Eq) => {
+            let k = at(v);
+            let e = prefix_end(&k);
+            (k, e)
+        }
+        (Operand::Value(v), Op::Lt) => (tag(v), at(v)),
+        (Operand::Value(v), Op::Le) => (tag(v), prefix_end(&at(v))),
+        (Operand::Value(v), Op::Gt) => (prefix_end(&at(v)), prefix_end(&tag(v))),
+        (Operand::Value(v), Op::Ge) => (at(v), prefix_end(&tag(v))),
+    };
+    (start, end, p.len())
+}
+
+/// Walks the index entries of one clause that satisfy it, calling `f` with each object id,
+/// until `f` says stop. Returns how many were seen.
+fn walk(
+    txn: &Txn,
+    sight: Sight,
+    c: &Clause,
+    mut f: impl FnMut(String) -> bool,
+) -> Result<usize, CalloutError> {
+    let mut n = 0;
+    for d in sight.domains() {
+        let (start, end, plen) = range(sight.kind, *d, c);
+        for kv in txn.iter_range(TreeId::MetadataIndex, &start, &end) {
+            let (k, _) = kv?;
+            let Some((id, v)) = split_key(&k, plen, c.namespace.is_none()) else {
+                continue;
+            };
+            if !c.test(&v) {
+                continue;
+            }
+            n += 1;
+            if !f(id) {
+                return Ok(n);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// How many index entries `e` would walk, counted up to `cap`.
+fn estimate(txn: &Txn, sight: Sight, e: &Expr, cap: usize) -> Result<usize, CalloutError> {
+    match e {
+        Expr::Clause(c) => {
+            let mut n = 0;
+            walk(txn, sight, c, |_| {
+                n += 1;
+                n < cap
+            })
+        }
+        Expr::And(xs) => {
+            let mut best = cap;
+            for x in xs {
+                best = best.min(estimate(txn, sight, x, best)?);
+            }
+            Ok(best)
+        }
+        Expr::Or(xs) => {
+            let mut sum = 0;
+            for x in xs {
+                sum += estimate(txn, sight, x, cap.saturating_sub(sum))?;
+                if sum >= cap {
+                    break;
+                }
+            }
+            Ok(sum)
+        }
+    }
+}
+
+fn too_broad() -> CommandError {
+    CommandError::new(
+        ErrorCode::Overloaded,
+        format!(
+            "the metadata query selects more than {MAX_CANDIDATES} objects; add a more selective clause"
+        ),
+    )
+}
+
+/// Collects the candidates of `e` into `out`, and describes what was walked in `walked`.
+fn collect(
+    txn: &Txn,
+    sight: Sight,
+    e: &Expr,
+    out: &mut BTreeSet<String>,
+    walked: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    match e {
+        Expr::Clause(c) => {
+            let mut over = false;
+            walk(txn, sight, c, |id| {
+                out.insert(id);
+                over = out.len() > MAX_CANDIDATES;
+                !over
+            })?;
+            walked.push(Expr::Clause(c.clone()).to_string());
+            if over {
+                return Err(too_broad());
+            }
+            Ok(())
+        }
+        Expr::And(xs) => {
+            let mut best: Option<(&Expr, usize)> = None;
+            for x in xs {
+                let cap = best.map_or(MAX_CANDIDATES + 1, |(_, n)| n);
+                let n = estimate(txn, sight, x, cap)?;
+                if best.is_none_or(|(_, b)| n < b) {
+                    best = Some((x, n));
+                }
+            }
+            match best {
+                Some((x, _)) => collect(txn, sight, x, out, walked),
+                None => Ok(()),
+            }
+        }
+        Expr::Or(xs) => {
+            for x in xs {
+                collect(txn, sight, x, out, walked)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The candidate objects of `e` for a requester with `sight`.
+pub fn plan(txn: &Txn, sight: Sight, e: &Expr) -> Result<Planned, CommandError> {
+    let mut ids = BTreeSet::new();
+    let mut walked = Vec::new();
+    collect(txn, sight, e, &mut ids, &mut walked)?;
+    let plan = json!({"served_by": "metadata-index", "walked": walked,
+                      "candidates": ids.len(), "filtered": "every candidate against the whole query"});
+    Ok(Planned { ids, plan })
+}
+
+/// Whether the visible `entries` of one object satisfy `e`.
+pub fn matches(sight: Sight, e: &Expr, entries: &[Entry]) -> bool {
+    let lookup = |ns: Option<&str>, key: &str| -> Vec<&TypedValue> {
+        entries
+            .iter()
+            .filter(|x| sight.sees(x) && x.key == key && ns.is_none_or(|n| n == x.namespace))
+            .map(|x| &x.value)
+            .collect()
+    };
+    e.eval(&lookup)
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
