@@ -1,5 +1,5 @@
 //! The console's Entities page in a real browser against a real broker: an entity created over
-//! MQTT is listed under its type, its content is edited as JSON (text that is not JSON is
+//! MQTT is listed under its type and found by a metadata search (its entries shown), its content is edited as JSON (text that is not JSON is
 //! refused before sending; content the type's schema refuses is stored as
 //! `resolution_error` with its errors shown), the new revision is what MQTT clients read, and
 //! an `entity-action` UI plugin's button on the entity mounts it with the entity as context.
@@ -66,6 +66,17 @@ async fn entities_are_browsed_edited_and_carry_their_plugin_buttons() {
         .await;
     assert_eq!(r["result"]["state"], "resolved", "{r}");
     let id = r["result"]["id"].as_str().unwrap().to_string();
+    let other = platform
+        .command(
+            "entities/create",
+            json!({"type": TYPE, "org": "acme", "name": "web-2", "entity": {"cpus": 1}}),
+        )
+        .await;
+    assert_eq!(other["ok"], true, "{other}");
+    let entry = json!({"entries": [{"namespace": "billing", "key": "cost-center",
+                                    "value": {"type": "string", "value": "cc-42"}}]});
+    let r = platform.command(&format!("metadata/{id}/set"), entry).await;
+    assert_eq!(r["ok"], true, "{r}");
 
     let b = Browser::start(1280, 800).await;
     sign_in(&b, &broker, "operator").await;
@@ -73,14 +84,27 @@ async fn entities_are_browsed_edited_and_carry_their_plugin_buttons() {
     // Everything the operator may read is listed at first; then one type in one org.
     b.wait_for("#entity-list tbody tr", |t| t.contains("web-1"))
         .await;
+    b.wait_for("#entity-list", |t| t.contains("web-2")).await;
     b.keys(&b.find("#entity-type").await, TYPE).await;
+    b.keys(
+        &b.find("#entity-search").await,
+        "billing|cost-center=='cc-42'",
+    )
+    .await;
     b.keys(&b.find("#entity-org").await, "acme\u{E007}").await;
+    // The metadata search leaves only the entity carrying the entry.
+    b.wait_for("#entity-list", |t| {
+        t.contains("web-1") && !t.contains("web-2")
+    })
+    .await;
     let row = b
         .wait_for("#entity-list tbody tr", |t| t.contains("web-1"))
         .await;
     b.click(&row).await;
     let editor = b.find("#entity-json").await;
     b.wait_for("#entity-detail h2", |t| t.contains("resolved"))
+        .await;
+    b.wait_for("#entity-detail .metadata tbody tr", |t| t.contains("cc-42"))
         .await;
 
     b.clear(&editor).await;

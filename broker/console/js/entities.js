@@ -6,6 +6,7 @@
 import { api, query } from './api.js';
 import { h, clear, table, when, toast } from './dom.js';
 import { buttonsFor } from './plugins.js';
+import { metadataTable } from './metadata.js';
 
 // A path segment: entity ids are URNs, whose ':' the API takes as is.
 const seg = id => id.replace(/[/?#%]/g, encodeURIComponent);
@@ -63,25 +64,16 @@ export function render(root, ctx) {
       }
     };
     const plugin = h('div', { class: 'plugin-slot' });
-    const meta = h('div', { id: 'entity-metadata' });
     clear(detail, h('h2', { text: `${e.name || e.id} (${e.state})` }),
       h('p', { class: 'muted', text: `${e.id} - ${e.type} - revision ${e.revision}` }),
       (e.errors || []).length ? h('ul', { class: 'error' }, e.errors.map(x => h('li', { text: `${x.path}: ${x.message}` }))) : null,
       h('form', { onsubmit: save }, h('label', { for: 'entity-json' }, 'Content (JSON)', editor), err,
         h('button', { type: 'submit', text: 'Save' })),
       h('div', { class: 'actions' }, buttonsFor(ctx, 'entity-action', e, plugin, () => show(id))), plugin,
-      ctx.features.metadata ? [h('h2', { text: 'Metadata' }), meta] : null,
+      ctx.features.metadata ? [h('h2', { text: 'Metadata' }), metadataTable(id)] : null,
       h('h2', { text: 'History' }),
       table(e.history || [], [{ label: 'At', get: x => when(x.at) }, { label: 'By', get: x => x.by },
         { label: 'Action', get: x => x.action }, { label: 'Rev', get: x => x.revision }, { label: 'Paths', get: x => (x.paths || []).join(' ') }]));
-    if (ctx.features.metadata) {
-      api('GET', `/metadata/${seg(id)}`).then(m => {
-        const entries = Array.isArray(m?.entries) ? m.entries : Object.entries(m?.metadata || m || {}).map(([key, value]) => ({ key, value }));
-        clear(meta, entries.length ? table(entries, [{ label: 'Key', get: x => x.key },
-          { label: 'Value', get: x => typeof x.value === 'object' ? JSON.stringify(x.value) : String(x.value) },
-          { label: 'Domain', get: x => x.domain || '' }]) : h('p', { class: 'muted', text: 'No metadata.' }));
-      }, x => clear(meta, h('p', { class: 'muted', text: x.message })));
-    }
   }
   load();
 }

@@ -5,6 +5,7 @@
 import { api, query, follow } from './api.js';
 import { h, clear, table, json, when, toast } from './dom.js';
 import { buttonsFor } from './plugins.js';
+import { metadataTable } from './metadata.js';
 
 export function render(root, ctx) {
   const f = {
@@ -58,6 +59,7 @@ export function render(root, ctx) {
         { label: 'At', get: e => when(e.at) }, { label: 'By', get: e => e.by },
         { label: 'Action', get: e => e.action }, { label: 'Message', get: e => e.message || '' },
       ]),
+      ctx.features.metadata ? [h('h2', { text: 'Metadata' }), metadataTable(t.id)] : null,
       h('h2', { text: 'Data' }), json(t.data ?? null),
       t.result ? [h('h2', { text: 'Result' }), json(t.result)] : null);
   }

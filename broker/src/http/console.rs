@@ -36,6 +36,7 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("js/extensions.js", JS),
     asset!("js/actions.js", JS),
     asset!("js/plugins.js", JS),
+    asset!("js/metadata.js", JS),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
