@@ -17,7 +17,8 @@
 //! - `entities`: entity types (compiled once), stored entities, their index and sealed secure
 //!   fields; the commands are `coordinator/entities.rs`.
 //! - `datadir`: the data dir and store kept private (0700 / 0600). `backup`: offline copies.
-//! - `http`: healthz, metrics, the HTTP API (`http::api`: route rows, event stream, OpenAPI),
+//! - `http`: healthz, metrics, the operator console's embedded files (`broker/console/`) and
+//!   its sessions, the HTTP API (`http::api`: route rows, event stream, OpenAPI),
 //!   the services gateway. `server`: start/stop everything.
 //!   `cli`: command line. `services`: extension services (router, pending requests).
 //!   Custom actions and UI plugins are a command family (`coordinator/actions.rs`, runs

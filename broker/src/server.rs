@@ -346,6 +346,12 @@ pub async fn run_reloadable(
         services,
         cfg.mqtt.max_payload,
         api,
+        Arc::new(crate::http::session::Sessions::new(
+            clock.clone(),
+            cfg.http.console_idle_secs,
+            cfg.http.console_token_secs,
+            cfg.http.console_secure_cookie,
+        )),
     )
     .with_bus_auth(registry, notice_tx);
     let coord = tokio::spawn(coordinator::run(parts, stopped(stop_rx.clone())));

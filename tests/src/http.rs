@@ -108,11 +108,24 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<HttpResponse> {
-        match tokio::time::timeout(WAIT, self.send_unbounded(method, target, headers, body)).await {
+        self.send_within(WAIT, method, target, headers, body).await
+    }
+
+    /// `send` with another bound (a browser driven on a busy machine can be slow).
+    pub async fn send_within(
+        &mut self,
+        within: std::time::Duration,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
+        match tokio::time::timeout(within, self.send_unbounded(method, target, headers, body)).await
+        {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no response to {method} {target} within {WAIT:?}"),
+                format!("no response to {method} {target} within {within:?}"),
             )),
         }
     }
@@ -124,8 +137,14 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<HttpResponse> {
+        // `host: extbus` unless the caller names one (some servers check it).
+        let host = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            ""
+        } else {
+            "host: extbus\r\n"
+        };
         let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nhost: extbus\r\ncontent-length: {}\r\n",
+            "{method} {target} HTTP/1.1\r\n{host}content-length: {}\r\n",
             body.len()
         );
         for (k, v) in headers {

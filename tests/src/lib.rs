@@ -1,7 +1,8 @@
 //! Test harness: a real extbus broker started in-process on free ports with a temporary data
 //! dir and a manual clock, and real MQTT clients (rumqttc, v3.1.1 and v5) that collect what
 //! they receive and send commands with correlation ids, plus a small HTTP/1.1 client (`http`)
-//! and a Server-Sent Events reader (`sse`); `actions` sets up custom-action tests.
+//! and a Server-Sent Events reader (`sse`), and a WebDriver client for browser tests
+//! (`webdriver`); `actions` sets up custom-action tests.
 //! No part of the bus or store is mocked.
 //!
 //! The bus is embedded unless the suite runs in external mode (`EXTBUS_TEST_BUS=external`, or
@@ -10,9 +11,11 @@
 
 pub mod actions;
 pub mod client;
+pub mod console;
 pub mod http;
 pub mod mosquitto;
 pub mod sse;
+pub mod webdriver;
 
 pub use client::{BusClient, Msg, Proto};
 

@@ -132,6 +132,13 @@ pub struct HttpConfig {
     /// Events a stream's reader may fall behind the live feed before it is cut off (with an
     /// event saying where to resume).
     pub sse_buffer: usize,
+    /// A console session unused this long ends (sign in again).
+    pub console_idle_secs: u64,
+    /// Bearer tokens the console mints for UI plugins last this long.
+    pub console_token_secs: u64,
+    /// Session cookies carry `Secure`: set when browsers reach the listener over TLS (a
+    /// TLS-terminating proxy in front of it).
+    pub console_secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,6 +291,9 @@ impl Default for HttpConfig {
             shutdown_grace_ms: 10_000,
             sse_keepalive_ms: 15_000,
             sse_buffer: 4096,
+            console_idle_secs: 1800,
+            console_token_secs: 300,
+            console_secure_cookie: false,
         }
     }
 }
@@ -549,6 +559,8 @@ impl Config {
             ("http.shutdown_grace_ms", self.http.shutdown_grace_ms),
             ("http.sse_keepalive_ms", self.http.sse_keepalive_ms),
             ("http.sse_buffer", self.http.sse_buffer as u64),
+            ("http.console_idle_secs", self.http.console_idle_secs),
+            ("http.console_token_secs", self.http.console_token_secs),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));

@@ -1,12 +1,15 @@
 //! Who is calling over HTTP: `Authorization: Basic` (name and secret) or `Bearer` (a secret
 //! alone, or `<name>:<secret>`). Checks go through the shared `auth::Verifier`: cached
 //! secrets inline, the rest throttled and queued for its argon2 workers. A full queue or a
-//! throttled caller is answered 503 `overloaded` with `Retry-After`.
+//! throttled caller is answered 503 `overloaded` with `Retry-After`. Requests to the API and
+//! the gateway may instead carry a console session cookie (writes with its CSRF header) or a
+//! bearer token the session minted (`session`).
 
+use super::session::{Cookie, Sessions};
 use crate::auth::{Creds, Refused, Verifier};
 use crate::principals::{valid_name, Principal};
 use crate::services::error_body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use extbus_schema::ErrorCode;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Authenticator {
     verifier: Arc<Verifier>,
+    pub sessions: Arc<Sessions>,
 }
 
 /// Why a caller is not let in.
@@ -24,6 +28,8 @@ pub struct Authenticator {
 pub enum Denied {
     /// 401, with the reason for its message.
     Unauthorized(&'static str),
+    /// 403 `forbidden`: a session cookie without its CSRF token on a write.
+    Forbidden(&'static str),
     /// 503 `overloaded`: no check was run; try again after `retry_after_s`.
     Overloaded {
         message: &'static str,
@@ -61,8 +67,46 @@ impl Denied {
 }
 
 impl Authenticator {
-    pub fn new(verifier: Arc<Verifier>) -> Self {
-        Authenticator { verifier }
+    pub fn new(verifier: Arc<Verifier>, sessions: Arc<Sessions>) -> Self {
+        Authenticator { verifier, sessions }
+    }
+
+    /// The caller of an API or gateway request: `Authorization` (Basic, Bearer, or a token a
+    /// session minted) when present, else the session cookie.
+    pub async fn check_request(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, Denied> {
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            let token = value.to_str().ok().and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+            if let Some(name) = token.and_then(|t| self.sessions.token(t)) {
+                return self.live(&name);
+            }
+            return self.check(headers, peer).await;
+        }
+        match self.sessions.from_request(method, headers) {
+            Cookie::None => self.check(headers, peer).await,
+            Cookie::Stale => Err(Denied::Unauthorized(
+                "the console session ended; sign in again",
+            )),
+            Cookie::Live { csrf_ok: false, .. } => Err(Denied::Forbidden(
+                "a write with the session cookie needs its X-CSRF-Token header",
+            )),
+            Cookie::Live { principal, .. } => self.live(&principal),
+        }
+    }
+
+    /// The principal `name` as it is now (its roles may have changed since sign-in).
+    fn live(&self, name: &str) -> Result<Principal, Denied> {
+        self.verifier
+            .principals()
+            .get(name)
+            .ok_or(Denied::Unauthorized("the principal no longer exists"))
     }
 
     /// The shared verifier (for checks of credentials other than the caller's own).

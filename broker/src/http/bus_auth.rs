@@ -67,7 +67,7 @@ async fn caller_is_admin(
             )),
         )
             .into_response()),
-        Err(super::auth::Denied::Unauthorized(why)) => Err((
+        Err(super::auth::Denied::Unauthorized(why) | super::auth::Denied::Forbidden(why)) => Err((
             StatusCode::UNAUTHORIZED,
             Json(crate::services::error_body(ErrorCode::Forbidden, why)),
         )

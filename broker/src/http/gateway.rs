@@ -72,6 +72,17 @@ fn forwarded_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
             continue;
         }
         let Ok(value) = value.to_str() else { continue };
+        // The console's session cookie is the broker's credential, like `authorization`.
+        let kept;
+        let value = if name == "cookie" {
+            kept = without_session_cookie(value);
+            if kept.is_empty() {
+                continue;
+            }
+            kept.as_str()
+        } else {
+            value
+        };
         out.entry(name.to_string())
             .and_modify(|v| {
                 v.push_str(", ");
@@ -80,6 +91,19 @@ fn forwarded_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
             .or_insert_with(|| value.to_string());
     }
     out
+}
+
+/// A `Cookie` header value without the console session's cookie.
+fn without_session_cookie(value: &str) -> String {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|kv| {
+            kv.split_once('=')
+                .map_or(!kv.is_empty(), |(k, _)| k != super::session::COOKIE)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Turns an extension's response into the HTTP answer; `Err` says why it cannot be one.
@@ -201,9 +225,19 @@ async fn serve(st: &HttpState, req: Request<Body>) -> Response {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let principal = match st.auth.check(&parts.headers, peer).await {
+    let principal = match st
+        .auth
+        .check_request(&parts.method, &parts.headers, peer)
+        .await
+    {
         Ok(p) => p,
+        Err(Denied::Unauthorized(why))
+            if super::session::cookie_value(&parts.headers, super::session::COOKIE).is_some() =>
+        {
+            return error(401, ErrorCode::Forbidden, why)
+        }
         Err(Denied::Unauthorized(why)) => return unauthorized(why),
+        Err(Denied::Forbidden(why)) => return error(403, ErrorCode::Forbidden, why),
         Err(Denied::Overloaded {
             message,
             retry_after_s,
@@ -310,6 +344,18 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:?}");
         assert_eq!(f["accept"], "a/b, c/d");
         assert_eq!(f["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn the_session_cookie_is_not_forwarded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cookie",
+            HeaderValue::from_static("a=1; extbus_session=secret; b=2"),
+        );
+        assert_eq!(forwarded_headers(&h)["cookie"], "a=1; b=2");
+        h.insert("cookie", HeaderValue::from_static("extbus_session=secret"));
+        assert!(!forwarded_headers(&h).contains_key("cookie"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The HTTP listener (axum): `/healthz`, `/metrics` (Prometheus text, or OpenMetrics on
 //! request), the HTTP API under `/api/` (`api`), and everything else through the extension
 //! services gateway (`gateway`); callers of both are authenticated by `auth`.
+//! The operator console's assets are served under `/console/` (`console`); its sessions are
+//! `session`'s and its sign-in endpoints `signin`'s.
 //! `/bus/authn` and `/bus/authz` answer an external broker's HTTP auth backends (`bus_auth`).
 //! Connections, their limits and timeouts, and the bounded shutdown are `conn`'s; one access
 //! log line per request is `access`'s.
@@ -10,7 +12,11 @@ pub mod api;
 pub mod auth;
 mod bus_auth;
 mod conn;
+mod console;
+mod cors;
 mod gateway;
+pub mod session;
+mod signin;
 
 use crate::auth::Verifier;
 pub use conn::Limits;
@@ -53,11 +59,12 @@ impl HttpState {
         services: Arc<Services>,
         max_payload: usize,
         api: api::Api,
+        sessions: Arc<session::Sessions>,
     ) -> Self {
         HttpState {
             metrics,
             services,
-            auth: auth::Authenticator::new(verifier),
+            auth: auth::Authenticator::new(verifier, sessions),
             max_payload,
             closing: watch::channel(false).1,
             registry: None,
@@ -87,6 +94,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/bus/authz", axum::routing::post(bus_auth::authz))
         .route("/api", any(api::handle))
         .route("/api/{*rest}", any(api::handle))
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::asset))
+        .route("/console/{*file}", get(console::asset))
         .fallback(gateway::handle)
         .layer(axum::middleware::from_fn(access::log))
         .with_state(state)

@@ -93,12 +93,28 @@ pub(in crate::http) async fn handle(State(st): State<HttpState>, req: Request<Bo
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let principal = match st.auth.check(&parts.headers, peer).await {
+    let opaque = super::cors::opaque_origin(&parts.headers);
+    if opaque && parts.method == axum::http::Method::OPTIONS {
+        return super::cors::preflight();
+    }
+    let path = parts.uri.path();
+    if path == "/api/session" || path.starts_with("/api/session/") {
+        return super::signin::handle(&st, parts, peer, body).await;
+    }
+    let principal = match st
+        .auth
+        .check_request(&parts.method, &parts.headers, peer)
+        .await
+    {
         Ok(p) => p,
+        Err(Denied::Forbidden(why)) => return err(ErrorCode::Forbidden, why),
         Err(Denied::Unauthorized(why)) => {
             let mut r = err(ErrorCode::Forbidden, why);
             *r.status_mut() = StatusCode::UNAUTHORIZED;
-            super::gateway::challenge(&mut r);
+            // A console whose session ended signs in again: no browser login dialog.
+            if super::session::cookie_value(&parts.headers, super::session::COOKIE).is_none() {
+                super::gateway::challenge(&mut r);
+            }
             return r;
         }
         Err(Denied::Overloaded {
@@ -113,8 +129,14 @@ pub(in crate::http) async fn handle(State(st): State<HttpState>, req: Request<Bo
         }
     };
     let caller = super::access::Caller(principal.name.clone());
+    let bearer = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION);
     let mut resp = serve(&st, &principal, parts, body).await;
     resp.extensions_mut().insert(caller);
+    if opaque && bearer {
+        super::cors::allow(&mut resp);
+    }
     resp
 }
 

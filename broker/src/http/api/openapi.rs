@@ -143,6 +143,7 @@ pub fn document() -> Value {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method.as_str().to_ascii_lowercase()] = operation(r);
     }
+    paths.extend(session_paths());
     let mut schemas = Map::new();
     for s in extbus_schema::validate::schemas() {
         let mut v = s.value();
@@ -181,17 +182,44 @@ pub fn document() -> Value {
             "license": {"name": "Apache-2.0"},
         },
         "servers": [{"url": "http://127.0.0.1:8080", "description": "the default HTTP listener"}],
-        "security": [{"basic": []}, {"bearer": []}],
+        "security": [{"basic": []}, {"bearer": []}, {"session": []}],
         "paths": paths,
         "components": {
             "schemas": schemas,
             "responses": responses,
             "securitySchemes": {
                 "basic": {"type": "http", "scheme": "basic", "description": "principal name and secret"},
-                "bearer": {"type": "http", "scheme": "bearer", "description": "a principal's secret, or <name>:<secret>"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a principal's secret, or <name>:<secret>, or a token from POST /api/session/token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "extbus_session", "description": "the console's session; writes also need its X-CSRF-Token header"},
             },
         },
     })
+}
+
+/// The console's session endpoints (not bus commands; `http/signin.rs`).
+fn session_paths() -> Map<String, Value> {
+    let err = |s: &str| json!({"$ref": format!("#/components/responses/e{s}")});
+    let ok = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let csrf = json!([{"name": "X-CSRF-Token", "in": "header", "required": true, "schema": {"type": "string"}}]);
+    let session = json!([{"session": []}]);
+    let mut m = Map::new();
+    m.insert("/api/session".into(), json!({
+        "post": {"operationId": "post_session", "summary": "Sign in: a session cookie and its CSRF token", "security": [],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name", "secret"], "additionalProperties": false,
+                "properties": {"name": {"type": "string"}, "secret": {"type": "string"}}}}}},
+            "responses": {"201": ok("{principal, roles, orgs, csrf_token, idle_secs, token_secs}; Set-Cookie extbus_session"),
+                "400": err("400"), "401": err("401"), "503": err("503")}},
+        "get": {"operationId": "get_session", "summary": "The signed-in principal, or {\"principal\": null}", "security": session,
+            "responses": {"200": ok("the session, or {\"principal\": null}")}},
+        "delete": {"operationId": "delete_session", "summary": "Sign out", "security": session, "parameters": csrf,
+            "responses": {"200": ok("{\"signed_out\": true}; the cookie cleared"), "401": err("401"), "403": err("403")}},
+    }));
+    m.insert("/api/session/token".into(), json!({
+        "post": {"operationId": "post_session_token", "summary": "A short-lived bearer token for UI plugins", "security": session, "parameters": csrf,
+            "responses": {"201": ok("{token, principal, expires_at}"), "401": err("401"), "403": err("403")}},
+    }));
+    m
 }
 
 /// Writes `dir/openapi.json`; returns its path.
