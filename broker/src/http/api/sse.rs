@@ -54,7 +54,9 @@ struct Reader {
 }
 
 /// Bytes gathered into one write at most (a burst of live events, a replay page's events).
-const CHUNK: usize = 64 * 1024;
+/// hyper queues at most 16 buffers (a chunk and its framing) per connection for a reader that
+/// does not keep up, so this also bounds what one stream holds beside the shared feed.
+const CHUNK: usize = 8 * 1024;
 
 /// Counts an open stream for as long as it lives.
 struct Open(Arc<Metrics>);
@@ -202,7 +204,7 @@ impl Reader {
                 None => {
                     tokio::select! {
                         r = self.live.recv() => r,
-                        _ = tokio::time::sleep(self.keepalive) => return Some(Bytes::from_static(b":\n\n")),
+                        _ = tokio::time::sleep(self.keepalive) => return Some(Bytes::from_static(b": \n\n")),
                         _ = self.draining.wait_for(|d| *d) => return None,
                     }
                 }
