@@ -1,6 +1,7 @@
 //! The live feed of logged events for readers inside the broker (the HTTP event stream): the
 //! coordinator hands each flushed batch's events over, in seq order, after they are durable.
 //! A broadcast ring, so a slow reader never holds the coordinator; it finds out it lagged.
+//! Each event's Server-Sent Events frame is encoded here once and shared by every reader.
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +16,27 @@ pub struct LiveEvent {
     pub kind: String,
     /// Its topic (`extbus/events/<org>/<entity>/<operation>`), for filter checks.
     pub topic: String,
-    /// The CloudEvent JSON, the bytes stored.
-    pub json: Bytes,
+    /// `id: <seq>\nevent: <type>\ndata: <CloudEvent JSON>\n\n`, sent as is by every reader.
+    pub frame: Bytes,
+}
+
+/// One Server-Sent Events frame. `data` is compact JSON (one line); should it ever hold line
+/// breaks, each line becomes a `data:` line of its own, as the format requires.
+pub fn sse_frame(id: Option<u64>, kind: &str, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + kind.len() + 40);
+    if let Some(id) = id {
+        out.extend_from_slice(format!("id: {id}\n").as_bytes());
+    }
+    out.extend_from_slice(b"event: ");
+    out.extend(kind.bytes().filter(|b| *b != b'\n' && *b != b'\r'));
+    out.push(b'\n');
+    for line in data.split(|b| *b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    Bytes::from(out)
 }
 
 /// The coordinator's sending side; clones share one ring.
@@ -65,10 +85,27 @@ impl Feed {
                 org: ev.org.clone(),
                 kind: ev.r#type.clone(),
                 topic: extbus_schema::topics::events(&ev.org, &ev.r#type),
-                json: json.clone(),
+                frame: sse_frame(Some(ev.seq), &ev.r#type, json),
             };
             // No receiver left is not an error: nobody is reading.
             let _ = self.tx.send(Arc::new(live));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sse_frame;
+
+    #[test]
+    fn frames_carry_id_event_and_one_data_line_per_line() {
+        assert_eq!(
+            &sse_frame(Some(7), "vm.create", br#"{"a":1}"#)[..],
+            b"id: 7\nevent: vm.create\ndata: {\"a\":1}\n\n"
+        );
+        assert_eq!(
+            &sse_frame(None, "cut", b"a\r\nb")[..],
+            b"event: cut\ndata: a\ndata: b\n\n"
+        );
     }
 }

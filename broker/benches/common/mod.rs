@@ -79,7 +79,15 @@ fn wait_for_port(port: u16, limit: Duration, what: &str) {
     }
 }
 
-/// The `extbus` binary (release under `cargo bench`), stopped with SIGTERM when dropped.
+/// The broker binary: `BENCH_EXTBUS_BIN` when set (to compare two builds in one sitting),
+/// else this tree's `extbus` (release under `cargo bench`).
+fn broker_bin() -> PathBuf {
+    std::env::var_os("BENCH_EXTBUS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_extbus")))
+}
+
+/// The `extbus` binary (see `broker_bin`), stopped with SIGTERM when dropped.
 pub struct Broker {
     pub child: Child,
     pub mqtt: u16,
@@ -95,7 +103,7 @@ impl Broker {
         std::fs::write(&cfg, config_toml).unwrap();
         let (mqtt, http) = (free_port(), free_port());
         let child = spawn_child(
-            Command::new(env!("CARGO_BIN_EXE_extbus"))
+            Command::new(broker_bin())
                 .args(["serve", "--dev", "--config", cfg.to_str().unwrap()])
                 .args(["--data-dir", data.to_str().unwrap()])
                 .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
