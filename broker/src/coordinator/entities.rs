@@ -202,6 +202,7 @@ pub(crate) fn create(
             sealed,
         },
     )?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, None, Some(&e));
     Ok(answer(&e))
 }
 
@@ -265,6 +266,7 @@ pub(crate) fn update(
             sealed,
         },
     )?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(&old), Some(&e));
     Ok(answer(&e))
 }
 
@@ -297,6 +299,7 @@ pub(crate) fn resolve(
             sealed,
         },
     )?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(&old), Some(&e));
     Ok(answer(&e))
 }
 
@@ -325,6 +328,9 @@ pub(crate) fn delete(
 /// Removes an entity in `in_deletion` and announces it.
 fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
     entities::remove(&mut b.txn, e);
+    if let Some(ty) = co.types.get(&e.type_id).cloned() {
+        crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(e), None);
+    }
     if let Err(err) = crate::metadata::remove_all(&mut b.txn, &e.id) {
         tracing::error!(entity = %e.id, error = %err, "metadata of a deleted entity unreadable");
     }

@@ -296,6 +296,32 @@ pub fn plan(txn: &Txn, sight: Sight, e: &Expr) -> Result<Planned, CommandError> 
     Ok(Planned { ids, plan })
 }
 
+/// The entities of type `type_id` that content clauses (of an `and`) on its declared indexes
+/// select: the most selective one, or a lower and an upper bound on one path, is walked.
+pub fn plan_content(txn: &Txn, type_id: &str, cs: &[Clause]) -> Result<Planned, CommandError> {
+    let sight = Sight {
+        kind: Kind::Content,
+        all_orgs: false,
+    };
+    let scoped: Vec<Expr> = cs
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.namespace = Some(type_id.to_string());
+            Expr::Clause(c)
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    let mut walked = Vec::new();
+    collect(txn, sight, &Expr::And(scoped), &mut ids, &mut walked)?;
+    // Walked clauses are shown as written, without the type id they are scoped to.
+    let prefix = format!("{type_id}|");
+    let walked: Vec<String> = walked.iter().map(|w| w.replace(&prefix, "")).collect();
+    let plan = json!({"served_by": "content-index", "walked": walked,
+                      "candidates": ids.len(), "filtered": "every candidate against the whole query"});
+    Ok(Planned { ids, plan })
+}
+
 /// Whether the visible `entries` of one object satisfy `e`.
 pub fn matches(sight: Sight, e: &Expr, entries: &[Entry]) -> bool {
     let lookup = |ns: Option<&str>, key: &str| -> Vec<&TypedValue> {
