@@ -81,7 +81,7 @@ fn query() -> impl Strategy<Value = String> {
 fn id(kind: Kind, i: usize) -> String {
     match kind {
         Kind::Entity => format!("urn:extbus:entity:{i:04}"),
-        Kind::Task => format!("task-{i:04}"),
+        Kind::Task | Kind::Content => format!("task-{i:04}"),
     }
 }
 
