@@ -97,7 +97,7 @@ fn entries(i: usize, n: usize) -> Vec<Entry> {
             "tier",
             TypedValue::String(["gold", "silver", "bronze"][i % 3].into()),
         ),
-        e("ops", "managed", TypedValue::Boolean(i % 2 == 0)),
+        e("ops", "managed", TypedValue::Boolean(i.is_multiple_of(2))),
         e(
             "owner",
             "team",

@@ -375,7 +375,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
                     value: crate::query::TypedValue::Boolean(false),
                     read_only: false,
                 }];
-                crate::metadata::check_entries("", &one).map_err(|e| strip_index(e))?;
+                crate::metadata::check_entries("", &one).map_err(strip_index)?;
                 Body::MetadataDelete(Box::new(r))
             }
         },

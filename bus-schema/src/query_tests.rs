@@ -161,7 +161,7 @@ type Obj = Vec<(String, String, TypedValue)>;
 fn value() -> impl Strategy<Value = TypedValue> {
     prop_oneof![
         (0i32..6).prop_map(|n| TypedValue::Number(n as f64)),
-        prop::sample::select(vec!["a", "ab", "b", "ba", ""]).prop_map(|v| s(v)),
+        prop::sample::select(vec!["a", "ab", "b", "ba", ""]).prop_map(s),
         any::<bool>().prop_map(TypedValue::Boolean),
     ]
 }
