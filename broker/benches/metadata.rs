@@ -109,7 +109,14 @@ fn entries(i: usize, n: usize) -> Vec<Entry> {
 /// Durable sets of 5 entries on `ids`, `IN_FLIGHT` outstanding; entries/s.
 async fn set_rate(p: &mut Client, ids: &[String], sets: usize) -> f64 {
     let body = |k: usize| {
-        let es: Vec<Entry> = entries(k, ids.len());
+        // Their own namespaces, so the query phase finds only the bulk-loaded entities.
+        let es: Vec<Entry> = entries(k, ids.len())
+            .into_iter()
+            .map(|mut e| {
+                e.namespace = format!("set-{}", e.namespace);
+                e
+            })
+            .collect();
         serde_json::to_vec(&json!({"entries": es, "correlation_id": k})).unwrap()
     };
     let t = Instant::now();

@@ -145,12 +145,13 @@ fn estimate(txn: &Txn, sight: Sight, e: &Expr, cap: usize) -> Result<usize, Call
             })
         }
         Expr::And(xs) => {
+            // Bounded ranges first: their count caps the walk of each open-ended clause.
             let mut best = cap;
-            for x in xs {
-                best = best.min(estimate(txn, sight, x, best)?);
-            }
             for (lo, hi) in between(xs) {
                 best = best.min(count_between(txn, sight, lo, hi, best)?);
+            }
+            for x in xs {
+                best = best.min(estimate(txn, sight, x, best)?);
             }
             Ok(best)
         }
@@ -241,23 +242,30 @@ fn collect(
             Ok(())
         }
         Expr::And(xs) => {
+            // Bounded ranges first: their count caps the walk of each open-ended clause.
+            let mut pair: Option<(&Clause, &Clause, usize)> = None;
+            for (lo, hi) in between(xs) {
+                let cap = pair.map_or(MAX_CANDIDATES + 1, |(_, _, n)| n);
+                let n = count_between(txn, sight, lo, hi, cap)?;
+                if n < cap {
+                    pair = Some((lo, hi, n));
+                }
+            }
             let mut best: Option<(&Expr, usize)> = None;
             for x in xs {
-                let cap = best.map_or(MAX_CANDIDATES + 1, |(_, n)| n);
+                let cap = best
+                    .map(|(_, n)| n)
+                    .or(pair.map(|(_, _, n)| n))
+                    .unwrap_or(MAX_CANDIDATES + 1);
                 let n = estimate(txn, sight, x, cap)?;
-                if best.is_none_or(|(_, b)| n < b) {
+                if n < cap || (best.is_none() && pair.is_none()) {
                     best = Some((x, n));
                 }
             }
-            let mut pair: Option<(&Clause, &Clause)> = None;
-            for (lo, hi) in between(xs) {
-                let cap = best.map_or(MAX_CANDIDATES + 1, |(_, n)| n);
-                let n = count_between(txn, sight, lo, hi, cap)?;
-                if n < cap {
-                    best = best.map(|(x, _)| (x, n));
-                    pair = Some((lo, hi));
-                }
-            }
+            let pair = match (pair, best) {
+                (Some((lo, hi, _)), None) => Some((lo, hi)),
+                _ => None,
+            };
             if let Some((lo, hi)) = pair {
                 let mut over = false;
                 walk_between(txn, sight, lo, Some(hi), |id| {
