@@ -59,6 +59,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Task(args) => extbus::cli::task::run(args),
         Command::Entity(args) => extbus::cli::entity::run(args),
+        Command::Metadata(args) => extbus::cli::metadata::run(args),
         Command::Events(args) => extbus::cli::events::run(args),
         Command::Ext(args) => extbus::cli::ext::run(args),
         Command::Backup { dest, config } => admin::backup(&dest, &config.config_args()),

@@ -138,7 +138,9 @@ mod tests {
                 "services",
                 "entity-types",
                 "entities",
-                "entity-index"
+                "entity-index",
+                "metadata",
+                "metadata-index"
             ]
         );
     }

@@ -435,3 +435,60 @@ async fn tasks_carry_metadata_from_submit_and_resume_over_mqtt_and_http() {
     .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn a_declared_content_index_serves_filters_and_follows_updates_and_deletes() {
+    let b = TestBroker::start().await;
+    let ext = b.client("extension").await;
+    let ty = json!({"vendor": "acme", "nss": "disk", "version": "1.0.0",
+        "schema": {"type": "object", "properties": {
+            "size": {"type": "integer", "x-extbus-index": true},
+            "label": {"type": "string"}}},
+        "access": {"read": ["platform"], "write": ["platform"]}});
+    ok(&ext.command("register", json!({"entity_types": [ty]})).await);
+    let t = "urn:extbus:type:acme:disk:1.0.0";
+    let plat = b.client("platform").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let body = json!({"type": t, "org": "acme", "name": format!("d{i}"),
+                          "entity": {"size": i, "label": if i % 2 == 0 { "even" } else { "odd" }}});
+        ids.push(
+            ok(&plat.command("entities/create", body).await)["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let q = |f: &str| json!({"type": t, "filter": f});
+    let r = plat.command("entities/query", q("entity.size=ge=7")).await;
+    assert_eq!(names(&r), ["d7", "d8", "d9"]);
+    assert_eq!(ok(&r)["plan"]["served_by"], "content-index");
+    assert_eq!(ok(&r)["plan"]["candidates"], 3);
+    // The indexed clause is walked, the other one checked on its candidates.
+    let r = plat
+        .command("entities/query", q("entity.label=='odd';entity.size=lt=4"))
+        .await;
+    assert_eq!(names(&r), ["d1", "d3"]);
+    assert_eq!(ok(&r)["plan"]["candidates"], 4);
+    // A filter on an undeclared path scans what the type index selects.
+    let r = plat
+        .command("entities/query", q("entity.label=='even'"))
+        .await;
+    assert_eq!(ok(&r)["plan"]["served_by"], "type-index");
+    assert_eq!(names(&r).len(), 5);
+    // Updates move the entity in the index; deletes take it out.
+    let upd = json!({"revision": 1, "entity": {"size": 100, "label": "odd"}});
+    ok(&plat
+        .command(&format!("entities/{}/update", ids[9]), upd)
+        .await);
+    ok(&plat
+        .command(&format!("entities/{}/delete", ids[8]), json!({}))
+        .await);
+    let r = plat
+        .command("entities/query", q("entity.size=ge=7;entity.size=lt=50"))
+        .await;
+    assert_eq!(names(&r), ["d7"]);
+    assert_eq!(ok(&r)["plan"]["candidates"], 1);
+    let r = plat.command("entities/query", q("entity.size==100")).await;
+    assert_eq!(names(&r), ["d9"]);
+}

@@ -6,6 +6,7 @@ use super::connect::{block_on, Conn, ConnectArgs};
 use super::table::{cell, render};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use extbus_schema::query::Selectors;
 use serde_json::{json, Value};
 use std::io::Read;
 
@@ -28,6 +29,12 @@ pub enum EntityCmd {
         org: Option<String>,
         #[arg(long, value_parser = ["pre_created", "resolved", "resolution_error", "in_deletion"])]
         state: Option<String>,
+        /// A metadata search, e.g. 'billing|cost-center==\'cc-42\'' (checked before sending).
+        #[arg(long)]
+        metadata: Option<String>,
+        /// A search over content paths, e.g. 'entity.spec.size=ge=3;name==\'prod*\''.
+        #[arg(long)]
+        filter: Option<String>,
         /// Most entities to list (the broker caps it at 1000).
         #[arg(long)]
         limit: Option<usize>,
@@ -106,14 +113,20 @@ fn request(cmd: &EntityCmd, stdin: &mut dyn Read) -> Result<(String, Value)> {
             type_id,
             org,
             state,
+            metadata,
+            filter,
             limit,
             after,
         } => {
+            super::metadata::check_search("metadata", metadata, Selectors::Metadata)?;
+            super::metadata::check_search("filter", filter, Selectors::Content)?;
             let q = super::connect::query_body(
                 &[
                     ("type", type_id),
                     ("org", org),
                     ("state", state),
+                    ("metadata", metadata),
+                    ("filter", filter),
                     ("after", after),
                 ],
                 *limit,
@@ -259,12 +272,17 @@ mod tests {
             type_id: Some("t".into()),
             org: None,
             state: Some("resolved".into()),
+            metadata: None,
+            filter: Some("entity.spec.size=ge=3".into()),
             limit: Some(5),
             after: None,
         };
         let (s, b) = request(&list, &mut std::io::empty()).unwrap();
         assert_eq!(s, "entities/query");
-        assert_eq!(b, json!({"type": "t", "state": "resolved", "limit": 5}));
+        assert_eq!(
+            b,
+            json!({"type": "t", "state": "resolved", "limit": 5, "filter": "entity.spec.size=ge=3"})
+        );
         let del = EntityCmd::Delete {
             id: "e".into(),
             revision: None,

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod entity;
 pub mod events;
 pub mod ext;
+pub mod metadata;
 pub mod registrations;
 pub mod table;
 pub mod task;
@@ -51,6 +52,8 @@ pub enum Command {
     Task(task::TaskArgs),
     /// Defined entities on a running broker: list, get, create, update, resolve, delete, types.
     Entity(entity::EntityArgs),
+    /// Object metadata on a running broker: get, set and delete entries of entities and tasks.
+    Metadata(metadata::MetadataArgs),
     /// Follow audit events on a running broker.
     Events(events::EventsArgs),
     /// Extensions: list registrations, switch them off and on, write a skeleton script.

@@ -6,6 +6,7 @@ use super::connect::{block_on, parse_duration, Conn, ConnectArgs};
 use super::table::{cell, render};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use extbus_schema::query::Selectors;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub enum TaskCmd {
         /// Only this org's tasks (an org-limited principal sees only its own orgs).
         #[arg(long)]
         org: Option<String>,
+        /// A metadata search, e.g. 'billing|cost-center==\'cc-42\'' (checked before sending).
+        #[arg(long)]
+        metadata: Option<String>,
         /// Most tasks to list (the broker caps it at 1000).
         #[arg(long)]
         limit: Option<usize>,
@@ -104,14 +108,17 @@ fn request(cmd: &TaskCmd) -> Result<(String, Value)> {
             state,
             operation,
             org,
+            metadata,
             limit,
             after,
         } => {
+            super::metadata::check_search("metadata", metadata, Selectors::Metadata)?;
             let q = super::connect::query_body(
                 &[
                     ("state", state),
                     ("operation", operation),
                     ("org", org),
+                    ("metadata", metadata),
                     ("after", after),
                 ],
                 *limit,
@@ -324,11 +331,28 @@ mod tests {
             state: Some("blocked".into()),
             operation: None,
             org: Some("acme".into()),
+            metadata: Some("billing|cost-center=='cc-42'".into()),
             limit: Some(5),
             after: None,
         })
         .unwrap();
         assert_eq!(s, "tasks/query");
-        assert_eq!(b, json!({"state": "blocked", "org": "acme", "limit": 5}));
+        assert_eq!(
+            b,
+            json!({"state": "blocked", "org": "acme", "limit": 5,
+                   "metadata": "billing|cost-center=='cc-42'"})
+        );
+        let bad = TaskCmd::List {
+            state: None,
+            operation: None,
+            org: None,
+            metadata: Some("k=~1".into()),
+            limit: None,
+            after: None,
+        };
+        assert!(request(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("position 1"));
     }
 }

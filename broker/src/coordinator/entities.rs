@@ -217,6 +217,7 @@ pub(crate) fn create(
             sealed,
         },
     )?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, None, Some(&e));
     Ok(answer(&e))
 }
 
@@ -288,6 +289,7 @@ pub(crate) fn update(
             sealed,
         },
     )?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(&old), Some(&e));
     Ok(answer(&e))
 }
 
@@ -321,6 +323,7 @@ pub(crate) fn resolve(
             sealed,
         },
     )?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(&old), Some(&e));
     Ok(answer(&e))
 }
 
@@ -394,6 +397,9 @@ fn held(
 /// Removes an entity in `in_deletion` and announces it.
 pub(super) fn finish_delete(co: &mut Coordinator, b: &mut Batch, e: &Entity) {
     entities::remove(&mut b.txn, e);
+    if let Some(ty) = co.types.get(&e.type_id).cloned() {
+        crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(e), None);
+    }
     if let Err(err) = crate::metadata::remove_all(&mut b.txn, &e.id) {
         tracing::error!(entity = %e.id, error = %err, "metadata of a deleted entity unreadable");
     }

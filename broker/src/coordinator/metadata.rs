@@ -54,7 +54,8 @@ fn open(
             }
             Ok(Object { org: e.org.clone() })
         }
-        Kind::Task => match b.txn.task(id)? {
+        // Ids never name content indexes.
+        Kind::Task | Kind::Content => match b.txn.task(id)? {
             Some(t) if ctx.principal.in_org(&t.org) || t.submitted_by == ctx.principal.name => {
                 if write && !ctx.principal.in_org(&t.org) {
                     return Err(CommandError::forbidden(format!(

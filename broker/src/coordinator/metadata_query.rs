@@ -8,6 +8,7 @@ use super::ctx::Ctx;
 use super::Batch;
 use super::Coordinator;
 use crate::entities;
+use crate::metadata::content::{at_path, index_paths};
 use crate::metadata::{self, plan, plan::Sight, Kind};
 use extbus_schema::entities::{Entity, EntityQuery};
 use extbus_schema::query::{parse, Expr, Selectors, TypedValue};
@@ -22,28 +23,6 @@ const FILTER_MAX_SCAN: usize = 10_000;
 
 fn parsed(field: &str, text: &str, kind: Selectors) -> Result<Expr, CommandError> {
     parse(text, kind).map_err(|e| e.to_command_error(field))
-}
-
-/// Scalars at a dotted content path of an entity's JSON (each element of an array).
-fn at_path<'a>(root: &'a Value, path: &str) -> Vec<&'a Value> {
-    let mut cur = vec![root];
-    for part in path.split('.') {
-        let mut next = Vec::new();
-        for v in cur {
-            match v {
-                Value::Object(o) => next.extend(o.get(part)),
-                Value::Array(a) => next.extend(a.iter().filter_map(|x| x.get(part))),
-                _ => {}
-            }
-        }
-        cur = next;
-    }
-    cur.into_iter()
-        .flat_map(|v| match v {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        })
-        .collect()
 }
 
 /// Whether an entity's content (its summary, secure fields never in it) satisfies `f`.
@@ -166,8 +145,12 @@ pub(crate) fn entities(
                 None => true,
             })
     };
-    let mut plan_v = match &meta {
-        Some(m) => {
+    let content = match meta {
+        None => content_clause(co, q, filter.as_ref()),
+        Some(_) => None,
+    };
+    let mut plan_v = match (&meta, content) {
+        (Some(m), _) => {
             let planned = plan::plan(&b.txn, sight, m)?;
             for id in after(&planned.ids, q.after.as_deref()) {
                 if !page.visit(&b.txn, id, &check)? {
@@ -176,7 +159,16 @@ pub(crate) fn entities(
             }
             planned.plan
         }
-        None => {
+        (None, Some((t, c))) => {
+            let planned = plan::plan_content(&b.txn, &t, &c)?;
+            for id in after(&planned.ids, q.after.as_deref()) {
+                if !page.visit(&b.txn, id, &check)? {
+                    break;
+                }
+            }
+            planned.plan
+        }
+        (None, None) => {
             let (prefix, index) = match (&q.type_id, &q.org, q.state) {
                 (Some(t), _, _) => (Some(entities::index_prefix(b't', t)), "type-index"),
                 (_, Some(o), _) => (Some(entities::index_prefix(b'o', o)), "org-index"),
@@ -208,6 +200,27 @@ pub(crate) fn entities(
         json!({"entities": page.items, "next": page.next, "states": entities::states(),
               "plan": plan_v}),
     )
+}
+
+/// The clauses of the filter (itself, or the sides of its top-level `and`) on paths the
+/// queried type declares an index for, with that type id.
+fn content_clause(
+    co: &Coordinator,
+    q: &EntityQuery,
+    filter: Option<&Expr>,
+) -> Option<(String, Vec<extbus_schema::query::Clause>)> {
+    let t = q.type_id.as_ref()?;
+    let paths = index_paths(&co.types.get(t)?.record.spec.schema);
+    let on_index = |x: &Expr| match x {
+        Expr::Clause(c) if paths.contains(&c.key) => Some(c.clone()),
+        _ => None,
+    };
+    let f = filter?;
+    let cs: Vec<_> = match f {
+        Expr::And(xs) => xs.iter().filter_map(on_index).collect(),
+        other => on_index(other).into_iter().collect(),
+    };
+    (!cs.is_empty()).then(|| (t.clone(), cs))
 }
 
 /// A page being filled in id order.

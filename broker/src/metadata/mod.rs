@@ -3,11 +3,12 @@
 //! queries from the index; the commands are `coordinator/metadata.rs`.
 //!
 //! An index key is `kind domain scope name... value object-id`: kind `e` (entity) or `t`
-//! (task), domain `t`/`p`, then scope `n` (`namespace\0key\0`) or `a` (`key\0`, any
+//! (task) or `c` (a declared content index, `content`), domain `t`/`p`, then scope `n` (`namespace\0key\0`) or `a` (`key\0`, any
 //! namespace, the namespace after the id so two namespaces never share a key). The value is
 //! a type tag (`b` < `n` < `s`) and an order-preserving encoding, so a range of values is a
 //! range of keys.
 
+pub mod content;
 pub mod plan;
 
 use extbus_callouts::{CalloutError, TreeId, Txn};
@@ -20,6 +21,8 @@ use extbus_schema::query::TypedValue;
 pub enum Kind {
     Entity,
     Task,
+    /// Declared content indexes of entities (`content`).
+    Content,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::Entity => b'e',
             Kind::Task => b't',
+            Kind::Content => b'c',
         }
     }
 }

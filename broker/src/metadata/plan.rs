@@ -97,17 +97,32 @@ fn walk(
     txn: &Txn,
     sight: Sight,
     c: &Clause,
+    f: impl FnMut(String) -> bool,
+) -> Result<usize, CalloutError> {
+    walk_between(txn, sight, c, None, f)
+}
+
+/// `walk`, bounded above by `hi` too when given: a lower and an upper bound on one key in an
+/// `and` are one range of the index (`between`).
+fn walk_between(
+    txn: &Txn,
+    sight: Sight,
+    c: &Clause,
+    hi: Option<&Clause>,
     mut f: impl FnMut(String) -> bool,
 ) -> Result<usize, CalloutError> {
     let mut n = 0;
     for d in sight.domains() {
-        let (start, end, plen) = range(sight.kind, *d, c);
+        let (start, mut end, plen) = range(sight.kind, *d, c);
+        if let Some(h) = hi {
+            end = end.min(range(sight.kind, *d, h).1);
+        }
         for kv in txn.iter_range(TreeId::MetadataIndex, &start, &end) {
             let (k, _) = kv?;
             let Some((id, v)) = split_key(&k, plen, c.namespace.is_none()) else {
                 continue;
             };
-            if !c.test(&v) {
+            if !c.test(&v) || hi.is_some_and(|h| !h.test(&v)) {
                 continue;
             }
             n += 1;
@@ -130,7 +145,11 @@ fn estimate(txn: &Txn, sight: Sight, e: &Expr, cap: usize) -> Result<usize, Call
             })
         }
         Expr::And(xs) => {
+            // Bounded ranges first: their count caps the walk of each open-ended clause.
             let mut best = cap;
+            for (lo, hi) in between(xs) {
+                best = best.min(count_between(txn, sight, lo, hi, best)?);
+            }
             for x in xs {
                 best = best.min(estimate(txn, sight, x, best)?);
             }
@@ -147,6 +166,48 @@ fn estimate(txn: &Txn, sight: Sight, e: &Expr, cap: usize) -> Result<usize, Call
             Ok(sum)
         }
     }
+}
+
+/// Lower and upper bounds on the same key and value type among the clauses of an `and`.
+fn between(xs: &[Expr]) -> Vec<(&Clause, &Clause)> {
+    fn bound(x: &Expr, ops: [Op; 2]) -> Option<(&Clause, &'static str)> {
+        match x {
+            Expr::Clause(c) if ops.contains(&c.op) => match &c.operand {
+                Operand::Value(v) => Some((c, v.type_name())),
+                Operand::Prefix(_) => None,
+            },
+            _ => None,
+        }
+    }
+    let mut out = Vec::new();
+    for a in xs {
+        let Some((lo, lt)) = bound(a, [Op::Gt, Op::Ge]) else {
+            continue;
+        };
+        for b in xs {
+            let Some((hi, ht)) = bound(b, [Op::Lt, Op::Le]) else {
+                continue;
+            };
+            if lt == ht && lo.key == hi.key && lo.namespace == hi.namespace {
+                out.push((lo, hi));
+            }
+        }
+    }
+    out
+}
+
+fn count_between(
+    txn: &Txn,
+    sight: Sight,
+    lo: &Clause,
+    hi: &Clause,
+    cap: usize,
+) -> Result<usize, CalloutError> {
+    let mut n = 0;
+    walk_between(txn, sight, lo, Some(hi), |_| {
+        n += 1;
+        n < cap
+    })
 }
 
 fn too_broad() -> CommandError {
@@ -181,13 +242,43 @@ fn collect(
             Ok(())
         }
         Expr::And(xs) => {
+            // Bounded ranges first: their count caps the walk of each open-ended clause.
+            let mut pair: Option<(&Clause, &Clause, usize)> = None;
+            for (lo, hi) in between(xs) {
+                let cap = pair.map_or(MAX_CANDIDATES + 1, |(_, _, n)| n);
+                let n = count_between(txn, sight, lo, hi, cap)?;
+                if n < cap {
+                    pair = Some((lo, hi, n));
+                }
+            }
             let mut best: Option<(&Expr, usize)> = None;
             for x in xs {
-                let cap = best.map_or(MAX_CANDIDATES + 1, |(_, n)| n);
+                let cap = best
+                    .map(|(_, n)| n)
+                    .or(pair.map(|(_, _, n)| n))
+                    .unwrap_or(MAX_CANDIDATES + 1);
                 let n = estimate(txn, sight, x, cap)?;
-                if best.is_none_or(|(_, b)| n < b) {
+                if n < cap || (best.is_none() && pair.is_none()) {
                     best = Some((x, n));
                 }
+            }
+            let pair = match (pair, best) {
+                (Some((lo, hi, _)), None) => Some((lo, hi)),
+                _ => None,
+            };
+            if let Some((lo, hi)) = pair {
+                let mut over = false;
+                walk_between(txn, sight, lo, Some(hi), |id| {
+                    out.insert(id);
+                    over = out.len() > MAX_CANDIDATES;
+                    !over
+                })?;
+                walked.push(format!(
+                    "{};{}",
+                    Expr::Clause(lo.clone()),
+                    Expr::Clause(hi.clone())
+                ));
+                return if over { Err(too_broad()) } else { Ok(()) };
             }
             match best {
                 Some((x, _)) => collect(txn, sight, x, out, walked),
@@ -209,6 +300,32 @@ pub fn plan(txn: &Txn, sight: Sight, e: &Expr) -> Result<Planned, CommandError> 
     let mut walked = Vec::new();
     collect(txn, sight, e, &mut ids, &mut walked)?;
     let plan = json!({"served_by": "metadata-index", "walked": walked,
+                      "candidates": ids.len(), "filtered": "every candidate against the whole query"});
+    Ok(Planned { ids, plan })
+}
+
+/// The entities of type `type_id` that content clauses (of an `and`) on its declared indexes
+/// select: the most selective one, or a lower and an upper bound on one path, is walked.
+pub fn plan_content(txn: &Txn, type_id: &str, cs: &[Clause]) -> Result<Planned, CommandError> {
+    let sight = Sight {
+        kind: Kind::Content,
+        all_orgs: false,
+    };
+    let scoped: Vec<Expr> = cs
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.namespace = Some(type_id.to_string());
+            Expr::Clause(c)
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    let mut walked = Vec::new();
+    collect(txn, sight, &Expr::And(scoped), &mut ids, &mut walked)?;
+    // Walked clauses are shown as written, without the type id they are scoped to.
+    let prefix = format!("{type_id}|");
+    let walked: Vec<String> = walked.iter().map(|w| w.replace(&prefix, "")).collect();
+    let plan = json!({"served_by": "content-index", "walked": walked,
                       "candidates": ids.len(), "filtered": "every candidate against the whole query"});
     Ok(Planned { ids, plan })
 }

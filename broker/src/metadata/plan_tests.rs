@@ -81,7 +81,7 @@ fn query() -> impl Strategy<Value = String> {
 fn id(kind: Kind, i: usize) -> String {
     match kind {
         Kind::Entity => format!("urn:extbus:entity:{i:04}"),
-        Kind::Task => format!("task-{i:04}"),
+        Kind::Task | Kind::Content => format!("task-{i:04}"),
     }
 }
 
@@ -174,4 +174,33 @@ fn an_equality_walks_only_its_own_value() {
     // The cost-center clause (10 objects) is walked, not the tier one (50).
     assert_eq!(p.ids.len(), 10);
     assert_eq!(p.plan["walked"], json!(["billing|cc=='cc-3'"]));
+}
+
+#[test]
+fn a_lower_and_an_upper_bound_walk_one_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let trees = Trees::open(&db).unwrap();
+    let mut txn = Txn::new(trees);
+    for i in 0..1000 {
+        let es = [entry(
+            Domain::Tenant,
+            "ops",
+            "seq",
+            TypedValue::Number(i as f64),
+        )];
+        store(&mut txn, &id(Kind::Entity, i), &[], &es).unwrap();
+    }
+    let sight = Sight {
+        kind: Kind::Entity,
+        all_orgs: false,
+    };
+    let e = parse("ops|seq=ge=100;ops|seq=lt=150", Selectors::Metadata).unwrap();
+    let p = plan(&txn, sight, &e).unwrap();
+    assert_eq!(p.ids.len(), 50);
+    assert_eq!(p.plan["walked"], json!(["ops|seq=ge=100;ops|seq=lt=150"]));
+    assert!(p
+        .ids
+        .iter()
+        .all(|i| matches(sight, &e, &load(&txn, i).unwrap())));
 }
