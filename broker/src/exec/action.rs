@@ -12,7 +12,6 @@ use crate::metrics::Metrics;
 use extbus_schema::actions::{ActionRequest, ActionSpec};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// One entry's actions, answered by running its program.
@@ -56,21 +55,10 @@ impl LocalActions for ExecActions {
 /// Runs the program for `req` once a slot is free, within the run's deadline and the entry's
 /// `timeout_ms`; the `actions/responses` body. `None`: no time was left.
 async fn answer(e: &Entry, req: &ActionRequest, clock: &dyn Clock, m: &Metrics) -> Option<Value> {
-    let _slot = e.slot().await?;
-    let left = req.deadline.saturating_sub(clock.now_ms());
-    if left == 0 {
-        return None;
-    }
-    let timeout = left.min(e.config.timeout_ms);
     let payload = serde_json::to_value(req).unwrap_or(Value::Null);
-    let outcome = runner::run(
-        &e.config.path,
-        "action",
-        &payload,
-        Duration::from_millis(timeout),
-    )
-    .await;
-    e.count(m, "action", runner::label(&outcome));
+    let outcome = e
+        .run_within("action", &payload, req.deadline, clock, m)
+        .await?;
     if let Err(f) = &outcome {
         tracing::warn!(exec = %e.config.name, run = %req.id, action = %req.action, reason = %f,
             "executable extension gave no answer");

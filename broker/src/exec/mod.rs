@@ -34,6 +34,28 @@ impl Entry {
         self.slots.acquire().await.ok()
     }
 
+    /// Runs the program as `<exe> <action> <payload_file> <timeout>` once a slot is free,
+    /// within `deadline_ms` (on `clock`) and the entry's `timeout_ms`, and counts the run.
+    /// `None`: the deadline passed while waiting for a slot.
+    pub async fn run_within(
+        &self,
+        action: &'static str,
+        payload: &serde_json::Value,
+        deadline_ms: u64,
+        clock: &dyn crate::clock::Clock,
+        metrics: &Metrics,
+    ) -> Option<Result<runner::Answer, runner::Failure>> {
+        let _slot = self.slot().await?;
+        let left = deadline_ms.saturating_sub(clock.now_ms());
+        if left == 0 {
+            return None;
+        }
+        let timeout = std::time::Duration::from_millis(left.min(self.config.timeout_ms));
+        let outcome = runner::run(&self.config.path, action, payload, timeout).await;
+        self.count(metrics, action, runner::label(&outcome));
+        Some(outcome)
+    }
+
     /// Counts one run in `extbus_exec_runs_total{name,action,outcome}`.
     pub fn count(&self, metrics: &Metrics, action: &'static str, outcome: &'static str) {
         let run = crate::metrics::ExecRun {

@@ -11,7 +11,6 @@ use crate::services::hub::Outcome;
 use crate::services::{error_body, LocalAnswerer};
 use extbus_schema::{Body, Decoded, ErrorCode, ServiceRequest, ServiceResponse};
 use serde_json::{json, Map, Value};
-use std::time::Duration;
 
 /// Keys that make a `result` a response rather than a JSON body.
 const RESPONSE_KEYS: [&str; 4] = ["status", "headers", "json", "body"];
@@ -39,21 +38,10 @@ pub async fn answer(
     clock: &dyn Clock,
     metrics: &Metrics,
 ) -> Option<Outcome> {
-    let _slot = e.slot().await?;
-    let left = req.deadline.saturating_sub(clock.now_ms());
-    if left == 0 {
-        return None;
-    }
-    let timeout = left.min(e.config.timeout_ms);
     let payload = serde_json::to_value(req).unwrap_or(Value::Null);
-    let outcome = runner::run(
-        &e.config.path,
-        "service",
-        &payload,
-        Duration::from_millis(timeout),
-    )
-    .await;
-    e.count(metrics, "service", runner::label(&outcome));
+    let outcome = e
+        .run_within("service", &payload, req.deadline, clock, metrics)
+        .await?;
     if let Err(f) = &outcome {
         tracing::warn!(exec = %e.config.name, request_id = %req.id, path = %req.path, reason = %f, "executable extension gave no answer");
     }
