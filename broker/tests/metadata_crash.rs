@@ -4,47 +4,25 @@
 //! replaced, or an entry that was deleted, is not in it (the plan's candidate count shows it).
 
 mod support;
-use support::free_port;
 use support::session::{session, Session};
+use support::{free_port, serve_on, Served};
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const TYPE_ID: &str = "urn:extbus:type:acme:box:1.0.0";
 const ENTITIES: usize = 20;
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &Path, mqtt: u16, http: u16) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_extbus"))
-        .args(["serve", "--dev", "--data-dir", dir.to_str().unwrap()])
-        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", http)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "broker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Running(child)
+fn start(dir: &Path, mqtt: u16, http: u16) -> Served {
+    serve_on(
+        &["--data-dir", dir.to_str().unwrap()],
+        mqtt,
+        http,
+        Stdio::null(),
+    )
 }
 
 fn num(ns: &str, key: &str, v: u64) -> Value {

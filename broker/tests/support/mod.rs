@@ -29,8 +29,13 @@ impl Drop for Served {
 /// Starts the broker with `args` (and `RUST_LOG` unset) and waits until its HTTP port answers.
 #[allow(dead_code)]
 pub fn serve(args: &[&str], stderr: std::process::Stdio) -> Served {
+    serve_on(args, free_port(), free_port(), stderr)
+}
+
+/// As `serve`, on the given ports: a restarted broker keeps its clients' addresses.
+#[allow(dead_code)]
+pub fn serve_on(args: &[&str], mqtt: u16, http: u16, stderr: std::process::Stdio) -> Served {
     use std::time::{Duration, Instant};
-    let (mqtt, http) = (free_port(), free_port());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_extbus"))
         .args(["serve", "--dev"])
         .args(args)
