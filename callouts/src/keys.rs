@@ -67,7 +67,7 @@ pub(crate) fn rule(owner: &str, component: &str, n: u32) -> Vec<u8> {
 }
 
 /// The first key after every key that starts with `prefix`.
-pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {

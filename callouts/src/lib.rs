@@ -55,6 +55,7 @@ pub use effects::{
 };
 pub use engine::{Engine, EngineConfig, TIMEOUT_PRINCIPAL};
 pub use error::CalloutError;
+pub use keys::prefix_end;
 pub use record::MAX_TIME_MS;
 pub use rules::{Registered, Rules, Stage, StageRule, DEFAULT_COMPONENT};
 pub use store::{IndexEntries, Store, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, TREE_NAME};

@@ -161,6 +161,20 @@ pub(super) fn answer(e: &Entity) -> Value {
     serde_json::to_value(e).unwrap_or(Value::Null)
 }
 
+/// Writes the entity and its content index entries in the batch; the reply is its new form.
+fn store(
+    b: &mut Batch,
+    ty: &TypeEntry,
+    old: Option<&Entity>,
+    e: Entity,
+    sealed: Option<String>,
+) -> Result<Value, CommandError> {
+    let s = Stored { entity: e, sealed };
+    entities::put(&mut b.txn, old, &s)?;
+    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, old, Some(&s.entity));
+    Ok(answer(&s.entity))
+}
+
 /// `entities/create`.
 pub(crate) fn create(
     co: &mut Coordinator,
@@ -209,16 +223,7 @@ pub(crate) fn create(
     } else {
         settle(co, b, &ty, &mut e, &full);
     }
-    entities::put(
-        &mut b.txn,
-        None,
-        &Stored {
-            entity: e.clone(),
-            sealed,
-        },
-    )?;
-    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, None, Some(&e));
-    Ok(answer(&e))
+    store(b, &ty, None, e, sealed)
 }
 
 /// `entities/<id>/get`.
@@ -281,16 +286,7 @@ pub(crate) fn update(
     record(&mut e, &ctx.principal.name, b.now, "update", paths);
     entity_event(co, b, "entity.updated", &e);
     settle(co, b, &ty, &mut e, &full);
-    entities::put(
-        &mut b.txn,
-        Some(&old),
-        &Stored {
-            entity: e.clone(),
-            sealed,
-        },
-    )?;
-    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(&old), Some(&e));
-    Ok(answer(&e))
+    store(b, &ty, Some(&old), e, sealed)
 }
 
 /// `entities/<id>/resolve`: validates again (and seals the secure fields with the current key).
@@ -315,16 +311,7 @@ pub(crate) fn resolve(
     let mut e = old.clone();
     record(&mut e, &ctx.principal.name, b.now, "resolve", Vec::new());
     settle(co, b, &ty, &mut e, &full);
-    entities::put(
-        &mut b.txn,
-        Some(&old),
-        &Stored {
-            entity: e.clone(),
-            sealed,
-        },
-    )?;
-    crate::metadata::content::reindex(&mut b.txn, &ty.record.spec.schema, Some(&old), Some(&e));
-    Ok(answer(&e))
+    store(b, &ty, Some(&old), e, sealed)
 }
 
 /// `entities/<id>/delete`: `in_deletion`, then gone; the reply is its last form.

@@ -6,7 +6,7 @@
 pub mod hooks;
 pub mod secure;
 
-use extbus_callouts::{CalloutError, TreeId, Trees, Txn};
+use extbus_callouts::{prefix_end, CalloutError, TreeId, Trees, Txn};
 use extbus_schema::entities::{Entity, EntityState};
 use extbus_schema::entity_types::{secure_paths, EntityTypeSpec};
 use extbus_schema::{time_fmt, ErrorDetail};
@@ -196,18 +196,6 @@ fn index_key(kind: u8, value: &str, id: &str) -> Vec<u8> {
 /// The index prefix of one type, org or state (`kind` b't', b'o', b's').
 pub fn index_prefix(kind: u8, value: &str) -> Vec<u8> {
     index_key(kind, value, "")
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
 }
 
 fn corrupt(key: &str, reason: impl std::fmt::Display) -> CalloutError {

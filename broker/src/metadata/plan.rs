@@ -4,7 +4,7 @@
 //! (its domains) are walked, and every candidate is checked again against the whole query.
 
 use super::{encode_value, escape_into, selector_prefix, split_key, Kind};
-use extbus_callouts::{CalloutError, TreeId, Txn};
+use extbus_callouts::{prefix_end, CalloutError, TreeId, Txn};
 use extbus_schema::metadata::{Domain, Entry};
 use extbus_schema::query::{Clause, Expr, Op, Operand, TypedValue};
 use extbus_schema::{CommandError, ErrorCode};
@@ -41,17 +41,6 @@ impl Sight {
 pub struct Planned {
     pub ids: BTreeSet<String>,
     pub plan: Value,
-}
-
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
 }
 
 /// The key range one clause walks in one domain: start, end, selector prefix length.
