@@ -132,7 +132,13 @@ fn correlation_of(obj: &Map<String, Value>) -> Option<Value> {
 /// `schema_violation`, and `invalid_name`. The correlation id is recovered whenever the payload
 /// parses as an object, so every reply after the size check can carry it.
 pub fn decode(suffix: &str, payload: &[u8], max_payload: usize) -> Result<Decoded, Failure> {
-    size_check(payload.len(), max_payload)?;
+    if payload.len() > max_payload {
+        // Not parsed, as the gate does it: the correlation id is looked for in the first
+        // `max_payload` bytes, so the refusal still reaches a requester waiting on it.
+        let head = &payload[..max_payload];
+        let id = crate::correlation_scan::correlation_id_in_prefix(head);
+        return Err(too_large(payload.len(), max_payload, id));
+    }
     decode_parsed(suffix, serde_json::from_slice::<Value>(payload))
 }
 
@@ -145,15 +151,19 @@ pub fn decode_value(suffix: &str, body: Value, max_payload: usize) -> Result<Dec
 
 fn size_check(len: usize, max_payload: usize) -> Result<(), Failure> {
     if len > max_payload {
-        return Err(Failure::new(
-            None,
-            CommandError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("payload of {len} bytes is larger than the limit of {max_payload} bytes"),
-            ),
-        ));
+        return Err(too_large(len, max_payload, None));
     }
     Ok(())
+}
+
+fn too_large(len: usize, max_payload: usize, correlation_id: Option<Value>) -> Failure {
+    Failure::new(
+        correlation_id,
+        CommandError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("payload of {len} bytes is larger than the limit of {max_payload} bytes"),
+        ),
+    )
 }
 
 /// The length of `v` written as compact JSON, counted without a buffer.
@@ -541,8 +551,14 @@ mod tests {
         let body = br#"{"correlation_id":"c","extend_ms":1}"#;
         let f = decode("nonsense", body, body.len() - 1).unwrap_err();
         assert_eq!(f.error.code, ErrorCode::PayloadTooLarge);
-        assert_eq!(f.correlation_id, None);
+        // Found within the first `limit` bytes without parsing the whole body.
+        assert_eq!(f.correlation_id, Some(json!("c")));
         assert!(decode("tasks/t/extend", body, body.len()).is_ok());
+        // An id past the limit is not looked for.
+        let late = br#"{"extend_ms":1,"correlation_id":"c"}"#;
+        let f = decode("tasks/t/extend", late, 20).unwrap_err();
+        assert_eq!(f.error.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(f.correlation_id, None);
     }
 
     #[test]

@@ -56,6 +56,11 @@ impl ExternalSettings {
         o.set_credentials(&self.user, &self.secret)
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(Some((self.max_payload + (4 << 20)) as u32));
+        // Each reply and notice is one small write: without NODELAY it waits behind the
+        // broker's delayed ACK of the previous one (tens of ms per round trip).
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        o.set_network_options(net);
         if let Some(tls) = &self.tls {
             let t = extbus_client::tls_transport(tls).map_err(|e| MqttError::Tls(e.to_string()))?;
             o.set_transport(t);
