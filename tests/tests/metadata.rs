@@ -365,6 +365,16 @@ async fn tasks_carry_metadata_from_submit_and_resume_over_mqtt_and_http() {
         .collect();
     assert_eq!(found, [t1.as_str()]);
     assert_eq!(ok(&r)["plan"]["served_by"], "metadata-index");
+    // `tasks/<id>/get` shows the task's entries, as an entity's `get` does.
+    let g = plat.command(&format!("tasks/{t1}/get"), json!({})).await;
+    let mut keys: Vec<&str> = ok(&g)["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["cost-center", "zone"]);
     let r = plat
         .command(
             "tasks/query",

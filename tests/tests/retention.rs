@@ -84,6 +84,44 @@ async fn finished_tasks_are_removed_after_retention_and_blocked_ones_kept() {
     b.stop().await;
 }
 
+#[tokio::test]
+async fn a_purged_task_takes_its_metadata_and_index_keys_with_it() {
+    let b = TestBroker::start_with(|c| c.tasks.retention_ms = KEEP_MS).await;
+    let (ext, p) = blocking_world(&b).await;
+    let entry = json!({"namespace": "billing", "key": "cost-center",
+                       "value": {"type": "string", "value": "cc-42"}});
+    let r = p
+        .command(
+            "tasks/submit",
+            json!({"request_id": "r1", "operation": "vm.create", "org": "acme", "metadata": [entry]}),
+        )
+        .await;
+    let id = r["result"]["id"].as_str().expect("task id").to_string();
+    let r = ext.command(&format!("tasks/{id}/resume"), json!({})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let search = || async {
+        let r = p
+            .command("tasks/query", json!({"metadata": "cost-center=='cc-42'"}))
+            .await;
+        assert_eq!(r["ok"], true, "{r}");
+        r["result"].clone()
+    };
+    let before = search().await;
+    assert_eq!(before["tasks"][0]["id"], id.as_str(), "{before}");
+    assert_eq!(before["plan"]["candidates"], 1, "{before}");
+
+    b.clock.advance(KEEP_MS + 1_000);
+    wait_for(&b, &id, |r| r["ok"] == false).await;
+    // No entry is left for the id, and the index walk finds no candidate (a stale index key
+    // would still be one, filtered out only because its task is gone).
+    let r = p.command(&format!("metadata/{id}/get"), json!({})).await;
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+    let after = search().await;
+    assert_eq!(after["tasks"], json!([]), "{after}");
+    assert_eq!(after["plan"]["candidates"], 0, "{after}");
+    b.stop().await;
+}
+
 /// Registers a long-lived rule and returns the extension and platform clients.
 async fn blocking_world(
     b: &TestBroker,

@@ -103,7 +103,7 @@ pub(crate) fn apply(
         (Command::TaskAction { task_id, .. }, Body::Extend(r)) => {
             return task(tasks::extend(co, b, ctx, &task_id, r))
         }
-        (Command::TaskGet { task_id }, Body::Get) => return task(tasks::get(co, ctx, &task_id)),
+        (Command::TaskGet { task_id }, Body::Get) => tasks::get_with_metadata(co, b, ctx, &task_id),
         (Command::Event, Body::Event(e)) => events::publish(co, b, ctx, *e),
         (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
         (Command::TasksQuery, Body::Query(q)) => tasks::query(co, b, ctx, &q),

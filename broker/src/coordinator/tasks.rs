@@ -191,6 +191,20 @@ pub(crate) fn get(co: &Coordinator, ctx: &Ctx, id: &str) -> Result<Task, Command
     }
 }
 
+/// `tasks/<id>/get`: the task with the metadata entries the sender may see, as an entity's
+/// `get` has them.
+pub(crate) fn get_with_metadata(
+    co: &Coordinator,
+    b: &Batch,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<Value, CommandError> {
+    let t = get(co, ctx, id)?;
+    let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
+    v["metadata"] = super::metadata::visible(b, ctx, id)?;
+    Ok(v)
+}
+
 pub(crate) fn query(
     co: &Coordinator,
     b: &Batch,
@@ -273,6 +287,12 @@ fn purge(co: &mut Coordinator, b: &mut Batch) {
             } else {
                 b.now
             };
+            for id in &ids {
+                // The task is gone: so are its metadata entries and their index keys.
+                if let Err(e) = crate::metadata::remove_all(&mut b.txn, id) {
+                    tracing::error!(task = %id, error = %e, "metadata of a purged task unreadable");
+                }
+            }
             if !ids.is_empty() {
                 co.metrics.tasks_purged.inc_by(ids.len() as u64);
                 tracing::debug!(count = ids.len(), "finished tasks past retention removed");
