@@ -338,6 +338,7 @@ mod tests {
             "extbus/in/{principal}/entities/{entity_id}/update",
             "extbus/in/{principal}/entities/{entity_id}/resolve",
             "extbus/in/{principal}/entities/{entity_id}/delete",
+            "extbus/in/{principal}/entities/{entity_id}/secrets",
             "extbus/in/{principal}/entities/{entity_id}/behaviors/{behavior}",
             "extbus/in/{principal}/entities/query",
             "extbus/in/{principal}/entities/types",

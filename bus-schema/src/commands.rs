@@ -47,7 +47,7 @@ pub enum Command {
     },
     /// `entities/create`
     EntitiesCreate,
-    /// `entities/<entity_id>/get|update|resolve|delete`
+    /// `entities/<entity_id>/get|update|resolve|delete|secrets`
     Entity {
         entity_id: String,
         action: EntityAction,
@@ -177,6 +177,7 @@ impl Command {
                 EntityAction::Update => &entities::UPDATE,
                 EntityAction::Resolve => &entities::RESOLVE,
                 EntityAction::Delete => &entities::DELETE,
+                EntityAction::Secrets => &entities::SECRETS,
             },
             Command::EntityBehavior { .. } => &entities::BEHAVIOR,
             Command::EntitiesQuery => &entities::QUERY,

@@ -145,15 +145,12 @@ pub fn decode(suffix: &str, payload: &[u8], max_payload: usize) -> Result<Decode
 /// `decode` for a body already in memory (commands from inside the broker): the same checks
 /// and answers, without writing the body out and parsing it back. Its size is that of its JSON.
 pub fn decode_value(suffix: &str, body: Value, max_payload: usize) -> Result<Decoded, Failure> {
-    size_check(json_len(&body), max_payload)?;
-    decode_parsed(suffix, Ok(body))
-}
-
-fn size_check(len: usize, max_payload: usize) -> Result<(), Failure> {
-    if len > max_payload {
-        return Err(too_large(len, max_payload, None));
+    if json_len(&body) > max_payload {
+        // Cold path: written out so the correlation id is found where `decode` finds it.
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        return decode(suffix, &bytes, max_payload);
     }
-    Ok(())
+    decode_parsed(suffix, Ok(body))
 }
 
 fn too_large(len: usize, max_payload: usize, correlation_id: Option<Value>) -> Failure {
@@ -362,7 +359,7 @@ fn check(command: &Command, body: &Value) -> Result<Body, CommandError> {
             Body::EntityCreate(Box::new(c))
         }
         Command::Entity { action, .. } => match action {
-            EntityAction::Get | EntityAction::Resolve => Body::EntityEmpty,
+            EntityAction::Get | EntityAction::Resolve | EntityAction::Secrets => Body::EntityEmpty,
             EntityAction::Update => Body::EntityUpdate(Box::new(parse_as(command, body)?)),
             EntityAction::Delete => Body::EntityDelete(parse_as(command, body)?),
         },

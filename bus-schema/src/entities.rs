@@ -12,6 +12,7 @@ use crate::errors::ErrorDetail;
 use crate::spec::{arg, Spec, ANY_ROLE};
 use crate::time_fmt;
 use crate::validate::schema;
+use crate::Role;
 
 /// Prefix of every entity id; the rest is a UUID v7, so ids sort in creation order.
 pub const ENTITY_ID_PREFIX: &str = "urn:extbus:entity:";
@@ -195,6 +196,8 @@ pub enum EntityAction {
     Update,
     Resolve,
     Delete,
+    /// The secure values, for the type's own extension only.
+    Secrets,
 }
 
 impl EntityAction {
@@ -204,6 +207,7 @@ impl EntityAction {
             EntityAction::Update => "update",
             EntityAction::Resolve => "resolve",
             EntityAction::Delete => "delete",
+            EntityAction::Secrets => "secrets",
         }
     }
 }
@@ -216,7 +220,9 @@ fn on(p: &[&str], action: EntityAction) -> Command {
 }
 
 /// The commands of this family (`spec::FAMILIES`).
-pub const FAMILY: &[Spec] = &[CREATE, GET, UPDATE, RESOLVE, DELETE, BEHAVIOR, QUERY, TYPES];
+pub const FAMILY: &[Spec] = &[
+    CREATE, GET, UPDATE, RESOLVE, DELETE, SECRETS, BEHAVIOR, QUERY, TYPES,
+];
 
 pub const CREATE: Spec = Spec {
     suffix: "entities/create",
@@ -277,6 +283,18 @@ pub const DELETE: Spec = Spec {
     read_only: false,
     example: r#"{"revision": 2}"#,
     build: |p| on(p, EntityAction::Delete),
+};
+
+pub const SECRETS: Spec = Spec {
+    suffix: "entities/{entity_id}/secrets",
+    kind: "entities/secrets",
+    schema: schema!("entity-get", Inbound),
+    channel: "cmdEntitySecrets",
+    description: "the type's own extension only: the entity's secure values, {id, revision, secrets: [{path, value}]}.",
+    roles: &[Role::Extension],
+    read_only: true,
+    example: r#"{}"#,
+    build: |p| on(p, EntityAction::Secrets),
 };
 
 pub const BEHAVIOR: Spec = Spec {

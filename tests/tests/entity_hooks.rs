@@ -1,10 +1,11 @@
 //! Entity hooks and behaviors over real MQTT: each hook outcome (resume with and without a
 //! replaced content, cancel, abort, timeout by the manual clock, resolution by an operator),
 //! changes refused while a hook is pending, behaviors with checked arguments and their results,
-//! the history naming who changed what, secure values kept out of every task payload, and a
+//! the history naming who changed what, secure values kept out of every task payload and read
+//! back by the type's extension alone, and a
 //! pending hook that survives a restart.
 
-use extbus_schema::topics;
+use extbus_schema::{topics, Role};
 use extbus_tests::{BusClient, TestBroker};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -307,6 +308,63 @@ async fn pre_update_may_change_or_refuse_the_update() {
     // The secure value given at create still counts after the hooked update (the schema
     // does not require it, so check it is not leaked and the entity stays resolved).
     assert!(!got.to_string().contains(SECRET));
+    w.b.stop().await;
+}
+
+#[tokio::test]
+async fn the_types_extension_alone_reads_the_secure_values() {
+    let w = world(json!({"pre_update": true})).await;
+    w.b.add_principal("ext-acme", &[Role::Extension], &["acme"]);
+    w.b.add_principal("ext-globex", &[Role::Extension], &["globex"]);
+    let id = s(&w.create(3).await["id"]);
+    let secrets = format!("entities/{id}/secrets");
+    let r = ok(&w.ext.command(&secrets, json!({})).await).clone();
+    assert_eq!(
+        r,
+        json!({"id": id, "revision": 1,
+               "secrets": [{"path": "/spec/password", "value": SECRET}]})
+    );
+    // Nobody else: not the entity's owner with write access, an operator, an admin or another
+    // extension of the entity's org; an extension that may not see the entity gets not_found.
+    for (who, want) in [
+        ("platform", "forbidden"),
+        ("operator", "forbidden"),
+        ("admin", "forbidden"),
+        ("ext-acme", "forbidden"),
+        ("ext-globex", "not_found"),
+    ] {
+        let r = w.b.client(who).await.command(&secrets, json!({})).await;
+        assert!(!r.to_string().contains(SECRET), "{r}");
+        assert_eq!(code(&r), want, "{who}: {r}");
+    }
+
+    // An update held by pre_update: the notice marks the secure paths without their values,
+    // and the extension reads the proposed values beside the stored ones.
+    let new_secret = "correct-horse-battery";
+    let up = json!({"revision": 1, "entity": {"spec": {"nodes": 5, "password": new_secret}}});
+    ok(&w.plat.command(&format!("entities/{id}/update"), up).await);
+    let notice = w.blocked("cluster.pre-update").await;
+    assert!(!notice.to_string().contains(new_secret), "{notice}");
+    assert_eq!(notice["data"]["secure_paths"], json!(["/spec/password"]));
+    let r = ok(&w.ext.command(&secrets, json!({})).await).clone();
+    assert_eq!(r["secrets"][0]["value"], SECRET);
+    assert_eq!(
+        r["proposed"],
+        json!([{"path": "/spec/password", "value": new_secret}])
+    );
+
+    // The same over HTTP.
+    let path = format!("/api/entities/{id}/secrets");
+    let auth = extbus_tests::http::basic("extension", "extension");
+    let r =
+        extbus_tests::http::request(w.b.http, "GET", &path, &[("authorization", &auth)], b"").await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["secrets"][0]["value"], SECRET);
+    let auth = extbus_tests::http::basic("platform", "platform");
+    let r =
+        extbus_tests::http::request(w.b.http, "GET", &path, &[("authorization", &auth)], b"").await;
+    assert_eq!(r.status, 403);
+    assert!(!String::from_utf8_lossy(&r.body).contains(SECRET));
     w.b.stop().await;
 }
 

@@ -151,6 +151,7 @@ pub(crate) fn apply(
         (Command::Entity { entity_id, action }, body) => match (action, body) {
             (EntityAction::Get, Body::EntityEmpty) => entities::get(co, b, ctx, &entity_id),
             (EntityAction::Resolve, Body::EntityEmpty) => entities::resolve(co, b, ctx, &entity_id),
+            (EntityAction::Secrets, Body::EntityEmpty) => entities::secrets(co, b, ctx, &entity_id),
             (EntityAction::Update, Body::EntityUpdate(r)) => {
                 entities::update(co, b, ctx, &entity_id, *r)
             }

@@ -239,6 +239,51 @@ pub(crate) fn get(
     Ok(v)
 }
 
+/// `entities/<id>/secrets`: the secure values, for the type's own extension only (nobody
+/// else, admins included, ever reads them back). While a `pre_update` hook runs, the values
+/// the update proposes come beside the stored ones.
+pub(crate) fn secrets(
+    co: &mut Coordinator,
+    b: &mut Batch,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<Value, CommandError> {
+    let missing = || CommandError::not_found(format!("no entity '{id}'"));
+    let s = entities::load(&b.txn, id)?.ok_or_else(missing)?;
+    let owner = co
+        .types
+        .get(&s.entity.type_id)
+        .map(|t| t.record.owner.clone());
+    if owner.as_deref() != Some(ctx.principal.name.as_str()) {
+        // Who may not see the entity learns nothing of it.
+        if !super::entity_query::readable(co, ctx, &s.entity) {
+            return Err(missing());
+        }
+        let why = format!(
+            "only the extension of type {} may read the secure values of {id}",
+            s.entity.type_id
+        );
+        return Err(deny(co, b, ctx, why));
+    }
+    let list = |v: secure::Secrets| -> Vec<Value> {
+        v.into_iter()
+            .map(|(path, value)| json!({"path": path, "value": value}))
+            .collect()
+    };
+    let mut out =
+        json!({"id": id, "revision": s.entity.revision, "secrets": list(unseal(co, &s)?)});
+    if let Some(h) = s.entity.hook.as_ref().filter(|h| h.name == PRE_UPDATE) {
+        if let Some(sealed) = crate::entities::hooks::get(&b.txn, &h.task)?.and_then(|r| r.sealed) {
+            let proposed = co
+                .sealer
+                .unseal(id, &sealed)
+                .map_err(|e| CommandError::internal(format!("secure fields of {id}: {e}")))?;
+            out["proposed"] = json!(list(proposed));
+        }
+    }
+    Ok(out)
+}
+
 /// `entities/<id>/update`: at the current revision only; secure fields left out are kept.
 pub(crate) fn update(
     co: &mut Coordinator,

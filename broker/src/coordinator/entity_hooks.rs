@@ -52,6 +52,10 @@ pub(super) fn start(
         },
     };
     let mut data = json!({"entity": e.summary(), "hook": rec.name});
+    if !ty.secure.is_empty() {
+        // Marked, not carried: the values reach the type's extension by `entities/<id>/secrets`.
+        data["secure_paths"] = json!(ty.secure);
+    }
     if let (Some(d), Value::Object(x)) = (data.as_object_mut(), extra) {
         d.extend(x);
     }

@@ -53,14 +53,19 @@ pub fn put(txn: &mut Txn, task: &str, r: &HookRecord) -> Result<(), CalloutError
 
 /// The record of task `task`, removed, if the task is a hook or behavior task.
 pub fn take(txn: &mut Txn, task: &str) -> Result<Option<HookRecord>, CalloutError> {
-    let k = key(task);
-    match txn.get(TreeId::EntityIndex, &k)? {
-        Some(bytes) => {
-            txn.remove(TreeId::EntityIndex, k);
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| corrupt(task, e))
-        }
+    let r = get(txn, task)?;
+    if r.is_some() {
+        txn.remove(TreeId::EntityIndex, key(task));
+    }
+    Ok(r)
+}
+
+/// The record of task `task`, left in place.
+pub fn get(txn: &Txn, task: &str) -> Result<Option<HookRecord>, CalloutError> {
+    match txn.get(TreeId::EntityIndex, &key(task))? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(task, e)),
         None => Ok(None),
     }
 }

@@ -167,6 +167,14 @@ pub const ROUTES: &[Route] = &[
         "One entity with its history",
     ),
     command(
+        Method::GET,
+        "/api/entities/{entity_id}/secrets",
+        "entities/{entity_id}/secrets",
+        Input::Query,
+        200,
+        "The entity's secure values (the type's own extension only)",
+    ),
+    command(
         Method::PUT,
         "/api/entities/{entity_id}",
         "entities/{entity_id}/update",
