@@ -294,8 +294,10 @@ mod tests {
 
     #[test]
     fn exec_is_applied_entry_by_entry() {
-        let mut running = Config::default();
-        running.exec = vec![crate::exec::ExecConfig::new("a", "/bin/a".as_ref())];
+        let running = Config {
+            exec: vec![crate::exec::ExecConfig::new("a", "/bin/a".as_ref())],
+            ..Config::default()
+        };
         let mut new = running.clone();
         new.exec[0].timeout_ms += 1;
         new.exec
