@@ -38,6 +38,11 @@ fn entry(name: &str, path: &Path, extra: &str) -> String {
     )
 }
 
+/// `entry` plus the action `ping`, run by operators.
+fn with_ping(entry: String) -> String {
+    entry + "[[exec.actions]]\nname = \"ping\"\nroles = [\"operator\"]\n\n"
+}
+
 fn http(port: u16, method: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -155,6 +160,7 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
     let answer = |by: &str| {
         format!(
             "if [ \"$1\" = service ]; then echo '{{\"status\":\"success\",\"result\":{{\"by\":\"{by}\"}}}}'; exit 0; fi\n\
+             if [ \"$1\" = action ]; then echo '{{\"status\":\"success\",\"message\":\"{by} pongs\"}}'; exit 0; fi\n\
              echo '{{\"status\":\"success\",\"message\":\"{by} says yes\"}}'"
         )
     };
@@ -218,13 +224,15 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
     assert_eq!(t["state"], "blocked", "{t}");
     bus.wait_state(t["id"].as_str().unwrap(), "resumed");
     assert!(http(port, "GET", "/x/second/hi").starts_with("HTTP/1.1 404"));
+    let ping = || bus.call(&bus.operator, "actions/second/ping/invoke", json!({}));
+    assert_eq!(ping()["error"]["code"], "not_found");
 
     // Second added: its rule blocks a new submission and its run resumes it; its service
     // answers; readiness and registrations show it.
     let from = log.len();
     std::fs::write(
         &file,
-        entry("first", &first, "") + &entry("second", &second, ""),
+        entry("first", &first, "") + &with_ping(entry("second", &second, "")),
     )
     .unwrap();
     hup();
@@ -250,13 +258,14 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
         "{metrics}"
     );
     assert!(bus.registered().contains(&"second".to_string()));
+    assert_eq!(ping()["result"]["message"], "second pongs");
 
     // A run of first held in flight, then first removed.
     let held = bus.submit("first.create", json!({"hold": true}));
     assert_eq!(held["state"], "blocked", "{held}");
     let held_id = held["id"].as_str().unwrap().to_string();
     let from = log.len();
-    std::fs::write(&file, entry("second", &second, "")).unwrap();
+    std::fs::write(&file, with_ping(entry("second", &second, ""))).unwrap();
     hup();
     let line = log.wait(from, "SIGHUP: configuration reloaded");
     assert!(line.contains("exec removed first"), "{line}");
@@ -296,7 +305,7 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
 
     // Second changed (another program): new runs take the new form.
     let from = log.len();
-    std::fs::write(&file, entry("second", &second_b, "")).unwrap();
+    std::fs::write(&file, with_ping(entry("second", &second_b, ""))).unwrap();
     hup();
     let line = log.wait(from, "SIGHUP: configuration reloaded");
     assert!(line.contains("exec changed second"), "{line}");
@@ -305,6 +314,7 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
     assert_eq!(last_by(&done).1, "second-b says yes", "{done}");
     let r = http(port, "GET", "/x/second/hi");
     assert!(r.contains(r#"{"by":"second-b"}"#), "{r}");
+    assert_eq!(ping()["result"]["message"], "second-b pongs");
 
     let metrics = http(port, "GET", "/metrics");
     for (result, n) in [("ok", 3), ("partial", 0), ("refused", 1)] {
