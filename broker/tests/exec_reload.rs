@@ -2,7 +2,8 @@
 //! added entry's rule blocks a new submission and its run resumes it, and its service answers;
 //! a removed entry's rule no longer matches, a task already waiting on it stays blocked and
 //! resolvable by hand, and its run in flight finishes rather than being killed; a changed
-//! entry runs in its new form; a bad entry is refused naming its field and the running entries
+//! entry runs in its new form; an entry added under a name tasks already wait on answers
+//! them; a bad entry is refused naming its field and the running entries
 //! keep working. Each outcome is logged entry by entry, counted, and seen on `/metrics` and in
 //! `registrations/query`.
 
@@ -316,8 +317,31 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
     assert!(r.contains(r#"{"by":"second-b"}"#), "{r}");
     assert_eq!(ping()["result"]["message"], "second-b pongs");
 
+    // A task already waiting on a name is handed to the entry a reload adds under it.
+    let waits = "[[tasks.rules]]\noperation = \"third.create\"\nextension = \"third\"\n\n";
+    let base = with_ping(entry("second", &second_b, "")) + waits;
+    let from = log.len();
+    std::fs::write(&file, &base).unwrap();
+    hup();
+    log.wait(from, "SIGHUP: configuration reloaded");
+    let t = bus.submit("third.create", json!({}));
+    assert_eq!(t["state"], "blocked", "{t}");
+    let third_id = t["id"].as_str().unwrap().to_string();
+    let third = script(d, "third", &answer("third"));
+    let from = log.len();
+    let added = format!(
+        "{base}[[exec]]\nname = \"third\"\npath = \"{}\"\n",
+        third.display()
+    );
+    std::fs::write(&file, added).unwrap();
+    hup();
+    let line = log.wait(from, "SIGHUP: configuration reloaded");
+    assert!(line.contains("exec added third"), "{line}");
+    let done = bus.wait_state(&third_id, "resumed");
+    assert_eq!(last_by(&done), ("third".into(), "third says yes".into()));
+
     let metrics = http(port, "GET", "/metrics");
-    for (result, n) in [("ok", 3), ("partial", 0), ("refused", 1)] {
+    for (result, n) in [("ok", 5), ("partial", 0), ("refused", 1)] {
         let series = format!("extbus_config_reloads_total{{result=\"{result}\"}} {n}");
         assert!(metrics.contains(&series), "{series}: {metrics}");
     }
