@@ -300,7 +300,16 @@ fn sighup_adds_removes_and_changes_exec_entries_live() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Counted as a run that answered (three of first's, this one the last), not a kill.
+    let ran = "extbus_exec_runs_total{name=\"first\",action=\"callout\",outcome=\"success\"} 3";
+    let t0 = Instant::now();
+    while !http(port, "GET", "/metrics").contains(ran) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the held run was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let after = bus.wait_state(&held_id, "resumed");
     assert_eq!(last_by(&after), ("operator".into(), "by hand".into()));
 
