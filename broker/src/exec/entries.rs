@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 
+/// The entries in service, each with its run slots; shared by everything that runs them.
 pub struct Entries {
     current: RwLock<Vec<Arc<Entry>>>,
     /// Where action answers go (the link to the coordinator).
