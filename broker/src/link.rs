@@ -5,6 +5,7 @@ use crate::principals::Principal;
 use extbus_schema::tasks::Task;
 use extbus_schema::CommandError;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// The answer to an internal command.
@@ -31,11 +32,20 @@ pub trait LocalActions: Send + Sync {
     );
 }
 
+/// The in-process extensions in service now, as the coordinator sees them: looked up on
+/// each use, swapped by a reload.
+pub trait InProcess: Send + Sync {
+    /// The one that answers `owner`'s actions, if `owner` is in service and has some.
+    fn actions(&self, owner: &str) -> Option<Arc<dyn LocalActions>>;
+    /// Takes the `[[exec]]` entries of a reloaded (valid) configuration.
+    fn reconfigure(&self, entries: &[crate::config::ExecConfig]);
+}
+
 /// The coordinator's end of the link with the in-process extensions.
 pub struct Link {
     pub commands: mpsc::Receiver<InternalCommand>,
     /// Blocked tasks as announced (after each flush), and the blocked ones found at start.
     pub blocked: mpsc::UnboundedSender<Task>,
-    /// The in-process extensions that answer actions.
-    pub actions: Vec<std::sync::Arc<dyn LocalActions>>,
+    /// The in-process extensions in service.
+    pub local: Arc<dyn InProcess>,
 }

@@ -156,11 +156,12 @@ impl Principals {
             .as_ref()
     }
 
-    /// Reserves `names` (executable extensions') so that no client authenticates as them,
-    /// even if a principal of that name exists; returns the existing ones, to warn about.
+    /// Reserves `names` (executable extensions', in place of those reserved before: a reload
+    /// may add and remove entries) so that no client authenticates as them, even if a
+    /// principal of that name exists; returns the existing ones, to warn about.
     pub fn reserve(&self, names: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut r = self.reserved.write().unwrap();
-        r.extend(names);
+        *r = names.into_iter().collect();
         self.list()
             .into_iter()
             .map(|p| p.name)
@@ -496,6 +497,9 @@ mod tests {
         assert!(p.verify("quota", "sq").is_none());
         assert!(p.verify_cached("quota", "sq").is_none());
         assert!(p.verify_bearer("sq").is_none());
+        // Reserving anew replaces the names: a removed entry's name logs in again.
+        assert!(p.reserve(["other".to_string()]).is_empty());
+        assert!(p.verify("quota", "sq").is_some());
     }
 
     #[test]

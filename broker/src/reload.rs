@@ -1,10 +1,11 @@
 //! SIGHUP: the configuration is read again through the same validation as at start. A file
 //! that fails is refused with the field's name and the running configuration stays; a good
-//! one applies `log.level`, `tasks` and `services` (callout rules, renotify, retention, batch
-//! size, declared services) through the coordinator, and the run-time limits of `LIVE_LIMITS`
-//! (connection caps and timeouts, login throttle, subscription caps), at once; every other
-//! changed field (listeners, TLS files, payload limit, ...) is named and takes effect at the
-//! next start. Each outcome is logged and counted.
+//! one applies `log.level`, `tasks`, `services` and `exec` (callout rules, renotify, retention,
+//! batch size, declared services, executable extensions) through the coordinator, and the
+//! run-time limits of `LIVE_LIMITS` (connection caps and timeouts, login throttle, subscription
+//! caps), at once; every other changed field (listeners, TLS files, payload limit, ...) is
+//! named and takes effect at the next start. Each outcome is logged (for `exec`, each entry
+//! added, removed or changed) and counted.
 
 use crate::config::{Config, ConfigError};
 use crate::coordinator::Reconfigure;
@@ -130,7 +131,7 @@ pub fn apply(running: &mut Config, new: Config) -> Result<Reloaded, String> {
 }
 
 /// Sections the coordinator applies while running.
-const LIVE: [&str; 2] = ["tasks", "services"];
+const LIVE: [&str; 3] = ["tasks", "services", "exec"];
 
 /// Sends `new` to `tx` and waits until it is applied.
 async fn hand_over(tx: &mpsc::Sender<Reconfigure>, new: &Config) -> Result<(), String> {
@@ -151,9 +152,10 @@ fn mark_applied(out: &mut Reloaded, live: impl Fn(&str) -> bool) {
     out.applied.extend(now);
 }
 
-/// Hands the `tasks` and `services` sections of `new` to the coordinator and the live limits
-/// to the parts that hold them, if they changed and the broker takes reloads; moves them
-/// from `restart` to `applied` once applied.
+/// Hands the `tasks`, `services` and `exec` sections of `new` to the coordinator and the live
+/// limits to the parts that hold them, if they changed and the broker takes reloads; moves
+/// them from `restart` to `applied` once applied (`exec` as one `exec added|removed|changed
+/// NAME` per entry).
 pub async fn apply_live(
     running: &mut Config,
     new: &Config,
@@ -165,9 +167,12 @@ pub async fn apply_live(
     };
     if out.restart.iter().any(|s| LIVE.contains(&s.as_str())) {
         hand_over(&to.coordinator, new).await?;
+        let exec = crate::exec::changes(&running.exec, &new.exec);
         running.tasks = new.tasks.clone();
         running.services = new.services.clone();
+        running.exec = new.exec.clone();
         mark_applied(out, |s| LIVE.contains(&s));
+        name_exec_changes(out, &exec);
     }
     if out.restart.iter().any(|s| is_live_limit(s)) {
         hand_over(&to.limits, new).await?;
@@ -188,6 +193,13 @@ pub async fn apply_live(
         mark_applied(out, is_live_limit);
     }
     Ok(())
+}
+
+/// Puts what changed in `[[exec]]` in the place of `exec` among the applied sections.
+fn name_exec_changes(out: &mut Reloaded, exec: &crate::exec::Changes) {
+    if let Some(i) = out.applied.iter().position(|s| s == "exec") {
+        out.applied.splice(i..=i, exec.lines());
+    }
 }
 
 /// `mqtt.subscriptions` covers its own fields.
@@ -235,7 +247,7 @@ pub async fn on_sighup(
                 tracing::info!(applied = ?r.applied, "SIGHUP: configuration reloaded")
             }
             Ok(r) => {
-                tracing::warn!(applied = ?r.applied, restart_needed = ?r.restart, "SIGHUP: configuration checked; changed sections take effect at the next start (listener addresses, TLS files, payload limit and executable extensions are read at start only)")
+                tracing::warn!(applied = ?r.applied, restart_needed = ?r.restart, "SIGHUP: configuration checked; changed sections take effect at the next start (listener addresses, TLS files and the payload limit are read at start only)")
             }
         }
     }
@@ -278,5 +290,23 @@ mod tests {
         mark_applied(&mut r, is_live_limit);
         assert_eq!(r.restart, ["http.listen"]);
         assert_eq!(r.applied.len(), 3);
+    }
+
+    #[test]
+    fn exec_is_applied_entry_by_entry() {
+        let running = Config {
+            exec: vec![crate::exec::ExecConfig::new("a", "/bin/a".as_ref())],
+            ..Config::default()
+        };
+        let mut new = running.clone();
+        new.exec[0].timeout_ms += 1;
+        new.exec
+            .push(crate::exec::ExecConfig::new("b", "/bin/b".as_ref()));
+        let mut r = apply(&mut running.clone(), new.clone()).unwrap();
+        assert_eq!(r.restart, ["exec"]);
+        mark_applied(&mut r, |s| LIVE.contains(&s));
+        name_exec_changes(&mut r, &crate::exec::changes(&running.exec, &new.exec));
+        assert_eq!(r.applied, ["exec added b", "exec changed a"]);
+        assert!(r.restart.is_empty());
     }
 }

@@ -213,7 +213,6 @@ pub async fn run_reloadable(
     cfg.services
         .declared
         .extend(crate::exec::declared_services(&cfg.exec));
-    let exec = crate::exec::entries(&cfg.exec);
     crate::datadir::create_private(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     if let Some(why) = crate::datadir::exposure(&cfg.data_dir) {
@@ -299,23 +298,19 @@ pub async fn run_reloadable(
             )
         }
     };
-    let local: Vec<Arc<dyn crate::services::LocalAnswerer>> = exec
-        .iter()
-        .map(|e| e.clone() as Arc<dyn crate::services::LocalAnswerer>)
-        .collect();
-    let services = crate::services::Services::new(
-        bus_tx.clone(),
-        clock.clone(),
-        metrics.clone(),
-        &local,
-        registry.presence.clone(),
-    );
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let internal = crate::exec::start(&exec, metrics.clone(), clock.clone(), stop_rx.clone());
+    let (exec, internal) =
+        crate::exec::start(&cfg.exec, metrics.clone(), clock.clone(), stop_rx.clone());
+    let services = crate::services::Services::new(
+        bus_tx.clone(),
+        clock.clone(),
+        metrics.clone(),
+        Some(exec as Arc<dyn crate::services::LocalServices>),
+        registry.presence.clone(),
+    );
     let feed = crate::feed::Feed::new(cfg.http.sse_buffer);
     let (api_tx, api_rx) = mpsc::channel(crate::http::api::QUEUE);
     let api = crate::http::api::Api::new(
@@ -333,7 +328,7 @@ pub async fn run_reloadable(
         registry: registry.clone(),
         metrics: metrics.clone(),
         clock: clock.clone(),
-        internal,
+        internal: Some(internal),
         api: Some(api_rx),
         feed,
         services: services.clone(),

@@ -32,7 +32,7 @@ pub fn config_check(file: Option<std::path::PathBuf>, mut args: ConfigArgs) -> R
     println!(
         "a running broker applies it on SIGHUP, except what is read at start only: listener \
          addresses and backlogs, TLS files, mqtt.max_payload, auth workers and queue, \
-         http.sse_*, [bus], [events], data_dir and [[exec]] entries"
+         http.sse_*, [bus], [events] and data_dir"
     );
     Ok(())
 }

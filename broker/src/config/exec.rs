@@ -217,6 +217,52 @@ fn check_actions(
     Err(invalid(field, d.message.clone()))
 }
 
+/// What a reloaded `[[exec]]` list changes, by entry name (in the new list's order, removed
+/// ones in the old list's).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Same name, any other field different (path, timeouts, rules, services, actions, ...).
+    pub changed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// One `exec added NAME` (`removed`, `changed`) line per entry, for the reload's log.
+    pub fn lines(&self) -> Vec<String> {
+        let each = |word: &str, names: &[String]| -> Vec<String> {
+            names.iter().map(|n| format!("exec {word} {n}")).collect()
+        };
+        let mut out = each("added", &self.added);
+        out.extend(each("removed", &self.removed));
+        out.extend(each("changed", &self.changed));
+        out
+    }
+}
+
+/// How `new` differs from `old`, entries told apart by name.
+pub fn changes(old: &[ExecConfig], new: &[ExecConfig]) -> Changes {
+    let find = |list: &'_ [ExecConfig], name: &str| list.iter().position(|e| e.name == name);
+    let mut c = Changes::default();
+    for e in new {
+        match find(old, &e.name) {
+            None => c.added.push(e.name.clone()),
+            Some(i) if old[i] != *e => c.changed.push(e.name.clone()),
+            Some(_) => {}
+        }
+    }
+    c.removed = old
+        .iter()
+        .filter(|e| find(new, &e.name).is_none())
+        .map(|e| e.name.clone())
+        .collect();
+    c
+}
+
 /// Every entry's rules, bound to their entries, for the callouts engine.
 pub fn rules(entries: &[ExecConfig]) -> Vec<RuleSpec> {
     entries.iter().flat_map(ExecConfig::bound_rules).collect()
@@ -237,6 +283,27 @@ mod tests {
 
     fn rule(op: &str) -> RuleSpec {
         serde_json::from_value(json!({"operation": op})).unwrap()
+    }
+
+    #[test]
+    fn changes_tell_added_removed_and_changed_entries_apart_by_name() {
+        let a = ExecConfig::new("a", Path::new("/bin/a"));
+        let b = ExecConfig::new("b", Path::new("/bin/b"));
+        let mut b2 = b.clone();
+        b2.timeout_ms += 1;
+        let c = ExecConfig::new("c", Path::new("/bin/c"));
+        assert!(changes(&[a.clone(), b.clone()], &[b.clone(), a.clone()]).is_empty());
+        let d = changes(&[a.clone(), b], &[c, b2]);
+        assert_eq!(
+            (d.added, d.removed, d.changed),
+            (
+                vec!["c".to_string()],
+                vec!["a".to_string()],
+                vec!["b".to_string()]
+            )
+        );
+        let d = changes(&[], &[a]);
+        assert_eq!(d.lines(), ["exec added a"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use super::action_runs::{scrub, secrets, ReplyTo, Run};
 use super::ctx::Ctx;
 use super::{events, Batch, Coordinator};
+use crate::link::LocalActions;
 use crate::mqtt::PublishProps;
 use bytes::Bytes;
 use extbus_schema::actions::{
@@ -16,6 +17,7 @@ use extbus_schema::register::CONFIG_COMPONENT;
 use extbus_schema::ui_plugins::UiPluginSpec;
 use extbus_schema::{topics, CommandError, ErrorCode};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// One declared action or UI plugin with its owner, component and switch.
 struct Declared<'a, T> {
@@ -164,14 +166,19 @@ pub(crate) fn invoke(
     None
 }
 
+/// The in-process extension that answers `extension`'s actions, if it is one.
+fn local_actions(co: &Coordinator, extension: &str) -> Option<Arc<dyn LocalActions>> {
+    co.local.as_ref()?.actions(extension)
+}
+
 /// Is the action's extension there to answer: connected over MQTT, or run in-process?
 fn connected(co: &Coordinator, extension: &str) -> bool {
-    co.registry.presence.present(extension) || co.local_actions.contains_key(extension)
+    co.registry.presence.present(extension) || local_actions(co, extension).is_some()
 }
 
 /// Publishes the request after the batch is durable, or hands it to the in-process extension.
 fn deliver(co: &Coordinator, b: &mut Batch, extension: &str, spec: &ActionSpec, r: &ActionRequest) {
-    if let Some(local) = co.local_actions.get(extension) {
+    if let Some(local) = local_actions(co, extension) {
         local.run(r.clone(), spec.clone());
         return;
     }

@@ -110,8 +110,8 @@ pub(crate) struct Coordinator {
     pub feed: crate::feed::Feed,
     /// Action runs waiting for their extension's answer.
     pub runs: action_runs::Runs,
-    /// In-process extensions that answer actions (exec), by principal.
-    pub local_actions: std::collections::HashMap<String, Arc<dyn crate::link::LocalActions>>,
+    /// In-process extensions (exec): who answers actions, and where a reload's entries go.
+    pub local: Option<Arc<dyn crate::link::InProcess>>,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -173,12 +173,7 @@ impl Coordinator {
             acl_sync: parts.acl_sync.clone(),
             feed: parts.feed.clone(),
             runs: action_runs::Runs::default(),
-            local_actions: parts
-                .internal
-                .iter()
-                .flat_map(|l| l.actions.iter())
-                .map(|l| (l.owner().to_string(), l.clone()))
-                .collect(),
+            local: parts.internal.as_ref().map(|l| l.local.clone()),
         };
         entity_types::from_config(&mut co).map_err(CoordinatorError::Store)?;
         records::restore(&mut co);
@@ -259,7 +254,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()>) -> Result<(),
     tokio::pin!(shutdown);
     // Start-up pass: deadlines that passed while the broker was down are applied now.
     co.flush_batch(Vec::new(), &mut bus_tx).await?;
-    if let Some(tap) = &co.exec_tap {
+    if let Some(tap) = co.exec_tap() {
         internal::announce_waiting(&co, tap);
     }
     loop {
@@ -322,6 +317,13 @@ async fn next_reconfigure(rx: &mut Option<mpsc::Receiver<Reconfigure>>) -> Recon
 }
 
 impl Coordinator {
+    /// Where blocked tasks go for the executable extensions, while any is configured.
+    pub(crate) fn exec_tap(&self) -> Option<&mpsc::UnboundedSender<extbus_schema::tasks::Task>> {
+        self.exec_tap
+            .as_ref()
+            .filter(|_| !self.config.exec.is_empty())
+    }
+
     /// The earliest instant a timer wants the loop to wake.
     fn next_wakeup(&self) -> u64 {
         // Housekeeping (principal changes, retention) runs at least once a second.
@@ -403,7 +405,7 @@ impl Coordinator {
         self.feed
             .publish(next_seq, encoded.iter().map(|(ev, json)| (ev, json)));
         events::announce(&mut outbox, encoded);
-        if let Some(tap) = &self.exec_tap {
+        if let Some(tap) = self.exec_tap() {
             internal::tap(&outbox, tap);
         }
         self.sync_acls(acl_changed).await;

@@ -3,7 +3,7 @@
 //! principal (no MQTT credentials). Success resumes, error aborts, a failed run applies the
 //! rule's default action with the reason in the history.
 
-use super::{runner, Entry};
+use super::{runner, Entries, Entry};
 use crate::link::InternalCommand;
 use crate::metrics::Metrics;
 use extbus_schema::tasks::{DefaultAction, Task, TaskState};
@@ -14,9 +14,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Runs an entry's program for every blocked task whose current stage names it, at most once
-/// per (task, stage) at a time; renotifies of a task being worked on are ignored.
+/// per (task, stage) at a time; renotifies of a task being worked on are ignored. The entries
+/// are looked up for each task: a reload's new entries answer, removed ones no longer do.
 pub(super) async fn adapter(
-    entries: Vec<Arc<Entry>>,
+    entries: Arc<Entries>,
     to_coordinator: mpsc::Sender<InternalCommand>,
     mut blocked: mpsc::UnboundedReceiver<Task>,
     metrics: Arc<Metrics>,
@@ -34,7 +35,11 @@ pub(super) async fn adapter(
         let Some(names) = t.stages.get(t.stage) else {
             continue;
         };
-        for e in entries.iter().filter(|e| names.contains(&e.config.name)) {
+        for e in entries
+            .all()
+            .into_iter()
+            .filter(|e| names.contains(&e.config.name))
+        {
             let key = (t.id.clone(), t.stage, e.config.name.clone());
             if !busy
                 .lock()

@@ -1,31 +1,46 @@
 //! Executable extensions (in the style of Apache CloudStack's extension framework): programs
 //! the broker runs itself for the callout stages and the services they are named in. This file
 //! holds `Entry` (an `[[exec]]` entry, configured in `config::exec`, with its limit of
-//! concurrent runs). Files: `callout` (answers blocked tasks), `service` (answers service
-//! requests), `action` (answers action runs), `runner` (one run), `readiness` (exists and
-//! executable).
+//! concurrent runs). Files: `entries` (the entries in service, swapped on reload), `callout`
+//! (answers blocked tasks), `service` (answers service requests), `action` (answers action
+//! runs), `runner` (one run), `readiness` (exists and executable).
 
 pub mod action;
 pub mod callout;
+pub mod entries;
 pub mod readiness;
 pub mod runner;
 pub mod service;
 
-pub use crate::config::exec::{declared_services, rules, validate, ExecConfig, ExecService};
+pub use crate::config::exec::{
+    changes, declared_services, rules, validate, Changes, ExecConfig, ExecService,
+};
 use crate::link::Link;
 use crate::metrics::Metrics;
+pub use entries::Entries;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 /// An entry in service: its config and its free run slots.
 pub struct Entry {
     pub config: ExecConfig,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
 }
 
 impl Entry {
     pub fn new(config: ExecConfig) -> Arc<Entry> {
-        let slots = Semaphore::new(config.max_running.max(1));
+        let slots = Arc::new(Semaphore::new(config.max_running.max(1)));
+        Arc::new(Entry { config, slots })
+    }
+
+    /// The entry in its reloaded form `config`. With the same `max_running` it shares this
+    /// one's slots, so runs of both forms count against one limit; a new limit starts its own
+    /// count beside the old form's runs still in flight.
+    pub fn reformed(&self, config: ExecConfig) -> Arc<Entry> {
+        if config.max_running != self.config.max_running {
+            return Entry::new(config);
+        }
+        let slots = self.slots.clone();
         Arc::new(Entry { config, slots })
     }
 
@@ -67,50 +82,30 @@ impl Entry {
     }
 }
 
-/// The entries in service, one `Entry` each.
-pub fn entries(configs: &[ExecConfig]) -> Vec<Arc<Entry>> {
-    configs.iter().cloned().map(Entry::new).collect()
-}
-
-/// Starts the callout adapter and readiness checks; `None` when no entry is configured.
+/// Starts the entries of `configs`, their callout adapter and readiness checks; the entries
+/// (for the services' local answerers) and the coordinator's end of the link. Both serve
+/// with no entry too: a reload may add some.
 pub fn start(
-    entries: &[Arc<Entry>],
+    configs: &[ExecConfig],
     metrics: Arc<Metrics>,
     clock: Arc<dyn crate::clock::Clock>,
     stop: watch::Receiver<bool>,
-) -> Option<Link> {
-    if entries.is_empty() {
-        return None;
-    }
+) -> (Arc<Entries>, Link) {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (blocked_tx, blocked_rx) = mpsc::unbounded_channel();
-    tokio::spawn(readiness::watch(
-        entries.iter().map(|e| e.config.clone()).collect(),
-        metrics.clone(),
-        stop.clone(),
-    ));
-    let actions = entries
-        .iter()
-        .filter(|e| !e.config.actions.is_empty())
-        .map(|e| {
-            Arc::new(action::ExecActions {
-                entry: e.clone(),
-                commands: cmd_tx.clone(),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-            }) as Arc<dyn crate::link::LocalActions>
-        })
-        .collect();
+    let entries = Entries::new(configs, cmd_tx.clone(), clock, metrics.clone());
+    tokio::spawn(readiness::watch(entries.clone(), stop.clone()));
     tokio::spawn(callout::adapter(
-        entries.to_vec(),
+        entries.clone(),
         cmd_tx,
         blocked_rx,
         metrics,
         stop,
     ));
-    Some(Link {
+    let link = Link {
         commands: cmd_rx,
         blocked: blocked_tx,
-        actions,
-    })
+        local: entries.clone(),
+    };
+    (entries, link)
 }

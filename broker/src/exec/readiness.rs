@@ -1,8 +1,8 @@
 //! Readiness of executable extensions: the file exists, is a regular file and is executable.
-//! Checked at start and then periodically; reported in the log (on every change) and as the
+//! Checked at start, then periodically and for each entry a reload adds or changes; reported in the log (on every change) and as the
 //! `/metrics` gauge `extbus_exec_ready{name}` (1 ready, 0 not). It refuses nothing.
 
-use super::ExecConfig;
+use super::{Entries, ExecConfig};
 use crate::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,30 +49,19 @@ pub fn report(e: &ExecConfig, metrics: &Metrics, last: Option<bool>) -> bool {
     ready
 }
 
-/// Checks every entry now, then every entry's `check_interval_ms`, until `stop` turns true.
-pub async fn watch(
-    entries: Vec<ExecConfig>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last: Vec<Option<bool>> = entries
-        .iter()
-        .map(|e| Some(report(e, &metrics, None)))
-        .collect();
-    let tick = entries
-        .iter()
-        .map(|e| e.check_interval_ms)
-        .min()
-        .unwrap_or(30_000)
-        .max(100);
+/// Checks every entry now, then every `check_interval_ms` (the shortest of the entries in
+/// service, read again after each reload), until `stop` turns true.
+pub async fn watch(entries: Arc<Entries>, mut stop: watch::Receiver<bool>) {
+    entries.check_all();
     loop {
+        let tick = Duration::from_millis(entries.check_interval_ms());
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(Duration::from_millis(tick)) => {}
+            // The swap checked what is new; the interval may have changed.
+            _ = entries.swapped() => continue,
+            _ = tokio::time::sleep(tick) => {}
         }
-        for (e, l) in entries.iter().zip(last.iter_mut()) {
-            *l = Some(report(e, &metrics, *l));
-        }
+        entries.check_all();
     }
 }
 

@@ -17,7 +17,6 @@ use extbus_schema::{ErrorCode, ServiceRequest};
 use hub::{Hub, Outcome};
 use router::{Route, Router};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,6 +81,12 @@ pub trait LocalAnswerer: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Option<Outcome>> + Send + 'a>>;
 }
 
+/// The in-process extensions whose services are answered without the bus, looked up on each
+/// request (a reload may add or remove them).
+pub trait LocalServices: Send + Sync {
+    fn answerer(&self, owner: &str) -> Option<Arc<dyn LocalAnswerer>>;
+}
+
 /// Publishes service requests and waits for their responses.
 pub struct Services {
     pub router: Router,
@@ -89,8 +94,8 @@ pub struct Services {
     bus: BusTx,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    /// In-process extensions by name: the services they own are answered locally.
-    local: HashMap<String, Arc<dyn LocalAnswerer>>,
+    /// In-process extensions: the services they own are answered locally.
+    local: Option<Arc<dyn LocalServices>>,
     presence: Arc<crate::presence::Presence>,
 }
 
@@ -99,7 +104,7 @@ impl Services {
         bus: BusTx,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-        local: &[Arc<dyn LocalAnswerer>],
+        local: Option<Arc<dyn LocalServices>>,
         presence: Arc<crate::presence::Presence>,
     ) -> Arc<Services> {
         Arc::new(Services {
@@ -108,10 +113,7 @@ impl Services {
             bus,
             clock,
             metrics,
-            local: local
-                .iter()
-                .map(|e| (e.owner().to_string(), e.clone()))
-                .collect(),
+            local,
             presence,
         })
     }
@@ -122,13 +124,17 @@ impl Services {
         if route.disabled {
             return Some(format!("service {} is disabled", route.spec.key()));
         }
-        if self.local.contains_key(&route.owner) || self.presence.present(&route.owner) {
+        if self.local_answerer(&route.owner).is_some() || self.presence.present(&route.owner) {
             return None;
         }
         Some(format!(
             "no extension connected for service {}",
             route.spec.key()
         ))
+    }
+
+    fn local_answerer(&self, owner: &str) -> Option<Arc<dyn LocalAnswerer>> {
+        self.local.as_ref()?.answerer(owner)
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -149,8 +155,8 @@ impl Services {
     ) -> Result<oneshot::Receiver<Outcome>, BusError> {
         let key = route.spec.key();
         let rx = self.hub.open(&req.id, &key);
-        if let Some(e) = self.local.get(&route.owner) {
-            let (me, e, req) = (self.clone(), e.clone(), req.clone());
+        if let Some(e) = self.local_answerer(&route.owner) {
+            let (me, req) = (self.clone(), req.clone());
             tokio::spawn(async move {
                 let outcome = e.answer(&req, me.clock.as_ref(), &me.metrics).await;
                 if let Some(o) = outcome {
