@@ -112,6 +112,8 @@ pub(crate) struct Coordinator {
     pub runs: action_runs::Runs,
     /// In-process extensions that answer actions (exec), by principal.
     pub local_actions: std::collections::HashMap<String, Arc<dyn crate::link::LocalActions>>,
+    /// Readiness of the executable extensions (none configured: empty).
+    pub exec_ready: Arc<crate::link::Readiness>,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -179,6 +181,11 @@ impl Coordinator {
                 .flat_map(|l| l.actions.iter())
                 .map(|l| (l.owner().to_string(), l.clone()))
                 .collect(),
+            exec_ready: parts
+                .internal
+                .as_ref()
+                .map(|l| l.readiness.clone())
+                .unwrap_or_default(),
         };
         entity_types::from_config(&mut co).map_err(CoordinatorError::Store)?;
         records::restore(&mut co);

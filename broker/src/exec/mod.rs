@@ -84,9 +84,14 @@ pub fn start(
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (blocked_tx, blocked_rx) = mpsc::unbounded_channel();
+    let table = Arc::new(crate::link::Readiness::default());
     tokio::spawn(readiness::watch(
         entries.iter().map(|e| e.config.clone()).collect(),
-        metrics.clone(),
+        readiness::Sinks {
+            metrics: metrics.clone(),
+            table: table.clone(),
+            clock: clock.clone(),
+        },
         stop.clone(),
     ));
     let actions = entries
@@ -112,5 +117,6 @@ pub fn start(
         commands: cmd_rx,
         blocked: blocked_tx,
         actions,
+        readiness: table,
     })
 }

@@ -1,8 +1,12 @@
 //! Readiness of executable extensions: the file exists, is a regular file and is executable.
-//! Checked at start and then periodically; reported in the log (on every change) and as the
-//! `/metrics` gauge `extbus_exec_ready{name}` (1 ready, 0 not). It refuses nothing.
+//! Checked at start and then periodically; reported in the log (on every change), as the
+//! `/metrics` gauge `extbus_exec_ready{name}` (1 ready, 0 not) and in the shared `Readiness`
+//! table that `registrations/query` answers from (with the reason and the check's time). It
+//! refuses nothing.
 
 use super::ExecConfig;
+use crate::clock::Clock;
+use crate::link::{ExecReady, Readiness};
 use crate::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,10 +29,27 @@ pub fn check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks one entry, sets its gauge and logs when the state changed since `last`.
-pub fn report(e: &ExecConfig, metrics: &Metrics, last: Option<bool>) -> bool {
+/// Where the checks report to.
+pub struct Sinks {
+    pub metrics: Arc<Metrics>,
+    pub table: Arc<Readiness>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Checks one entry, sets its gauge and table row, and logs when the state changed since
+/// `last`.
+pub fn report(e: &ExecConfig, sinks: &Sinks, last: Option<bool>) -> bool {
     let r = check(&e.path);
     let ready = r.is_ok();
+    sinks.table.set(
+        &e.name,
+        ExecReady {
+            path: e.path.display().to_string(),
+            reason: r.as_ref().err().cloned(),
+            checked_at: sinks.clock.now_ms(),
+        },
+    );
+    let metrics = &sinks.metrics;
     let name = crate::metrics::ExecName {
         name: e.name.clone(),
     };
@@ -50,14 +71,10 @@ pub fn report(e: &ExecConfig, metrics: &Metrics, last: Option<bool>) -> bool {
 }
 
 /// Checks every entry now, then every entry's `check_interval_ms`, until `stop` turns true.
-pub async fn watch(
-    entries: Vec<ExecConfig>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn watch(entries: Vec<ExecConfig>, sinks: Sinks, mut stop: watch::Receiver<bool>) {
     let mut last: Vec<Option<bool>> = entries
         .iter()
-        .map(|e| Some(report(e, &metrics, None)))
+        .map(|e| Some(report(e, &sinks, None)))
         .collect();
     let tick = entries
         .iter()
@@ -71,7 +88,7 @@ pub async fn watch(
             _ = tokio::time::sleep(Duration::from_millis(tick)) => {}
         }
         for (e, l) in entries.iter().zip(last.iter_mut()) {
-            *l = Some(report(e, &metrics, *l));
+            *l = Some(report(e, &sinks, *l));
         }
     }
 }
@@ -95,9 +112,23 @@ mod tests {
         }
         assert!(check(&p).is_ok());
         assert!(check(dir.path()).is_err());
-        let m = Metrics::new();
+        let clock = Arc::new(crate::clock::ManualClock::new(5_000));
+        let sinks = Sinks {
+            metrics: Arc::new(Metrics::new()),
+            table: Arc::new(Readiness::default()),
+            clock: clock.clone(),
+        };
         let e = ExecConfig::new("x", &p);
-        assert!(report(&e, &m, None));
-        assert_eq!(m.get("extbus_exec_ready", &[("name", "x")]), 1);
+        assert!(report(&e, &sinks, None));
+        assert_eq!(sinks.metrics.get("extbus_exec_ready", &[("name", "x")]), 1);
+        let row = sinks.table.get("x").unwrap();
+        assert_eq!((row.reason, row.checked_at), (None, 5_000));
+        std::fs::remove_file(&p).unwrap();
+        clock.advance(1_000);
+        assert!(!report(&e, &sinks, Some(true)));
+        let row = sinks.table.get("x").unwrap();
+        assert!(row.reason.unwrap().contains("x.sh"), "a reason");
+        assert_eq!(row.checked_at, 6_000);
+        assert_eq!(sinks.metrics.get("extbus_exec_ready", &[("name", "x")]), 0);
     }
 }
