@@ -122,8 +122,9 @@ function secret(name, p, id, described) {
 function list(name, p, id, described) {
   const rows = h('div', { class: 'list-items' });
   const items = [];
+  let made = 0;
   const add = v => {
-    const item = scalar(name, p.items, `${id}-${items.length}`, true, described);
+    const item = scalar(name, p.items, `${id}-${made++}`, true, described);
     item.set(v);
     const row = h('div', { class: 'list-item' }, item.el,
       h('button', { type: 'button', class: 'secondary', text: 'Remove', 'aria-label': `Remove item from ${name}`,
@@ -146,7 +147,7 @@ function list(name, p, id, described) {
       if (p.maxItems !== undefined && out.length > p.maxItems) return { error: `at most ${p.maxItems} items` };
       return { value: out };
     },
-    set(v) { items.length = 0; rows.replaceChildren(); for (const x of Array.isArray(v) ? v : []) add(x); },
+    set(v) { items.length = 0; made = 0; rows.replaceChildren(); for (const x of Array.isArray(v) ? v : []) add(x); },
   };
 }
 
