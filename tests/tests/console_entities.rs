@@ -224,6 +224,8 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
 
     // The form is the default view, one control per property, filled from the content.
     b.find("#entity-form").await;
+    let json_view = b.find_now("#entity-json").await.unwrap();
+    assert!(!b.displayed(&json_view).await, "the JSON view is hidden");
     let cpus = b.find("#entity-field-cpus").await;
     assert_eq!(b.property(&cpus, "type").await, "number");
     assert_eq!(b.property(&cpus, "min").await, "1");
@@ -292,6 +294,12 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
         json!({"cpus": 4, "tier": "gold", "backup": true, "network": {"vlan": 20},
                "tags": ["a", "b"], "layout": {"rows": 2}, "note": "kept"})
     );
+    b.script(
+        "document.querySelector('#entity-detail').scrollIntoView({block: 'start'})",
+        json!([]),
+    )
+    .await;
+    b.screenshot(&shot("entities-form")).await;
     let last = |e: &Value| e["history"].as_array().unwrap().last().unwrap().clone();
     assert!(!last(&e)["paths"].to_string().contains("password"), "{e}");
     assert_eq!(value(&b, "#entity-field-password").await, "");
@@ -301,6 +309,10 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
         .await;
     b.click(&b.find("#entity-view-json").await).await;
     let editor = b.find("#entity-json").await;
+    assert!(
+        !b.displayed(&b.find_now("#entity-form").await.unwrap())
+            .await
+    );
     let text = value(&b, "#entity-json").await;
     let shown: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(shown, e["entity"]);
@@ -343,8 +355,6 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
     })
     .await;
     assert_eq!(get(id.clone()).await["entity"], json!({"cpus": 8}));
-    scroll_to(&b, "#entity-detail").await;
-    b.screenshot(&shot("entities-form")).await;
     // The refused write is the one failed request.
     assert_clean_log(&b, &["409 (Conflict)"]).await;
     b.quit().await;
