@@ -5,8 +5,8 @@
 //! revision is what MQTT clients read, and an `entity-action` UI plugin's button on the entity
 //! mounts it with the entity as context. The form made from the type's schema edits an
 //! entity too: controls by type, prefilled except the write-only secure field, errors beside
-//! their field before anything is sent, the Form and JSON views kept in step, a stale revision
-//! refused with the broker's message.
+//! their field before anything is sent, the Form and JSON views kept in step (JSON the form
+//! cannot show as it is stays JSON), a stale revision refused with the broker's message.
 
 use base64::Engine as _;
 use extbus_tests::console::{assert_clean_log, scroll_to, shot, sign_in};
@@ -204,6 +204,14 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
         .await;
     assert_eq!(r["result"]["state"], "resolved", "{r}");
     let id = r["result"]["id"].as_str().unwrap().to_string();
+    // Stored although the schema refuses it: the form could not show it as it is.
+    let r = platform
+        .command(
+            "entities/create",
+            json!({"type": DB, "org": "acme", "name": "db-2", "entity": {"cpus": "many"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["state"], "resolution_error", "{r}");
     let get = |id: String| {
         let platform = platform.clone();
         async move {
@@ -317,6 +325,18 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
     let shown: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(shown, e["entity"]);
     assert!(!text.contains("s3cret"));
+    // What the form cannot show as it is keeps the JSON view, with the reason.
+    b.clear(&editor).await;
+    b.keys(&editor, r#"{"cpus": "many"}"#).await;
+    b.click(&b.find("#entity-view-form").await).await;
+    b.wait_for("#entity-json-error", |t| t.contains("cannot show /cpus"))
+        .await;
+    b.clear(&editor).await;
+    b.keys(&editor, "[1]").await;
+    b.click(&b.find("#entity-view-form").await).await;
+    b.wait_for("#entity-json-error", |t| t.contains("edits a JSON object"))
+        .await;
+    assert!(b.displayed(&editor).await);
     b.clear(&editor).await;
     let mut changed = e["entity"].clone();
     changed["cpus"] = json!(6);
@@ -355,6 +375,14 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
     })
     .await;
     assert_eq!(get(id.clone()).await["entity"], json!({"cpus": 8}));
+    // An entity whose content the form cannot show opens as JSON, saying why.
+    let row = b
+        .wait_for("#entity-list tbody tr", |t| t.contains("db-2"))
+        .await;
+    b.click(&row).await;
+    b.wait_for("#entity-json-error", |t| t.contains("cannot show /cpus"))
+        .await;
+    assert!(b.displayed(&b.find("#entity-json").await).await);
     // The refused write is the one failed request.
     assert_clean_log(&b, &["409 (Conflict)"]).await;
     b.quit().await;

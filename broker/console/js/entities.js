@@ -90,7 +90,8 @@ export function render(root, ctx) {
       } else {
         const r = parseJson();
         if (!r.ok) return;
-        form.set(r.value);
+        const bad = form.set(r.value);
+        if (bad.length) { jsonErr.textContent = cannotShow(bad); editor.focus(); return; }
       }
       view = m;
       showView();
@@ -133,12 +134,18 @@ export function render(root, ctx) {
       h('h2', { text: 'History' }),
       table(e.history || [], [{ label: 'At', get: x => when(x.at) }, { label: 'By', get: x => x.by },
         { label: 'Action', get: x => x.action }, { label: 'Rev', get: x => x.revision }, { label: 'Paths', get: x => (x.paths || []).join(' ') }]));
+    // Content the form would change by showing it (a string where a number belongs): JSON.
+    if (form?.unshown.length) { view = 'json'; jsonErr.textContent = cannotShow(form.unshown); }
     showView();
     // The type's schema refused the stored content: its errors beside their fields too.
     if (form && (e.errors || []).length) form.showErrors(e.errors);
   }
   load();
 }
+
+const cannotShow = ptrs => ptrs.includes('')
+  ? 'The form edits a JSON object; keep editing it here.'
+  : `The form cannot show ${ptrs.join(', ')} as it is; keep editing it here.`;
 
 // JSON Pointer steps of `ptr` ('/a/b~1c' -> ['a', 'b/c']).
 const steps = ptr => ptr.split('/').slice(1).map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'));

@@ -37,7 +37,9 @@ function localTime(v) {
   return z.toISOString().slice(0, 19);
 }
 
-// One scalar control (also a list's item): { el, get() -> {value}|{error}|{}, set(v) }.
+// One scalar control (also a list's item): { el, get() -> {value}|{error}|{}, set(v) },
+// where `set` says whether the control shows `v` as it is (a string in a number field,
+// or a value no option has, would be lost).
 function scalar(name, p, id, required, described) {
   const k = kind(p);
   const common = { id, name, 'aria-describedby': described, required: required && k !== 'boolean' };
@@ -63,6 +65,11 @@ function scalar(name, p, id, required, described) {
       else if (k === 'enum') el.value = v === undefined ? '' : JSON.stringify(v);
       else if (v === undefined || v === null) el.value = '';
       else el.value = p.format === 'date-time' ? localTime(v) : String(v);
+      if (v === undefined) return true;
+      if (k === 'boolean') return typeof v === 'boolean';
+      if (k === 'enum') return el.value === JSON.stringify(v);
+      if (k === 'integer' || k === 'number') return typeof v === 'number' && el.value !== '';
+      return typeof v === 'string' && (p.format !== 'date-time' || el.value !== '');
     },
   };
 }
@@ -113,7 +120,7 @@ function secret(name, p, id, described) {
       if (str) return read(el, { ...p, format: undefined }, false);
       try { return { value: JSON.parse(el.value) }; } catch (e) { return { error: 'not valid JSON: ' + e.message }; }
     },
-    set() {},
+    set: () => true,
     secret: true,
   };
 }
@@ -125,7 +132,7 @@ function list(name, p, id, described) {
   let made = 0;
   const add = v => {
     const item = scalar(name, p.items, `${id}-${made++}`, true, described);
-    item.set(v);
+    item.shown = item.set(v);
     const row = h('div', { class: 'list-item' }, item.el,
       h('button', { type: 'button', class: 'secondary', text: 'Remove', 'aria-label': `Remove item from ${name}`,
         onclick: () => { items.splice(items.indexOf(item), 1); row.remove(); } }));
@@ -147,7 +154,11 @@ function list(name, p, id, described) {
       if (p.maxItems !== undefined && out.length > p.maxItems) return { error: `at most ${p.maxItems} items` };
       return { value: out };
     },
-    set(v) { items.length = 0; made = 0; rows.replaceChildren(); for (const x of Array.isArray(v) ? v : []) add(x); },
+    set(v) {
+      items.length = 0; made = 0; rows.replaceChildren();
+      for (const x of Array.isArray(v) ? v : []) add(x);
+      return v === undefined || Array.isArray(v) && v.every((x, i) => items[i].shown);
+    },
   };
 }
 
@@ -160,7 +171,7 @@ function jsonField(name, id, required, described) {
       if (el.value.trim() === '') return required ? { error: 'required' } : {};
       try { return { value: JSON.parse(el.value) }; } catch (e) { return { error: 'not valid JSON: ' + e.message }; }
     },
-    set(v) { el.value = v === undefined ? '' : JSON.stringify(v, null, 2); },
+    set(v) { el.value = v === undefined ? '' : JSON.stringify(v, null, 2); return true; },
   };
 }
 
@@ -218,14 +229,20 @@ function group(schema, prefix, ptr, fields, filled) {
       }
       return errors.length ? { errors } : { value: out };
     },
+    // Fills the fields from `v`; returns the JSON Pointers of what they cannot show as it is.
     set(v) {
-      const o = v && typeof v === 'object' && !Array.isArray(v) ? v : {};
+      const isObject = v && typeof v === 'object' && !Array.isArray(v);
+      const o = isObject ? v : {};
       extra = Object.fromEntries(Object.entries(o).filter(([k]) => !(k in props)));
+      const unshown = isObject || v === undefined ? [] : [ptr];
       for (const part of parts) {
         part.present = part.name in o;
         part.touched = false;
-        part.f.set(o[part.name]);
+        const r = part.f.set(o[part.name]);
+        if (Array.isArray(r)) unshown.push(...r);
+        else if (!r) unshown.push(`${ptr}/${escape(part.name)}`);
       }
+      return unshown;
     },
   };
 }
@@ -236,7 +253,7 @@ export function buildForm(schema, prefix, opts = {}) {
   const fields = [];
   const filled = { on: opts.value !== undefined };
   const root = group(schema, prefix, '', fields, filled);
-  if (filled.on) root.set(opts.value);
+  const unshown = filled.on ? root.set(opts.value) : [];
   const el = root.el;
 
   function clearErrors() {
@@ -253,8 +270,10 @@ export function buildForm(schema, prefix, opts = {}) {
   const focusFirst = () => el.querySelector('[aria-invalid="true"]')?.focus();
   return {
     el,
-    // Fills the fields from `v` (secure fields stay as typed).
-    set(v) { filled.on = true; root.set(v); },
+    // What the fields could not show of the value given at build time (JSON Pointers).
+    unshown,
+    // Fills the fields from `v` (secure fields stay as typed); returns what they cannot show.
+    set(v) { filled.on = true; return root.set(v); },
     values() {
       clearErrors();
       const r = root.get();
