@@ -182,6 +182,7 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
         "name": "Database",
         "schema": {"type": "object", "required": ["cpus"], "properties": {
             "cpus": {"type": "integer", "minimum": 1, "maximum": 64},
+            "label": {"type": "string", "not": {"const": "reserved"}},
             "tier": {"enum": ["gold", "silver"]},
             "backup": {"type": "boolean"},
             "owner": {"type": "string", "format": "email"},
@@ -273,9 +274,17 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
     b.keys(&cpus, "0").await;
     b.keys(&b.find("#entity-field-owner").await, "not-an-address")
         .await;
+    // Text the browser cannot read as a number is an error, not an omitted field.
+    let vlan = b.find("#entity-field-network-vlan").await;
+    b.clear(&vlan).await;
+    b.keys(&vlan, "1e").await;
     b.click(&b.find("#entity-save").await).await;
     b.wait_for("#entity-field-cpus-error", |t| t.contains("at least 1"))
         .await;
+    b.wait_for("#entity-field-network-vlan-error", |t| {
+        t.contains("whole number")
+    })
+    .await;
     b.wait_for("#entity-field-owner-error", |t| t.contains("email"))
         .await;
     assert_eq!(b.attribute(&cpus, "aria-invalid").await, "true");
@@ -358,11 +367,22 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
     assert!(last(&e)["paths"].to_string().contains("/password"), "{e}");
     assert_eq!(value(&b, "#entity-field-password").await, "");
 
+    // Refused by the type's schema (a rule the browser does not check): stored as
+    // resolution_error, the broker's error beside its field.
+    b.keys(&b.find("#entity-field-label").await, "reserved")
+        .await;
+    b.click(&b.find("#entity-save").await).await;
+    b.wait_for("#entity-detail h2", |t| t.contains("resolution_error"))
+        .await;
+    b.wait_for("#entity-field-label-error", |t| !t.is_empty())
+        .await;
+    assert_eq!(get(id.clone()).await["revision"], 4);
+
     // Changed elsewhere meanwhile: the broker's conflict is shown, nothing is stored.
     let r = platform
         .command(
             &format!("entities/{id}/update"),
-            json!({"revision": 3, "entity": {"cpus": 8}}),
+            json!({"revision": 4, "entity": {"cpus": 8}}),
         )
         .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -371,7 +391,7 @@ async fn entities_are_edited_through_the_form_made_from_their_schema() {
     b.keys(&cpus, "12").await;
     b.click(&b.find("#entity-save").await).await;
     b.wait_for("#entity-error", |t| {
-        t.contains("revision 3 is not the current revision 4")
+        t.contains("revision 4 is not the current revision 5")
     })
     .await;
     assert_eq!(get(id.clone()).await["entity"], json!({"cpus": 8}));

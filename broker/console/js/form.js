@@ -78,6 +78,8 @@ function scalar(name, p, id, required, described) {
 function read(el, p, required) {
   const k = kind(p);
   if (k === 'boolean') return { value: el.checked };
+  // What the browser could not parse (letters in a number field) reads as empty.
+  if (el.validity?.badInput) return { error: k === 'string' ? 'not a complete value' : `must be ${k === 'integer' ? 'a whole number' : 'a number'}` };
   const raw = el.value;
   if (raw === '') return required ? { error: 'required' } : {};
   if (k === 'enum') return { value: JSON.parse(raw) };
