@@ -24,7 +24,7 @@ function kind(p) {
   return 'json';
 }
 
-export const secure = p => p?.['x-extbus-secure'] === true;
+const secure = p => p?.['x-extbus-secure'] === true;
 // An empty list or object the value did not have is left out rather than added.
 const empty = v => typeof v === 'object' && v !== null && Object.keys(v).length === 0;
 const escape = s => s.replace(/~/g, '~0').replace(/\//g, '~1');
