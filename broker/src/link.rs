@@ -1,5 +1,6 @@
 //! The link between the coordinator and the in-process extensions (exec): the commands they
-//! send and where blocked tasks go for them. Neutral ground, so neither side imports the other.
+//! send, where blocked tasks go for them and their readiness. Neutral ground, so neither side
+//! imports the other.
 
 use crate::principals::Principal;
 use extbus_schema::tasks::Task;
@@ -48,4 +49,46 @@ pub struct Link {
     pub blocked: mpsc::UnboundedSender<Task>,
     /// The in-process extensions in service.
     pub local: Arc<dyn InProcess>,
+    /// Whether each executable can run, as last checked.
+    pub readiness: std::sync::Arc<Readiness>,
+}
+
+/// One executable extension's readiness as last checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecReady {
+    pub path: String,
+    /// `None` while ready, else why it cannot run.
+    pub reason: Option<String>,
+    /// When it was last checked (ms, on the broker's clock).
+    pub checked_at: u64,
+}
+
+/// Readiness of every `[[exec]]` entry by name: written by the periodic checks, read by
+/// `registrations/query`.
+#[derive(Debug, Default)]
+pub struct Readiness(std::sync::RwLock<std::collections::HashMap<String, ExecReady>>);
+
+impl Readiness {
+    pub fn set(&self, name: &str, state: ExecReady) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), state);
+    }
+
+    /// Forgets a removed entry.
+    pub fn remove(&self, name: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    pub fn get(&self, name: &str) -> Option<ExecReady> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
 }

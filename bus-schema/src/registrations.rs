@@ -50,6 +50,23 @@ pub struct RegistrationInfo {
     pub ui_plugins: Vec<serde_json::Value>,
     /// Switched off, by itself or with its whole principal.
     pub disabled: bool,
+    /// For an `[[exec]]` entry's `config` component, shown to operators and admins: whether
+    /// its executable can run, as last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecReadiness>,
+}
+
+/// An executable extension's readiness (`RegistrationInfo::exec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecReadiness {
+    pub path: String,
+    pub ready: bool,
+    /// Why it cannot run; `null` while ready.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When it was last checked; `null` before the first check.
+    #[serde(with = "time_fmt::opt_ms", default)]
+    pub checked_at: Option<u64>,
 }
 
 /// The commands of this family (`spec::FAMILIES`).
@@ -159,6 +176,12 @@ mod tests {
             "disabled": true});
         let i: RegistrationInfo = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(i.last_seen, Some(1_795_341_600_000));
+        assert_eq!(serde_json::to_value(&i).unwrap(), v);
+        let mut v = v;
+        v["exec"] = json!({"path": "/opt/q.sh", "ready": false, "reason": "/opt/q.sh: gone",
+            "checked_at": "2026-11-22T10:00:00.000Z"});
+        let i: RegistrationInfo = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(i.exec.as_ref().unwrap().checked_at, Some(1_795_341_600_000));
         assert_eq!(serde_json::to_value(&i).unwrap(), v);
     }
 }

@@ -23,7 +23,7 @@ export function render(root, ctx) {
   }, e => clear(list, h('p', { class: 'error', role: 'alert', text: e.message })));
 
   function open(a) {
-    const form = buildForm(a.parameters, 'arg');
+    const form = buildForm(a.parameters, 'arg', { strip: '/arguments' });
     const resource = a.resource && a.resource !== 'none'
       ? h('input', { id: 'action-resource', name: 'resource_id', placeholder: a.resource, 'aria-describedby': 'action-resource-error' }) : null;
     const general = h('div', { class: 'error', id: 'action-error', role: 'alert' });

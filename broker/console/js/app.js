@@ -28,6 +28,7 @@ async function features() {
     return {
       metadata: paths.some(p => p.startsWith('/api/metadata')),
       actions: paths.includes('/api/actions'),
+      entityTypes: paths.includes('/api/entity-types'),
       plugins: paths.includes('/api/ui-plugins'),
       taskMetadata: JSON.stringify(doc.paths['/api/tasks']?.get || {}).includes('"metadata"'),
       entityMetadata: JSON.stringify(doc.paths['/api/entities']?.get || {}).includes('"metadata"'),

@@ -112,6 +112,8 @@ pub(crate) struct Coordinator {
     pub runs: action_runs::Runs,
     /// In-process extensions (exec): who answers actions, and where a reload's entries go.
     pub local: Option<Arc<dyn crate::link::InProcess>>,
+    /// Readiness of the executable extensions (none configured: empty).
+    pub exec_ready: Arc<crate::link::Readiness>,
 }
 
 /// One batch in the making: store writes, staged events and the publishes they cause.
@@ -174,6 +176,11 @@ impl Coordinator {
             feed: parts.feed.clone(),
             runs: action_runs::Runs::default(),
             local: parts.internal.as_ref().map(|l| l.local.clone()),
+            exec_ready: parts
+                .internal
+                .as_ref()
+                .map(|l| l.readiness.clone())
+                .unwrap_or_default(),
         };
         entity_types::from_config(&mut co).map_err(CoordinatorError::Store)?;
         records::restore(&mut co);

@@ -2,14 +2,17 @@
 //! every extension registered, with its presence, and the operator's switch. A switch is
 //! written in the batch, applied to the engine's matching and the services router at once,
 //! and announced as an `extension.disabled|enabled` event. What the config file gives a
-//! principal (rules, declared services) is listed as its component `config`.
+//! principal (rules, declared services) is listed as its component `config`; for an `[[exec]]`
+//! entry that item carries its readiness (operators and admins only).
 
 use super::ctx::Ctx;
 use super::{events, records, Batch, Coordinator};
 use extbus_schema::register::CONFIG_COMPONENT;
-use extbus_schema::registrations::{RegistrationInfo, RegistrationsQuery, SwitchRequest};
+use extbus_schema::registrations::{
+    ExecReadiness, RegistrationInfo, RegistrationsQuery, SwitchRequest,
+};
 use extbus_schema::tasks::RuleSpec;
-use extbus_schema::CommandError;
+use extbus_schema::{CommandError, Role};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -59,13 +62,7 @@ pub(crate) fn query(
                 .iter()
                 .map(|d| d.extension.clone()),
         )
-        .chain(
-            co.config
-                .exec
-                .iter()
-                .filter(|e| !e.actions.is_empty())
-                .map(|e| e.name.clone()),
-        )
+        .chain(co.config.exec.iter().map(|e| e.name.clone()))
         .collect();
     configured.retain(|p| q.principal.as_ref().is_none_or(|want| want == p));
     let keys = keys.into_iter().chain(
@@ -120,12 +117,39 @@ pub(crate) fn query(
             actions: record.actions.iter().map(|a| json!(a.name)).collect(),
             ui_plugins: record.ui_plugins.iter().map(|u| json!(u.name)).collect(),
             disabled: co.records.disabled_principals.contains(&p) || record.disabled,
+            exec: (c == CONFIG_COMPONENT && sees_readiness(ctx))
+                .then(|| exec_readiness(co, &p))
+                .flatten(),
             principal: p,
             component: c,
         };
         items.push(serde_json::to_value(&info).map_err(|e| CommandError::internal(e.to_string()))?);
     }
     Ok(json!({ "items": items }))
+}
+
+/// Readiness names paths on the broker's host: operators and admins see it.
+fn sees_readiness(ctx: &Ctx) -> bool {
+    ctx.principal.has(Role::Operator)
+}
+
+/// `principal`'s readiness if it is an `[[exec]]` entry (not ready until first checked).
+fn exec_readiness(co: &Coordinator, principal: &str) -> Option<ExecReadiness> {
+    let entry = co.config.exec.iter().find(|e| e.name == principal)?;
+    Some(match co.exec_ready.get(principal) {
+        Some(r) => ExecReadiness {
+            path: r.path,
+            ready: r.reason.is_none(),
+            reason: r.reason,
+            checked_at: Some(r.checked_at),
+        },
+        None => ExecReadiness {
+            path: entry.path.display().to_string(),
+            ready: false,
+            reason: Some("not checked yet".into()),
+            checked_at: None,
+        },
+    })
 }
 
 /// Does the broker know `principal` (as a principal, or by a registration or config entry)?

@@ -7,7 +7,7 @@
 use super::{action, readiness, Entry, ExecConfig};
 use crate::clock::Clock;
 use crate::config::exec::{changes, Changes};
-use crate::link::{InProcess, InternalCommand, LocalActions};
+use crate::link::{InProcess, InternalCommand, LocalActions, Readiness};
 use crate::metrics::Metrics;
 use crate::services::{LocalAnswerer, LocalServices};
 use std::collections::HashMap;
@@ -23,6 +23,8 @@ pub struct Entries {
     metrics: Arc<Metrics>,
     /// Readiness as last reported, by name: a change is logged once.
     ready: Mutex<HashMap<String, bool>>,
+    /// Where each check reports (gauge, the `registrations/query` table, the clock).
+    sinks: readiness::Sinks,
     /// Woken by a swap, so the readiness loop takes the new entries' interval.
     swapped: Notify,
 }
@@ -33,13 +35,20 @@ impl Entries {
         commands: mpsc::Sender<InternalCommand>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
+        table: Arc<Readiness>,
     ) -> Arc<Entries> {
+        let sinks = readiness::Sinks {
+            metrics: metrics.clone(),
+            table,
+            clock: clock.clone(),
+        };
         Arc::new(Entries {
             current: RwLock::new(configs.iter().cloned().map(Entry::new).collect()),
             commands,
             clock,
             metrics,
             ready: Mutex::default(),
+            sinks,
             swapped: Notify::new(),
         })
     }
@@ -82,6 +91,7 @@ impl Entries {
         for name in &diff.removed {
             let label = crate::metrics::ExecName { name: name.clone() };
             self.metrics.exec_ready.remove(&label);
+            self.sinks.table.remove(name);
         }
         for c in configs {
             if diff.added.contains(&c.name) || diff.changed.contains(&c.name) {
@@ -98,7 +108,7 @@ impl Entries {
             return;
         };
         let last = ready.get(&e.name).copied();
-        ready.insert(e.name.clone(), readiness::report(e, &self.metrics, last));
+        ready.insert(e.name.clone(), readiness::report(e, &self.sinks, last));
     }
 
     /// Checks every entry's readiness.
@@ -157,14 +167,17 @@ mod tests {
         let m = Arc::new(Metrics::new());
         let a = ExecConfig::new("a", Path::new("/nonexistent/a"));
         let mut b = ExecConfig::new("b", Path::new("/nonexistent/b"));
+        let table = Arc::new(Readiness::default());
         let set = Entries::new(
             &[a.clone(), b.clone()],
             tx,
             Arc::new(crate::clock::SystemClock),
             m.clone(),
+            table.clone(),
         );
         set.check_all();
         assert_eq!(m.get("extbus_exec_ready", &[("name", "a")]), 0);
+        assert!(table.get("a").unwrap().reason.is_some());
         let kept = set.get("b").unwrap();
         // A slot taken in the old form is still taken in the new one (same max_running).
         let held = kept.slot().await.unwrap();
@@ -182,6 +195,8 @@ mod tests {
         assert_eq!(kept.slots.available_permits(), 16);
         assert_eq!(m.get("extbus_exec_ready", &[("name", "c")]), 1);
         assert!(!m.render().contains("name=\"a\""));
+        assert!(table.get("a").is_none(), "a removed entry leaves the table");
+        assert_eq!(table.get("c").unwrap().reason, None);
         assert!(set.answerer("a").is_none() && set.answerer("c").is_some());
         assert!(set.actions("c").is_none(), "c answers no actions");
     }

@@ -93,7 +93,14 @@ pub fn start(
 ) -> (Arc<Entries>, Link) {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (blocked_tx, blocked_rx) = mpsc::unbounded_channel();
-    let entries = Entries::new(configs, cmd_tx.clone(), clock, metrics.clone());
+    let table = Arc::new(crate::link::Readiness::default());
+    let entries = Entries::new(
+        configs,
+        cmd_tx.clone(),
+        clock,
+        metrics.clone(),
+        table.clone(),
+    );
     tokio::spawn(readiness::watch(entries.clone(), stop.clone()));
     tokio::spawn(callout::adapter(
         entries.clone(),
@@ -106,6 +113,7 @@ pub fn start(
         commands: cmd_rx,
         blocked: blocked_tx,
         local: entries.clone(),
+        readiness: table,
     };
     (entries, link)
 }

@@ -1,8 +1,12 @@
 //! Readiness of executable extensions: the file exists, is a regular file and is executable.
-//! Checked at start, then periodically and for each entry a reload adds or changes; reported in the log (on every change) and as the
-//! `/metrics` gauge `extbus_exec_ready{name}` (1 ready, 0 not). It refuses nothing.
+//! Checked at start, then periodically and for each entry a reload adds or changes; reported
+//! in the log (on every change), as the `/metrics` gauge `extbus_exec_ready{name}` (1 ready,
+//! 0 not) and in the shared `Readiness` table that `registrations/query` answers from (with
+//! the reason and the check's time). It refuses nothing.
 
 use super::{Entries, ExecConfig};
+use crate::clock::Clock;
+use crate::link::{ExecReady, Readiness};
 use crate::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,10 +29,27 @@ pub fn check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks one entry, sets its gauge and logs when the state changed since `last`.
-pub fn report(e: &ExecConfig, metrics: &Metrics, last: Option<bool>) -> bool {
+/// Where the checks report to.
+pub struct Sinks {
+    pub metrics: Arc<Metrics>,
+    pub table: Arc<Readiness>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Checks one entry, sets its gauge and table row, and logs when the state changed since
+/// `last`.
+pub fn report(e: &ExecConfig, sinks: &Sinks, last: Option<bool>) -> bool {
     let r = check(&e.path);
     let ready = r.is_ok();
+    sinks.table.set(
+        &e.name,
+        ExecReady {
+            path: e.path.display().to_string(),
+            reason: r.as_ref().err().cloned(),
+            checked_at: sinks.clock.now_ms(),
+        },
+    );
+    let metrics = &sinks.metrics;
     let name = crate::metrics::ExecName {
         name: e.name.clone(),
     };
@@ -84,9 +105,23 @@ mod tests {
         }
         assert!(check(&p).is_ok());
         assert!(check(dir.path()).is_err());
-        let m = Metrics::new();
+        let clock = Arc::new(crate::clock::ManualClock::new(5_000));
+        let sinks = Sinks {
+            metrics: Arc::new(Metrics::new()),
+            table: Arc::new(Readiness::default()),
+            clock: clock.clone(),
+        };
         let e = ExecConfig::new("x", &p);
-        assert!(report(&e, &m, None));
-        assert_eq!(m.get("extbus_exec_ready", &[("name", "x")]), 1);
+        assert!(report(&e, &sinks, None));
+        assert_eq!(sinks.metrics.get("extbus_exec_ready", &[("name", "x")]), 1);
+        let row = sinks.table.get("x").unwrap();
+        assert_eq!((row.reason, row.checked_at), (None, 5_000));
+        std::fs::remove_file(&p).unwrap();
+        clock.advance(1_000);
+        assert!(!report(&e, &sinks, Some(true)));
+        let row = sinks.table.get("x").unwrap();
+        assert!(row.reason.unwrap().contains("x.sh"), "a reason");
+        assert_eq!(row.checked_at, 6_000);
+        assert_eq!(sinks.metrics.get("extbus_exec_ready", &[("name", "x")]), 0);
     }
 }

@@ -208,6 +208,14 @@ pub const ROUTES: &[Route] = &[
     ),
     command(
         Method::GET,
+        "/api/entity-types",
+        "entities/types",
+        Input::Query,
+        200,
+        "The registered entity types with their schemas",
+    ),
+    command(
+        Method::GET,
         "/api/actions",
         "actions/query",
         Input::Query,
