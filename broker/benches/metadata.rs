@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{client, dir_size, env_usize, pct, recv_within, Broker, Client, Sock};
+use common::{client, dir_size, env_usize, pct, recv_within, until_serving, Broker, Client, Sock};
 use extbus::entities::Stored;
 use extbus_callouts::{TreeId, Trees, Txn};
 use extbus_schema::entities::{entity_id, Entity, EntityState};
@@ -267,6 +267,11 @@ fn main() {
     let broker = Broker::start(&data, "");
     let groups = (n / HITS).max(1);
     let (ep50, ep99, rp50, rp99) = rt.block_on(async {
+        let opened = until_serving(broker.mqtt, 600).await;
+        println!(
+            "metadata: serving {:.1} s after the ports were bound",
+            opened.as_secs_f64()
+        );
         let mut p = client(broker.mqtt, "platform", &[REPLIES], Sock::Default).await;
         let (ep50, ep99) = latency(&mut p, queries, |_| {
             format!(

@@ -355,6 +355,39 @@ pub async fn client(port: u16, name: &str, filters: &[&str], sock: Sock) -> Clie
     Client { client, rx }
 }
 
+/// Waits until the broker on `port` answers a login (it binds its ports before it opens its
+/// store, so an open port is not yet service) and returns how long that took; fails loudly
+/// after `limit_secs`.
+pub async fn until_serving(port: u16, limit_secs: u64) -> Duration {
+    let t = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let o = options(port, "observer");
+        let (c, mut el) = AsyncClient::new(o, 10);
+        let acked = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let _ = c.try_disconnect();
+        if acked {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(limit_secs),
+            "the broker did not answer a login within {limit_secs} s ({attempt} attempts)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The next message, or a loud failure after `secs` of silence (a bench must not hang).
 pub async fn recv_within(
     rx: &mut mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
