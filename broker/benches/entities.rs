@@ -10,7 +10,7 @@ mod common;
 use common::{client, dir_size, env_usize, pct, recv_within, until_serving, Broker, Client, Sock};
 use rumqttc::QoS;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const CREATE: &str = "extbus/in/platform/entities/create";
 const REPLIES: &str = "extbus/out/platform/replies";
