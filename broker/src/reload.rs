@@ -45,8 +45,9 @@ pub const LIVE_LIMITS: [&str; 12] = [
     "auth.max_tracked",
 ];
 
-/// Sections whose fields are told apart: some apply live, the rest wait.
-const SPLIT: [&str; 3] = ["mqtt", "http", "auth"];
+/// Sections named field by field: some of their fields apply live, the rest (all of
+/// `entities` and `metadata`) wait for the next start.
+const SPLIT: [&str; 5] = ["mqtt", "http", "auth", "entities", "metadata"];
 
 /// `section.field` for each field of `section` that differs between `old` and `new`.
 fn changed_fields(old: &Config, new: &Config, section: &str) -> Vec<String> {
@@ -99,9 +100,9 @@ pub fn changed(old: &Config, new: &Config) -> Vec<&'static str> {
         serde_json::to_value(old).unwrap_or_default(),
         serde_json::to_value(new).unwrap_or_default(),
     );
-    const SECTIONS: [&str; 11] = [
+    const SECTIONS: [&str; 13] = [
         "data_dir", "dev", "bus", "mqtt", "http", "tasks", "events", "services", "log", "auth",
-        "exec",
+        "exec", "entities", "metadata",
     ];
     SECTIONS
         .into_iter()
@@ -265,6 +266,24 @@ mod tests {
         b.tasks.renotify_ms += 1;
         b.log.level = "debug".into();
         assert_eq!(changed(&a, &b), ["tasks", "log"]);
+    }
+
+    #[test]
+    fn entity_and_metadata_settings_are_named_for_the_next_start() {
+        let mut running = Config::default();
+        let mut new = running.clone();
+        new.metadata.max_entries += 1;
+        new.entities.hook_timeout_ms += 1;
+        let r = apply(&mut running, new).unwrap();
+        assert!(r.applied.is_empty());
+        assert_eq!(
+            r.restart,
+            ["entities.hook_timeout_ms", "metadata.max_entries"]
+        );
+        assert_eq!(
+            running.metadata.max_entries, 50,
+            "nothing changed while running"
+        );
     }
 
     #[test]
