@@ -95,14 +95,20 @@ pub fn table(result: &Value) -> String {
                     )
                 })
                 .collect();
-            let state = if i["disabled"] == true {
-                "disabled"
+            let mut state = if i["disabled"] == true {
+                "disabled".to_string()
             } else {
-                "enabled"
+                "enabled".to_string()
             };
+            // An executable extension's readiness (operators and admins are told it).
+            match i["exec"]["ready"].as_bool() {
+                Some(true) => state.push_str(", ready"),
+                Some(false) => state.push_str(", not ready"),
+                None => {}
+            }
             vec![
                 format!("{}/{}", cell(&i["principal"]), cell(&i["component"])),
-                state.into(),
+                state,
                 cell(&i["connections"]),
                 cell(&i["last_seen"]),
                 list(&ops),
@@ -111,7 +117,7 @@ pub fn table(result: &Value) -> String {
             ]
         })
         .collect();
-    render(
+    let mut out = render(
         &[
             "REGISTRATION",
             "STATE",
@@ -122,7 +128,18 @@ pub fn table(result: &Value) -> String {
             "REGISTERED",
         ],
         &rows,
-    )
+    );
+    // Why an executable cannot run, under the table (too long for a cell).
+    for i in &items {
+        if let Some(why) = i["exec"]["reason"].as_str() {
+            out.push_str(&format!(
+                "{}/{}: not ready: {why}\n",
+                cell(&i["principal"]),
+                cell(&i["component"])
+            ));
+        }
+    }
+    out
 }
 
 fn list(v: &[String]) -> String {
@@ -182,6 +199,22 @@ mod tests {
         assert!(lines[1].starts_with("ext/approver  disabled  2"), "{t}");
         assert!(lines[1].contains("vm.create"), "{t}");
         assert_eq!(table(&json!({"items": []})), "no registrations\n");
+        let exec = |ready: bool, reason: Value| {
+            json!({"items": [{"principal": "quota", "component": "config", "connections": 0,
+                "rules": [], "services": [], "disabled": false,
+                "exec": {"path": "/opt/q.sh", "ready": ready, "reason": reason}}]})
+        };
+        let t = table(&exec(false, json!("/opt/q.sh: No such file or directory")));
+        assert!(t.contains("enabled, not ready"), "{t}");
+        assert!(
+            t.ends_with("quota/config: not ready: /opt/q.sh: No such file or directory\n"),
+            "{t}"
+        );
+        let t = table(&exec(true, Value::Null));
+        assert!(
+            t.contains("enabled, ready") && !t.contains("not ready"),
+            "{t}"
+        );
         assert_eq!(
             switched(
                 &json!({"principal": "ext", "component": null, "disabled": false, "changed": false})
