@@ -150,11 +150,19 @@ pub(super) fn seal(
 pub(super) fn unseal(co: &Coordinator, s: &Stored) -> Result<secure::Secrets, CommandError> {
     match &s.sealed {
         None => Ok(Vec::new()),
-        Some(sealed) => co
-            .sealer
-            .unseal(&s.entity.id, sealed)
-            .map_err(|e| CommandError::internal(format!("secure fields of {}: {e}", s.entity.id))),
+        Some(sealed) => unseal_of(co, &s.entity.id, sealed),
     }
+}
+
+/// Opens secure values sealed for entity `id` (stored, or proposed by a held update).
+pub(super) fn unseal_of(
+    co: &Coordinator,
+    id: &str,
+    sealed: &str,
+) -> Result<secure::Secrets, CommandError> {
+    co.sealer
+        .unseal(id, sealed)
+        .map_err(|e| CommandError::internal(format!("secure fields of {id}: {e}")))
 }
 
 pub(super) fn answer(e: &Entity) -> Value {
@@ -274,11 +282,7 @@ pub(crate) fn secrets(
         json!({"id": id, "revision": s.entity.revision, "secrets": list(unseal(co, &s)?)});
     if let Some(h) = s.entity.hook.as_ref().filter(|h| h.name == PRE_UPDATE) {
         if let Some(sealed) = crate::entities::hooks::get(&b.txn, &h.task)?.and_then(|r| r.sealed) {
-            let proposed = co
-                .sealer
-                .unseal(id, &sealed)
-                .map_err(|e| CommandError::internal(format!("secure fields of {id}: {e}")))?;
-            out["proposed"] = json!(list(proposed));
+            out["proposed"] = json!(list(unseal_of(co, id, &sealed)?));
         }
     }
     Ok(out)

@@ -7,7 +7,9 @@
 //! the task, what it changed and its message.
 
 use super::ctx::Ctx;
-use super::entities::{entity_event, finish_delete, open_entity, record, seal, settle, unseal};
+use super::entities::{
+    entity_event, finish_delete, open_entity, record, seal, settle, unseal, unseal_of,
+};
 use super::{tasks, Batch, Coordinator};
 use crate::entities::hooks::{self, HookRecord, POST_CREATE, POST_DELETE, PRE_DELETE, PRE_UPDATE};
 use crate::entities::{self, secure, Stored, TypeEntry};
@@ -236,9 +238,7 @@ fn apply(
         PRE_UPDATE if resumed => {
             let proposed = rec.content.clone().unwrap_or(Value::Null);
             let secrets = match &rec.sealed {
-                Some(x) => co.sealer.unseal(&e.id, x).map_err(|err| {
-                    CommandError::internal(format!("proposed secure fields: {err}"))
-                })?,
+                Some(x) => unseal_of(co, &e.id, x)?,
                 None => Vec::new(),
             };
             let update_paths = entities::changed_paths(&old.entity, &proposed);
