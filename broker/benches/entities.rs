@@ -3,7 +3,8 @@
 //! N entities stored, one at a time; RSS and store size with N entities of ~1 KiB; and the
 //! time from start to serving them. Clients at default socket options.
 //! Run: `cargo bench -p extbus --bench entities` (BENCH_ENTITIES, default 20,000;
-//! BENCH_GETS, default 2,000).
+//! BENCH_GETS, default 2,000; BENCH_ENTITIES_DIR keeps the store there and, when it already
+//! holds one, measures the restart and gets on it without creating again).
 
 mod common;
 
@@ -128,22 +129,43 @@ fn main() {
     let n = env_usize("BENCH_ENTITIES", 20_000);
     let gets = env_usize("BENCH_GETS", 2_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let broker = Broker::start(&data, "");
-    let port = broker.mqtt;
-    let (ids, rate) = rt.block_on(async {
-        register(port).await;
-        let mut p = client(port, "platform", &[REPLIES], Sock::Default).await;
-        create_all(&mut p, n).await
-    });
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::env::var_os("BENCH_ENTITIES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let data = root.join("data");
+    let id_file = root.join("ids.txt");
+    let ids: Vec<String> = match std::fs::read_to_string(&id_file) {
+        Ok(text) => {
+            let ids: Vec<String> = text.lines().map(str::to_string).collect();
+            println!(
+                "entities: reusing the store in {} ({} entities)",
+                root.display(),
+                ids.len()
+            );
+            ids
+        }
+        Err(_) => {
+            let broker = Broker::start(&data, "");
+            let port = broker.mqtt;
+            let (ids, rate) = rt.block_on(async {
+                register(port).await;
+                let mut p = client(port, "platform", &[REPLIES], Sock::Default).await;
+                create_all(&mut p, n).await
+            });
+            println!(
+                "entities: create+resolve, durable, {IN_FLIGHT} in flight: {rate:.0}/s ({n} entities)"
+            );
+            let rss = broker.rss_mib();
+            drop(broker);
+            println!("entities: {n} stored: RSS {rss:.0} MiB");
+            std::fs::write(&id_file, ids.join("\n")).unwrap();
+            ids
+        }
+    };
+    let n = ids.len();
     println!(
-        "entities: create+resolve, durable, {IN_FLIGHT} in flight: {rate:.0}/s ({n} entities)"
-    );
-    let rss = broker.rss_mib();
-    drop(broker);
-    println!(
-        "entities: {n} stored: RSS {rss:.0} MiB, store {:.1} MiB",
+        "entities: {n} stored: store {:.1} MiB",
         dir_size(&data) as f64 / (1 << 20) as f64
     );
     // Start counts until the first `get` is answered, not until the ports are bound.

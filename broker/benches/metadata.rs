@@ -5,7 +5,9 @@
 //! and query p50/p99 over MQTT one at a time: an equality returning 50, and a range returning
 //! 50; and the index's space overhead.
 //! Run: `cargo bench -p extbus --bench metadata` (BENCH_METADATA_ENTITIES, default 200,000;
-//! BENCH_METADATA_QUERIES, default 500; BENCH_METADATA_SETS, default 4,000).
+//! BENCH_METADATA_QUERIES, default 500; BENCH_METADATA_SETS, default 4,000;
+//! BENCH_METADATA_DIR keeps the store there and, when it already holds a bulk load, measures
+//! the queries on it without loading again).
 
 mod common;
 
@@ -233,16 +235,10 @@ async fn latency(p: &mut Client, queries: usize, q: impl Fn(usize) -> String) ->
     (pct(&lat, 50.0), pct(&lat, 99.0))
 }
 
-fn main() {
-    let n = env_usize("BENCH_METADATA_ENTITIES", 200_000).max(HITS * 2);
-    let queries = env_usize("BENCH_METADATA_QUERIES", 500);
-    let sets = env_usize("BENCH_METADATA_SETS", 4_000);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-
+/// The set phase, then the bulk load of `n` entities into the stopped broker's store.
+fn fill(rt: &tokio::runtime::Runtime, data: &Path, n: usize, sets: usize) {
     // Durable set throughput on 1,000 entities made over the bus.
-    let broker = Broker::start(&data, "");
+    let broker = Broker::start(data, "");
     let rate = rt.block_on(async {
         register(broker.mqtt).await;
         let mut p = client(broker.mqtt, "platform", &[REPLIES], Sock::Default).await;
@@ -258,12 +254,40 @@ fn main() {
     drop(broker);
 
     let t = Instant::now();
-    bulk_load(&data, n);
+    bulk_load(data, n);
     println!(
         "metadata: bulk-loaded {n} entities x 5 entries in {:.1} s; store {:.1} MiB",
         t.elapsed().as_secs_f64(),
-        dir_size(&data) as f64 / (1 << 20) as f64
+        dir_size(data) as f64 / (1 << 20) as f64
     );
+}
+
+fn main() {
+    let n = env_usize("BENCH_METADATA_ENTITIES", 200_000).max(HITS * 2);
+    let queries = env_usize("BENCH_METADATA_QUERIES", 500);
+    let sets = env_usize("BENCH_METADATA_SETS", 4_000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::env::var_os("BENCH_METADATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let data = root.join("data");
+    let loaded = root.join("loaded");
+    let n = match std::fs::read_to_string(&loaded) {
+        Ok(text) => {
+            let n = text.trim().parse().expect("a count in the loaded marker");
+            println!(
+                "metadata: reusing the store in {} ({n} entities)",
+                root.display()
+            );
+            n
+        }
+        Err(_) => {
+            fill(&rt, &data, n, sets);
+            std::fs::write(&loaded, n.to_string()).unwrap();
+            n
+        }
+    };
     let broker = Broker::start(&data, "");
     let groups = (n / HITS).max(1);
     let (ep50, ep99, rp50, rp99) = rt.block_on(async {

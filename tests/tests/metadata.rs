@@ -157,6 +157,8 @@ async fn three_principals_see_write_and_find_only_what_they_may() {
         .await;
     assert_eq!(names(&r), ["a1"]);
     assert_eq!(ok(&r)["plan"]["served_by"], "metadata-index");
+    // One clause is exactly its walk: no candidate is checked again.
+    assert_eq!(ok(&r)["plan"]["filtered"], "none: the walk is the query");
     let r = admin
         .command("entities/query", q("billing|cost-center=='cc-42'"))
         .await;
@@ -190,6 +192,11 @@ async fn three_principals_see_write_and_find_only_what_they_may() {
         .command("entities/query", q("cpu==8;cost-center=='cc-7',cpu==16"))
         .await;
     assert_eq!(names(&r), ["a2", "a3"]);
+    // An `and` walks one of its sides: the candidates are checked against the rest.
+    assert_eq!(
+        ok(&r)["plan"]["filtered"],
+        "every candidate against the whole query"
+    );
     let r = plat
         .command(
             "entities/query",

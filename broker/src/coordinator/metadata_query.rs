@@ -1,8 +1,8 @@
 //! Searches: `metadata` in `tasks/query` and `entities/query`, and `filter` over entity
 //! content. A metadata query is served by the index (`metadata::plan`): its candidates are
-//! checked, in id order, against the rest of the query and the sender's rights. A content
-//! filter without one scans only what the type, org or state index selects. Every reply
-//! says how it was served (`plan`).
+//! checked, in id order, against the sender's rights and, unless the walk was exact, against
+//! the rest of the query. A content filter without one scans only what the type, org or
+//! state index selects. Every reply says how it was served (`plan`).
 
 use super::ctx::Ctx;
 use super::Batch;
@@ -74,7 +74,7 @@ pub(crate) fn tasks(
             && q.operation.as_ref().is_none_or(|o| *o == t.operation)
             && q.org.as_ref().is_none_or(|o| *o == t.org)
             && super::tasks::visible(ctx, &t)
-            && plan::matches(sight, &e, &metadata::load(&b.txn, id)?);
+            && (planned.exact || plan::matches(sight, &e, &metadata::load(&b.txn, id)?));
         if !fits {
             continue;
         }
@@ -133,6 +133,12 @@ pub(crate) fn entities(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let mut page = Page::new(limit);
+    let planned = meta
+        .as_ref()
+        .map(|m| plan::plan(&b.txn, sight, m))
+        .transpose()?;
+    // An exact walk needs no second look at each candidate's entries.
+    let recheck = planned.as_ref().is_some_and(|p| !p.exact);
     let check = |e: &Entity, summary: &Value| -> Result<bool, CommandError> {
         let fits = q.type_id.as_ref().is_none_or(|t| *t == e.type_id)
             && q.org.as_ref().is_none_or(|o| *o == e.org)
@@ -141,17 +147,16 @@ pub(crate) fn entities(
             && filter.as_ref().is_none_or(|f| content_matches(f, summary));
         Ok(fits
             && match &meta {
-                Some(m) => plan::matches(sight, m, &metadata::load(&b.txn, &e.id)?),
-                None => true,
+                Some(m) if recheck => plan::matches(sight, m, &metadata::load(&b.txn, &e.id)?),
+                _ => true,
             })
     };
     let content = match meta {
         None => content_clause(co, q, filter.as_ref()),
         Some(_) => None,
     };
-    let mut plan_v = match (&meta, content) {
-        (Some(m), _) => {
-            let planned = plan::plan(&b.txn, sight, m)?;
+    let mut plan_v = match (planned, content) {
+        (Some(planned), _) => {
             for id in after(&planned.ids, q.after.as_deref()) {
                 if !page.visit(&b.txn, id, &check)? {
                     break;

@@ -1,7 +1,8 @@
 //! The query planner: turns a metadata query into the object ids to look at by walking the
 //! index. In an `and` the clause with the fewest index entries is walked and the others are
 //! filtered on the candidates; an `or` walks each branch. Only entries the requester may see
-//! (its domains) are walked, and every candidate is checked again against the whole query.
+//! (its domains) are walked. A candidate is checked again against the whole query unless the
+//! walk was exact: a clause, or an `or` of clauses, finds just the objects that satisfy it.
 
 use super::{encode_value, escape_into, selector_prefix, split_key, Kind};
 use extbus_callouts::{prefix_end, CalloutError, TreeId, Txn};
@@ -41,6 +42,8 @@ impl Sight {
 pub struct Planned {
     pub ids: BTreeSet<String>,
     pub plan: Value,
+    /// Every candidate satisfies the query: no need to load its entries to check again.
+    pub exact: bool,
 }
 
 /// The key range one clause walks in one domain: start, end, selector prefix length.
@@ -209,13 +212,15 @@ fn too_broad() -> CommandError {
 }
 
 /// Collects the candidates of `e` into `out`, and describes what was walked in `walked`.
+/// True when the candidates are exactly the objects that satisfy `e`: a walked clause tests
+/// each visible value as `Expr::eval` does, while an `and` walks only one of its parts.
 fn collect(
     txn: &Txn,
     sight: Sight,
     e: &Expr,
     out: &mut BTreeSet<String>,
     walked: &mut Vec<String>,
-) -> Result<(), CommandError> {
+) -> Result<bool, CommandError> {
     match e {
         Expr::Clause(c) => {
             let mut over = false;
@@ -228,7 +233,7 @@ fn collect(
             if over {
                 return Err(too_broad());
             }
-            Ok(())
+            Ok(true)
         }
         Expr::And(xs) => {
             // Bounded ranges first: their count caps the walk of each open-ended clause.
@@ -267,18 +272,19 @@ fn collect(
                     Expr::Clause(lo.clone()),
                     Expr::Clause(hi.clone())
                 ));
-                return if over { Err(too_broad()) } else { Ok(()) };
+                return if over { Err(too_broad()) } else { Ok(false) };
             }
             match best {
-                Some((x, _)) => collect(txn, sight, x, out, walked),
-                None => Ok(()),
+                Some((x, _)) => Ok(collect(txn, sight, x, out, walked)? && xs.len() == 1),
+                None => Ok(false),
             }
         }
         Expr::Or(xs) => {
+            let mut exact = true;
             for x in xs {
-                collect(txn, sight, x, out, walked)?;
+                exact &= collect(txn, sight, x, out, walked)?;
             }
-            Ok(())
+            Ok(exact)
         }
     }
 }
@@ -287,10 +293,15 @@ fn collect(
 pub fn plan(txn: &Txn, sight: Sight, e: &Expr) -> Result<Planned, CommandError> {
     let mut ids = BTreeSet::new();
     let mut walked = Vec::new();
-    collect(txn, sight, e, &mut ids, &mut walked)?;
+    let exact = collect(txn, sight, e, &mut ids, &mut walked)?;
+    let filtered = if exact {
+        "none: the walk is the query"
+    } else {
+        "every candidate against the whole query"
+    };
     let plan = json!({"served_by": "metadata-index", "walked": walked,
-                      "candidates": ids.len(), "filtered": "every candidate against the whole query"});
-    Ok(Planned { ids, plan })
+                      "candidates": ids.len(), "filtered": filtered});
+    Ok(Planned { ids, plan, exact })
 }
 
 /// The entities of type `type_id` that content clauses (of an `and`) on its declared indexes
@@ -310,13 +321,18 @@ pub fn plan_content(txn: &Txn, type_id: &str, cs: &[Clause]) -> Result<Planned, 
         .collect();
     let mut ids = BTreeSet::new();
     let mut walked = Vec::new();
+    // Content candidates are always checked against the filter, on the entity's summary.
     collect(txn, sight, &Expr::And(scoped), &mut ids, &mut walked)?;
     // Walked clauses are shown as written, without the type id they are scoped to.
     let prefix = format!("{type_id}|");
     let walked: Vec<String> = walked.iter().map(|w| w.replace(&prefix, "")).collect();
     let plan = json!({"served_by": "content-index", "walked": walked,
                       "candidates": ids.len(), "filtered": "every candidate against the whole query"});
-    Ok(Planned { ids, plan })
+    Ok(Planned {
+        ids,
+        plan,
+        exact: false,
+    })
 }
 
 /// Whether the visible `entries` of one object satisfy `e`.

@@ -135,6 +135,10 @@ proptest! {
                     .map(|(i, _)| id(Kind::Entity, i))
                     .collect();
                 prop_assert_eq!(&found, &want, "{} all_orgs={}", q, all_orgs);
+                if planned.exact {
+                    let all: Vec<String> = planned.ids.iter().cloned().collect();
+                    prop_assert_eq!(&all, &want, "exact walk of {} all_orgs={}", q, all_orgs);
+                }
                 // Every candidate is an entity, and candidates never include a hidden-only match.
                 prop_assert!(planned.ids.iter().all(|i| i.starts_with("urn:extbus:entity:")));
             }
