@@ -32,6 +32,7 @@ pub mod events;
 pub mod metadata;
 pub mod names;
 pub mod query;
+pub mod query_range;
 pub mod register;
 pub mod registrations;
 pub mod reply;

@@ -151,7 +151,9 @@ pub enum Expr {
 impl Expr {
     /// Whether an object matches, given the values it holds (and the requester may see) under
     /// a clause's selector. A clause matches when some such value satisfies it, so an object
-    /// without a visible value for the key matches no clause, `!=` included.
+    /// without a visible value for the key matches no clause, `!=` included. Lower and upper
+    /// bounds on one selector in an `and` are a range: one value must satisfy them all
+    /// (`query_range`).
     pub fn eval<'a, F>(&self, values: &F) -> bool
     where
         F: Fn(Option<&str>, &str) -> Vec<&'a TypedValue>,
@@ -160,7 +162,15 @@ impl Expr {
             Expr::Clause(c) => values(c.namespace.as_deref(), &c.key)
                 .into_iter()
                 .any(|v| c.test(v)),
-            Expr::And(xs) => xs.iter().all(|x| x.eval(values)),
+            Expr::And(xs) => {
+                let (ranges, rest) = crate::query_range::split(xs);
+                rest.iter().all(|x| x.eval(values))
+                    && ranges.iter().all(|r| {
+                        values(r[0].namespace.as_deref(), &r[0].key)
+                            .into_iter()
+                            .any(|v| r.iter().all(|c| c.test(v)))
+                    })
+            }
             Expr::Or(xs) => xs.iter().any(|x| x.eval(values)),
         }
     }

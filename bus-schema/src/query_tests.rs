@@ -153,6 +153,24 @@ fn clauses_compare_by_type() {
     assert!(!md("n!=5").unwrap().eval(&|_, _| Vec::new()));
 }
 
+#[test]
+fn bounds_on_one_key_in_an_and_are_a_range_over_one_value() {
+    let n = |v: &[f64]| -> Vec<TypedValue> { v.iter().map(|x| TypedValue::Number(*x)).collect() };
+    let holds = |q: &str, vals: &[TypedValue]| md(q).unwrap().eval(&|_, _| vals.iter().collect());
+    // 1 and 10: each bound alone is met, the range [2, 5) is not.
+    let split = n(&[1.0, 10.0]);
+    assert!(holds("n=ge=2", &split) && holds("n=lt=5", &split));
+    assert!(!holds("n=ge=2;n=lt=5", &split));
+    assert!(holds("n=ge=2;n=lt=5", &n(&[1.0, 3.0])));
+    // Every bound of the range holds on that one value.
+    assert!(!holds("n=gt=0;n=ge=2;n=lt=5", &n(&[1.0, 10.0])));
+    // Bounds of other value types are no range: each side stands alone.
+    let mixed = [TypedValue::Number(10.0), s("a")];
+    assert!(holds("n=ge=2;n=lt='b'", &mixed));
+    // Other clauses of the `and` are unaffected.
+    assert!(holds("n=ge=2;n!=1", &split));
+}
+
 // ---- proptest: evaluator vs a naive filter over the same objects ----
 
 /// One object's entries: (namespace, key, value).
@@ -209,42 +227,80 @@ fn expr() -> impl Strategy<Value = Expr> {
 }
 
 /// Written without `Clause::test`: each operator spelled out over plain Rust comparisons.
+fn naive_value(c: &Clause, v: &TypedValue) -> bool {
+    match (&c.operand, v) {
+        (Operand::Prefix(p), TypedValue::String(x)) => (c.op == Op::Eq) == x.starts_with(p),
+        (Operand::Prefix(_), _) => c.op == Op::Ne,
+        (Operand::Value(lit), v) if c.op == Op::Ne => lit != v,
+        (Operand::Value(TypedValue::Number(a)), TypedValue::Number(x)) => match c.op {
+            Op::Eq => x == a,
+            Op::Lt => x < a,
+            Op::Le => x <= a,
+            Op::Gt => x > a,
+            _ => x >= a,
+        },
+        (Operand::Value(TypedValue::String(a)), TypedValue::String(x)) => match c.op {
+            Op::Eq => x == a,
+            Op::Lt => x < a,
+            Op::Le => x <= a,
+            Op::Gt => x > a,
+            _ => x >= a,
+        },
+        (Operand::Value(TypedValue::Boolean(a)), TypedValue::Boolean(x)) => match c.op {
+            Op::Eq => x == a,
+            Op::Lt => !x & a,
+            Op::Le => x <= a,
+            Op::Gt => x & !a,
+            _ => x >= a,
+        },
+        _ => false,
+    }
+}
+
+fn selects(c: &Clause, ns: &str, k: &str) -> bool {
+    k == c.key && c.namespace.as_ref().is_none_or(|n| n == ns)
+}
+
+/// A bound clause: its selector and value type, and whether it bounds from below.
+fn naive_bound(x: &Expr) -> Option<(&Clause, &'static str, bool)> {
+    match x {
+        Expr::Clause(c) => match (&c.operand, c.op) {
+            (Operand::Value(v), Op::Gt | Op::Ge) => Some((c, v.type_name(), true)),
+            (Operand::Value(v), Op::Lt | Op::Le) => Some((c, v.type_name(), false)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn naive(e: &Expr, o: &Obj) -> bool {
     match e {
-        Expr::And(xs) => xs.iter().all(|x| naive(x, o)),
-        Expr::Or(xs) => xs.iter().any(|x| naive(x, o)),
-        Expr::Clause(c) => o.iter().any(|(ns, k, v)| {
-            if *k != c.key || c.namespace.as_ref().is_some_and(|n| n != ns) {
-                return false;
-            }
-            match (&c.operand, v) {
-                (Operand::Prefix(p), TypedValue::String(x)) => (c.op == Op::Eq) == x.starts_with(p),
-                (Operand::Prefix(_), _) => c.op == Op::Ne,
-                (Operand::Value(lit), v) if c.op == Op::Ne => lit != v,
-                (Operand::Value(TypedValue::Number(a)), TypedValue::Number(x)) => match c.op {
-                    Op::Eq => x == a,
-                    Op::Lt => x < a,
-                    Op::Le => x <= a,
-                    Op::Gt => x > a,
-                    _ => x >= a,
-                },
-                (Operand::Value(TypedValue::String(a)), TypedValue::String(x)) => match c.op {
-                    Op::Eq => x == a,
-                    Op::Lt => x < a,
-                    Op::Le => x <= a,
-                    Op::Gt => x > a,
-                    _ => x >= a,
-                },
-                (Operand::Value(TypedValue::Boolean(a)), TypedValue::Boolean(x)) => match c.op {
-                    Op::Eq => x == a,
-                    Op::Lt => !x & a,
-                    Op::Le => x <= a,
-                    Op::Gt => x & !a,
-                    _ => x >= a,
-                },
-                _ => false,
-            }
+        // A bound whose `and` also bounds its selector (and value type) from the other side
+        // holds only with those bounds, on one value.
+        Expr::And(xs) => xs.iter().all(|x| {
+            let Some((c, ty, _)) = naive_bound(x) else {
+                return naive(x, o);
+            };
+            let group: Vec<(&Clause, bool)> = xs
+                .iter()
+                .filter_map(naive_bound)
+                .filter(|(d, t, _)| d.key == c.key && d.namespace == c.namespace && *t == ty)
+                .map(|(d, _, lower)| (d, lower))
+                .collect();
+            let ranged = group.iter().any(|g| g.1) && group.iter().any(|g| !g.1);
+            o.iter().any(|(ns, k, v)| {
+                selects(c, ns, k)
+                    && if ranged {
+                        group.iter().all(|(d, _)| naive_value(d, v))
+                    } else {
+                        naive_value(c, v)
+                    }
+            })
         }),
+        Expr::Or(xs) => xs.iter().any(|x| naive(x, o)),
+        Expr::Clause(c) => o
+            .iter()
+            .any(|(ns, k, v)| selects(c, ns, k) && naive_value(c, v)),
     }
 }
 

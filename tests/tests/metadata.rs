@@ -192,7 +192,20 @@ async fn three_principals_see_write_and_find_only_what_they_may() {
         .command("entities/query", q("cpu==8;cost-center=='cc-7',cpu==16"))
         .await;
     assert_eq!(names(&r), ["a2", "a3"]);
-    // An `and` walks one of its sides: the candidates are checked against the rest.
+    // A range is one walk and exact; an `and` of other clauses walks one of its sides and
+    // checks the candidates against the rest.
+    let r = plat
+        .command("entities/query", q("ops|cpu=ge=8;ops|cpu=lt=16"))
+        .await;
+    assert_eq!(names(&r), ["a2"]);
+    assert_eq!(
+        ok(&r)["plan"]["walked"],
+        json!(["ops|cpu=ge=8;ops|cpu=lt=16"])
+    );
+    assert_eq!(ok(&r)["plan"]["filtered"], "none: the walk is the query");
+    let r = plat
+        .command("entities/query", q("cpu==8;cost-center=='cc-7',cpu==16"))
+        .await;
     assert_eq!(
         ok(&r)["plan"]["filtered"],
         "every candidate against the whole query"

@@ -2,12 +2,14 @@
 //! index. In an `and` the clause with the fewest index entries is walked and the others are
 //! filtered on the candidates; an `or` walks each branch. Only entries the requester may see
 //! (its domains) are walked. A candidate is checked again against the whole query unless the
-//! walk was exact: a clause, or an `or` of clauses, finds just the objects that satisfy it.
+//! walk was exact: a clause, a range (`n=ge=2;n=lt=5`), or an `or` of such, finds just the
+//! objects that satisfy it.
 
 use super::{encode_value, escape_into, selector_prefix, split_key, Kind};
 use extbus_callouts::{prefix_end, CalloutError, TreeId, Txn};
 use extbus_schema::metadata::{Domain, Entry};
 use extbus_schema::query::{Clause, Expr, Op, Operand, TypedValue};
+use extbus_schema::query_range;
 use extbus_schema::{CommandError, ErrorCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -160,28 +162,15 @@ fn estimate(txn: &Txn, sight: Sight, e: &Expr, cap: usize) -> Result<usize, Call
     }
 }
 
-/// Lower and upper bounds on the same key and value type among the clauses of an `and`.
+/// Lower and upper bounds on the same key and value type among the clauses of an `and`: the
+/// ranges of `query_range`, which one value must satisfy, so one walk of the index serves them.
 fn between(xs: &[Expr]) -> Vec<(&Clause, &Clause)> {
-    fn bound(x: &Expr, ops: [Op; 2]) -> Option<(&Clause, &'static str)> {
-        match x {
-            Expr::Clause(c) if ops.contains(&c.op) => match &c.operand {
-                Operand::Value(v) => Some((c, v.type_name())),
-                Operand::Prefix(_) => None,
-            },
-            _ => None,
-        }
-    }
+    let lower = |c: &Clause| matches!(c.op, Op::Gt | Op::Ge);
     let mut out = Vec::new();
-    for a in xs {
-        let Some((lo, lt)) = bound(a, [Op::Gt, Op::Ge]) else {
-            continue;
-        };
-        for b in xs {
-            let Some((hi, ht)) = bound(b, [Op::Lt, Op::Le]) else {
-                continue;
-            };
-            if lt == ht && lo.key == hi.key && lo.namespace == hi.namespace {
-                out.push((lo, hi));
+    for r in query_range::split(xs).0 {
+        for lo in r.iter().filter(|c| lower(c)) {
+            for hi in r.iter().filter(|c| !lower(c)) {
+                out.push((*lo, *hi));
             }
         }
     }
@@ -272,7 +261,12 @@ fn collect(
                     Expr::Clause(lo.clone()),
                     Expr::Clause(hi.clone())
                 ));
-                return if over { Err(too_broad()) } else { Ok(false) };
+                // A range alone is exactly its walk: both bounds were tested on each value.
+                return if over {
+                    Err(too_broad())
+                } else {
+                    Ok(xs.len() == 2)
+                };
             }
             match best {
                 Some((x, _)) => Ok(collect(txn, sight, x, out, walked)? && xs.len() == 1),

@@ -208,3 +208,56 @@ fn a_lower_and_an_upper_bound_walk_one_range() {
         .iter()
         .all(|i| matches(sight, &e, &load(&txn, i).unwrap())));
 }
+
+#[test]
+fn a_range_holds_on_one_value_and_is_exactly_its_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let trees = Trees::open(&db).unwrap();
+    let mut txn = Txn::new(trees);
+    let n = TypedValue::Number;
+    // Values on both sides of [2, 5): in two domains, and in two namespaces.
+    let split_domains = [
+        entry(Domain::Tenant, "ops", "seq", n(1.0)),
+        entry(Domain::Provider, "ops", "seq", n(10.0)),
+    ];
+    let split_namespaces = [
+        entry(Domain::Tenant, "ops", "seq", n(1.0)),
+        entry(Domain::Tenant, "dev", "seq", n(10.0)),
+    ];
+    let inside = [entry(Domain::Tenant, "dev", "seq", n(3.0))];
+    for (i, es) in [&split_domains[..], &split_namespaces, &inside]
+        .iter()
+        .enumerate()
+    {
+        store(&mut txn, &id(Kind::Entity, i), &[], es).unwrap();
+    }
+    for (q, all_orgs) in [
+        ("ops|seq=ge=2;ops|seq=lt=5", true),
+        ("seq=ge=2;seq=lt=5", false),
+        ("seq=ge=2;seq=lt=5", true),
+    ] {
+        let sight = Sight {
+            kind: Kind::Entity,
+            all_orgs,
+        };
+        let e = parse(q, Selectors::Metadata).unwrap();
+        let p = plan(&txn, sight, &e).unwrap();
+        let want: Vec<String> = if q.starts_with("ops") {
+            vec![]
+        } else {
+            vec![id(Kind::Entity, 2)]
+        };
+        assert!(p.exact, "{q}");
+        assert_eq!(p.ids.iter().cloned().collect::<Vec<_>>(), want, "{q}");
+        // The evaluator agrees object by object.
+        for i in 0..3 {
+            let oid = id(Kind::Entity, i);
+            assert_eq!(
+                matches(sight, &e, &load(&txn, &oid).unwrap()),
+                want.contains(&oid),
+                "{q} on {oid}"
+            );
+        }
+    }
+}
