@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{client, dir_size, env_usize, pct, recv_within, until_serving, Broker, Client, Sock};
+use common::{
+    client, dir_size, env_usize, pct, recv_within, store_root, until_serving, Broker, Client, Sock,
+};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -130,9 +132,7 @@ fn main() {
     let gets = env_usize("BENCH_GETS", 2_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let root = std::env::var_os("BENCH_ENTITIES_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let root = store_root("BENCH_ENTITIES_DIR", &tmp);
     let data = root.join("data");
     let id_file = root.join("ids.txt");
     let ids: Vec<String> = match std::fs::read_to_string(&id_file) {

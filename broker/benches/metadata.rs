@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::{client, dir_size, env_usize, pct, recv_within, until_serving, Broker, Client, Sock};
+use common::{
+    client, dir_size, env_usize, pct, recv_within, store_root, until_serving, Broker, Client, Sock,
+};
 use extbus::entities::Stored;
 use extbus_callouts::{TreeId, Trees, Txn};
 use extbus_schema::entities::{entity_id, Entity, EntityState};
@@ -268,9 +270,7 @@ fn main() {
     let sets = env_usize("BENCH_METADATA_SETS", 4_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let root = std::env::var_os("BENCH_METADATA_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let root = store_root("BENCH_METADATA_DIR", &tmp);
     let data = root.join("data");
     let loaded = root.join("loaded");
     let n = match std::fs::read_to_string(&loaded) {

@@ -21,6 +21,14 @@ pub fn free_port() -> u16 {
 }
 
 /// A count from the environment, or `default`.
+/// Where a bench keeps its store: the directory `var` names, so a later run can reuse what
+/// this one filled, or else `tmp` (removed at exit).
+pub fn store_root(var: &str, tmp: &tempfile::TempDir) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf())
+}
+
 pub fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
         Ok(v) => v
