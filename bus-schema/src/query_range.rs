@@ -5,7 +5,16 @@
 
 use crate::query::{Clause, Expr, Op, Operand};
 
-/// A bound clause's selector, value type, and whether it is a lower bound.
+/// The bounds of one `and` on one selector and value type.
+struct Group<'a> {
+    first: &'a Clause,
+    ty: &'static str,
+    members: Vec<&'a Expr>,
+    lower: bool,
+    upper: bool,
+}
+
+/// A bound clause, its value type, and whether it bounds from below.
 fn bound(x: &Expr) -> Option<(&Clause, &'static str, bool)> {
     let Expr::Clause(c) = x else { return None };
     let Operand::Value(v) = &c.operand else {
@@ -21,39 +30,40 @@ fn bound(x: &Expr) -> Option<(&Clause, &'static str, bool)> {
 /// The sides of an `and` split into ranges (groups of bounds on one selector and value type
 /// holding at least one lower and one upper bound) and everything else.
 pub fn split(xs: &[Expr]) -> (Vec<Vec<&Clause>>, Vec<&Expr>) {
-    let mut groups: Vec<(&Clause, &'static str, Vec<&Expr>, bool, bool)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     let mut rest = Vec::new();
     for x in xs {
         let Some((c, ty, lower)) = bound(x) else {
             rest.push(x);
             continue;
         };
-        let same = |g: &&mut (&Clause, &str, Vec<&Expr>, bool, bool)| {
-            g.0.key == c.key && g.0.namespace == c.namespace && g.1 == ty
-        };
-        match groups.iter_mut().find(|g| same(g)) {
+        let same =
+            |g: &&mut Group| g.first.key == c.key && g.first.namespace == c.namespace && g.ty == ty;
+        match groups.iter_mut().find(same) {
             Some(g) => {
-                g.2.push(x);
-                g.3 |= lower;
-                g.4 |= !lower;
+                g.members.push(x);
+                g.lower |= lower;
+                g.upper |= !lower;
             }
-            None => groups.push((c, ty, vec![x], lower, !lower)),
+            None => groups.push(Group {
+                first: c,
+                ty,
+                members: vec![x],
+                lower,
+                upper: !lower,
+            }),
         }
     }
     let mut ranges = Vec::new();
-    for (_, _, members, has_lower, has_upper) in groups {
-        if has_lower && has_upper {
-            ranges.push(
-                members
-                    .iter()
-                    .filter_map(|x| match x {
-                        Expr::Clause(c) => Some(c),
-                        _ => None,
-                    })
-                    .collect(),
-            );
+    for g in groups {
+        if g.lower && g.upper {
+            let clauses = g.members.iter().filter_map(|x| match x {
+                Expr::Clause(c) => Some(c),
+                _ => None,
+            });
+            ranges.push(clauses.collect());
         } else {
-            rest.extend(members);
+            rest.extend(g.members);
         }
     }
     (ranges, rest)
