@@ -226,26 +226,25 @@ fn expr() -> impl Strategy<Value = Expr> {
         })
 }
 
+/// `x <op> a` with Rust's own comparisons (`Ne` is handled by the caller).
+fn ordered<T: PartialOrd>(op: Op, x: &T, a: &T) -> bool {
+    match op {
+        Op::Eq => x == a,
+        Op::Lt => x < a,
+        Op::Le => x <= a,
+        Op::Gt => x > a,
+        _ => x >= a,
+    }
+}
+
 /// Written without `Clause::test`: each operator spelled out over plain Rust comparisons.
 fn naive_value(c: &Clause, v: &TypedValue) -> bool {
     match (&c.operand, v) {
         (Operand::Prefix(p), TypedValue::String(x)) => (c.op == Op::Eq) == x.starts_with(p),
         (Operand::Prefix(_), _) => c.op == Op::Ne,
         (Operand::Value(lit), v) if c.op == Op::Ne => lit != v,
-        (Operand::Value(TypedValue::Number(a)), TypedValue::Number(x)) => match c.op {
-            Op::Eq => x == a,
-            Op::Lt => x < a,
-            Op::Le => x <= a,
-            Op::Gt => x > a,
-            _ => x >= a,
-        },
-        (Operand::Value(TypedValue::String(a)), TypedValue::String(x)) => match c.op {
-            Op::Eq => x == a,
-            Op::Lt => x < a,
-            Op::Le => x <= a,
-            Op::Gt => x > a,
-            _ => x >= a,
-        },
+        (Operand::Value(TypedValue::Number(a)), TypedValue::Number(x)) => ordered(c.op, x, a),
+        (Operand::Value(TypedValue::String(a)), TypedValue::String(x)) => ordered(c.op, x, a),
         (Operand::Value(TypedValue::Boolean(a)), TypedValue::Boolean(x)) => match c.op {
             Op::Eq => x == a,
             Op::Lt => !x & a,

@@ -201,8 +201,9 @@ fn too_broad() -> CommandError {
 }
 
 /// Collects the candidates of `e` into `out`, and describes what was walked in `walked`.
-/// True when the candidates are exactly the objects that satisfy `e`: a walked clause tests
-/// each visible value as `Expr::eval` does, while an `and` walks only one of its parts.
+/// True when the candidates are exactly the objects that satisfy `e`: a walked clause (or
+/// range) tests each visible value as `Expr::eval` does, while any other `and` walks only
+/// one of its parts.
 fn collect(
     txn: &Txn,
     sight: Sight,
