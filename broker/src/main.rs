@@ -12,6 +12,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        no_huge_pages();
+    }
     if !matches!(cli.command, Command::Serve(_)) {
         // `extbus events tail | head -1`: a closed pipe ends a CLI command quietly, as it
         // does other Unix tools, instead of a panic in println!. The broker keeps ignoring
@@ -26,6 +29,27 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// Turns transparent huge pages off for the broker process. mimalloc asks for them
+/// (`madvise`) on its memory, and the kernel then zeroes 2 MiB at each first touch of a
+/// region: a tenth of the broker's time under an event flood went to that. With 4 KiB pages
+/// only the pages used are zeroed (`cargo bench -p extbus --bench events`: 28.1-28.4 instead
+/// of 31.3-31.9 broker CPU seconds for the same work).
+#[cfg(target_os = "linux")]
+fn no_huge_pages() {
+    // SAFETY: prctl with these arguments only sets a flag of this process.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        // Not Linux 3.15+, or refused: the broker works as before.
+        eprintln!(
+            "note: transparent huge pages stay on: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn no_huge_pages() {}
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {

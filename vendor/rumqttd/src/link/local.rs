@@ -111,6 +111,7 @@ impl<'a> LinkBuilder<'a> {
         connection
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max);
+        let incarnation = connection.incarnation;
         let incoming = Incoming::new(connection.client_id.to_owned());
         let (outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         let outgoing_data_buffer = outgoing.buffer();
@@ -134,7 +135,8 @@ impl<'a> LinkBuilder<'a> {
             _message => return Err(LinkError::NotConnectionAck),
         };
 
-        let tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
+        let mut tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
+        tx.incarnation = incarnation;
         let rx = LinkRx::new(id, self.router_tx, link_rx, outgoing_data_buffer);
         Ok((tx, rx, notification))
     }
@@ -142,6 +144,8 @@ impl<'a> LinkBuilder<'a> {
 
 pub struct LinkTx {
     pub(crate) connection_id: ConnectionId,
+    /// extbus: the router's `Connection::incarnation` of this link (0 if unknown).
+    pub(crate) incarnation: u64,
     router_tx: Sender<(ConnectionId, Event)>,
     recv_buffer: Arc<Mutex<VecDeque<Packet>>>,
 }
@@ -154,6 +158,7 @@ impl LinkTx {
     ) -> LinkTx {
         LinkTx {
             connection_id,
+            incarnation: 0,
             router_tx,
             recv_buffer,
         }

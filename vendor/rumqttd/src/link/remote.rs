@@ -53,6 +53,8 @@ pub enum Error {
 pub struct RemoteLink<P> {
     connect: Connect,
     pub(crate) connection_id: ConnectionId,
+    /// extbus: see `Connection::incarnation`.
+    pub(crate) incarnation: u64,
     network: Network<P>,
     link_tx: LinkTx,
     link_rx: LinkRx,
@@ -117,6 +119,7 @@ impl<P: Protocol> RemoteLink<P> {
         Ok(RemoteLink {
             connect,
             connection_id: id,
+            incarnation: link_tx.incarnation,
             network,
             link_tx,
             link_rx,

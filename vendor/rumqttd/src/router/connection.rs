@@ -4,6 +4,11 @@ use crate::protocol::LastWillProperties;
 use crate::Filter;
 use crate::{protocol::LastWill, Topic};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// extbus: numbers every connection ever made, so that a late event of a connection the
+/// router already removed cannot hit a new connection given the same slab id.
+static INCARNATIONS: AtomicU64 = AtomicU64::new(1);
 
 use super::ConnectionEvents;
 
@@ -33,6 +38,8 @@ pub struct Connection {
     pub(crate) broker_topic_aliases: Option<BrokerAliases>,
     /// subscription IDs for a connection
     pub(crate) subscription_ids: HashMap<Filter, usize>,
+    /// extbus: unique for the life of the process (see `INCARNATIONS`).
+    pub(crate) incarnation: u64,
 }
 
 impl Connection {
@@ -66,6 +73,7 @@ impl Connection {
             topic_aliases: HashMap::new(),
             broker_topic_aliases: None,
             subscription_ids: HashMap::new(),
+            incarnation: INCARNATIONS.fetch_add(1, Ordering::Relaxed),
         }
     }
 

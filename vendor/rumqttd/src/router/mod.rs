@@ -55,6 +55,9 @@ pub enum Event {
     DeviceData,
     /// Disconnection request
     Disconnect,
+    /// extbus: a remote link ended; disconnects the connection only if it is still that
+    /// link's (`Connection::incarnation`).
+    LinkGone(u64),
     /// Shadow
     Shadow(ShadowRequest),
     /// Collect and send alerts to all alerts links

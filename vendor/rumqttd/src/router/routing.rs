@@ -245,6 +245,17 @@ impl Router {
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
             Event::Disconnect => self.handle_disconnection(id, None),
+            Event::LinkGone(incarnation) => {
+                if self
+                    .connections
+                    .get(id)
+                    .is_some_and(|c| c.incarnation == incarnation)
+                {
+                    self.handle_disconnection(id, None)
+                } else {
+                    debug!("connection {} is already gone", id);
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)

@@ -186,3 +186,27 @@ fn topic_cache_is_bounded() {
     }
     assert_eq!(r.datalog.filter_count(), 1);
 }
+
+/// extbus: a client sends DISCONNECT (the router removes it at once), a new client gets
+/// the freed id, and only then the old link's end arrives: the new connection stays.
+#[test]
+fn a_late_link_end_leaves_the_connection_that_reused_its_id() {
+    let mut r = router();
+    let old = connect(&mut r, "old", true);
+    let old_incarnation = r.connections[old].incarnation;
+    let bye = Disconnect {
+        reason_code: DisconnectReasonCode::NormalDisconnection,
+    };
+    send(&mut r, old, vec![Packet::Disconnect(bye, None)]);
+    assert!(!r.connection_map.contains_key("old"));
+
+    let new = connect(&mut r, "new", true);
+    assert_eq!(new, old, "the slab hands out the freed id");
+    r.events(old, Event::LinkGone(old_incarnation));
+    assert_eq!(r.connection_map.get("new"), Some(&new));
+
+    let new_incarnation = r.connections[new].incarnation;
+    assert_ne!(new_incarnation, old_incarnation);
+    r.events(new, Event::LinkGone(new_incarnation));
+    assert!(!r.connection_map.contains_key("new"));
+}

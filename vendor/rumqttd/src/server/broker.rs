@@ -581,6 +581,7 @@ async fn remote<P: Protocol>(
     };
 
     let connection_id = link.connection_id;
+    let incarnation = link.incarnation;
     let will_delay_interval = link.will_delay_interval;
     let mut send_disconnect = true;
 
@@ -606,7 +607,9 @@ async fn remote<P: Protocol>(
     };
 
     if send_disconnect {
-        let disconnect = Event::Disconnect;
+        // extbus: names the connection, so that if the router already removed it (the client
+        // sent DISCONNECT) and gave its id to a new connection, the new one stays.
+        let disconnect = Event::LinkGone(incarnation);
         let message = (connection_id, disconnect);
         router_tx.send(message).ok();
     }
