@@ -14,8 +14,7 @@ fn main() {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
         no_huge_pages();
-    }
-    if !matches!(cli.command, Command::Serve(_)) {
+    } else {
         // `extbus events tail | head -1`: a closed pipe ends a CLI command quietly, as it
         // does other Unix tools, instead of a panic in println!. The broker keeps ignoring
         // SIGPIPE: a peer closing its socket must never stop it.
