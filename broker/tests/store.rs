@@ -28,8 +28,26 @@ struct Opened {
     log: EventLog,
 }
 
+/// sled lets go of its file lock when its last background I/O job drops the database, a
+/// moment after the test's own drop on a loaded machine: a lock error is retried for 10 s.
+fn open_db(dir: &Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < Duration::from_secs(10) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the store: {e}"),
+        }
+    }
+}
+
 fn open(dir: &Path) -> Opened {
-    let db = sled::open(dir).unwrap();
+    let db = open_db(dir);
     let trees = Trees::open(&db).unwrap();
     let store = Store::with_trees(trees.clone());
     let rule = serde_json::from_value(json!({

@@ -18,6 +18,25 @@ pub struct Fx {
     pub config_rules: Vec<RuleSpec>,
 }
 
+/// Opens a store just dropped in this process. sled releases its file lock only when its
+/// last background I/O job lets go of the database, which on a loaded machine can be a moment
+/// after the drop: a lock error is retried for up to 10 s, any other error fails.
+pub fn open_again(path: &std::path::Path) -> Store {
+    let started = std::time::Instant::now();
+    loop {
+        match Store::open(path) {
+            Ok(s) => return s,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopening the store: {e}"),
+        }
+    }
+}
+
 pub fn rule(
     op: &str,
     ext: &str,
@@ -146,8 +165,9 @@ impl Fx {
         } = self;
         let config = *engine.config();
         drop(engine);
+        store.flush().unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = open_again(dir.path());
         let engine = Engine::new(Rules::load(&store, config_rules.clone()).unwrap(), config);
         Fx {
             dir,
