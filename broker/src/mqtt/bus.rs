@@ -101,7 +101,7 @@ impl BusTx {
         }
         let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, false);
         let properties = (!props.is_empty()).then(|| PublishProperties {
-            user_properties: props.user_properties,
+            user_properties: props.user_properties.into(),
             correlation_data: props.correlation_data,
             content_type: props.content_type,
             ..Default::default()

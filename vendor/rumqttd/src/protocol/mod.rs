@@ -250,7 +250,8 @@ pub struct PublishProperties {
     pub topic_alias: Option<u16>,
     pub response_topic: Option<String>,
     pub correlation_data: Option<Bytes>,
-    pub user_properties: Vec<(String, String)>,
+    /// Shared: the router copies a publish's properties for every subscriber it reaches.
+    pub user_properties: std::sync::Arc<Vec<(String, String)>>,
     pub subscription_identifiers: Vec<usize>,
     pub content_type: Option<String>,
 }

@@ -1178,7 +1178,7 @@ impl Router {
             message_expiry_interval: props.message_expiry_interval,
             response_topic: props.response_topic,
             correlation_data: props.correlation_data,
-            user_properties: props.user_properties,
+            user_properties: props.user_properties.into(),
             content_type: props.content_type,
             ..Default::default()
         });

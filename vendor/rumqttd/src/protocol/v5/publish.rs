@@ -205,7 +205,7 @@ mod properties {
             topic_alias,
             response_topic,
             correlation_data,
-            user_properties,
+            user_properties: user_properties.into(),
             subscription_identifiers,
             content_type,
         }))
