@@ -3,6 +3,10 @@
 //! A batch's events and retention are written into the coordinator's batch `Txn`, committed
 //! with the batch's tasks in one sled transaction. The highest seq ever written is kept apart
 //! from the events, so numbering never restarts after retention has emptied the log.
+//! Consecutive events share a key (`chunk`): the events tree maps the first event's seq to
+//! the value holding it and the events after it.
+
+mod chunk;
 
 use bytes::Bytes;
 use extbus_callouts::{CalloutError, TreeId, Trees, Txn};
@@ -79,7 +83,10 @@ impl EventLog {
         let events = trees.tree(TreeId::Events).clone();
         let ids = trees.tree(TreeId::EventIds).clone();
         let meta = trees.tree(TreeId::EventMeta);
-        let last = events.last()?.map_or(0, |(k, _)| seq_of(&k));
+        let last = match events.last()? {
+            Some((k, v)) => last_seq(&k, &v),
+            None => 0,
+        };
         let high_water = meta.get(HIGH_WATER)?.map_or(0, |v| seq_of(&v));
         Ok(EventLog {
             events,
@@ -140,19 +147,24 @@ impl EventLog {
         staged.events.push(ev);
     }
 
-    /// Writes a batch's staged events into its `txn` and keeps their JSON in `staged` for
-    /// publishing. A seq must be new to the log: the commit fails rather than overwrite one.
+    /// Writes a batch's staged events into its `txn`, several to a key, and keeps each one's
+    /// JSON in `staged` for publishing. A key must be new to the log: the commit fails rather
+    /// than overwrite one.
     pub fn write(&self, staged: &mut Staged, txn: &mut Txn) {
         let Some(last) = staged.events.last() else {
             return;
         };
         // In the same transaction as the events, so never durable without them.
         txn.insert(TreeId::EventMeta, HIGH_WATER, last.seq.to_be_bytes());
-        staged.encoded.clear();
-        for ev in &staged.events {
-            let json = Bytes::from(serde_json::to_vec(ev).unwrap_or_default());
-            txn.insert_new(TreeId::Events, ev.seq.to_be_bytes(), json.to_vec());
-            staged.encoded.push(json);
+        staged.encoded = staged
+            .events
+            .iter()
+            .map(|ev| Bytes::from(serde_json::to_vec(ev).unwrap_or_default()))
+            .collect();
+        let values = chunk::pack(staged.encoded.iter().map(|b| &b[..]));
+        for (first, value) in values {
+            let seq = staged.events[first].seq;
+            txn.insert_new(TreeId::Events, seq.to_be_bytes(), value);
         }
         for (k, seq) in &staged.ids {
             txn.insert(TreeId::EventIds, k.as_slice(), seq.to_be_bytes());
@@ -167,15 +179,18 @@ impl EventLog {
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<CloudEvent>, LogError> {
-        match self.events.get(seq.to_be_bytes())? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| LogError::Corrupt {
-                    seq,
-                    why: e.to_string(),
-                }),
-            None => Ok(None),
+        // The value holding `seq` is the one under the greatest key not after it.
+        let Some(item) = self.events.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        for json in parts(&k, &v)? {
+            let ev = decode(seq_of(&k), json)?;
+            if ev.seq == seq {
+                return Ok(Some(ev));
+            }
         }
+        Ok(None)
     }
 
     /// Up to `limit` events (and about `max_bytes` of them, at least one) with seq >=
@@ -192,20 +207,29 @@ impl EventLog {
         let mut bytes = 0usize;
         let mut next = from_seq.max(self.first_seq()?.unwrap_or(from_seq));
         let budget = limit.saturating_mul(20).max(1000);
-        for (scanned, item) in self.events.range(from_seq.to_be_bytes()..).enumerate() {
+        let mut scanned = 0usize;
+        // From the value that holds `from_seq`, which may start before it.
+        let start = match self.events.range(..=from_seq.to_be_bytes()).next_back() {
+            Some(item) => item?.0.to_vec(),
+            None => from_seq.to_be_bytes().to_vec(),
+        };
+        for item in self.events.range(start..) {
             let (k, v) = item?;
-            let seq = seq_of(&k);
-            if out.len() >= limit || scanned >= budget || (bytes >= max_bytes && !out.is_empty()) {
-                return Ok((out, seq, true));
-            }
-            next = seq + 1;
-            let ev: CloudEvent = serde_json::from_slice(&v).map_err(|e| LogError::Corrupt {
-                seq,
-                why: e.to_string(),
-            })?;
-            if keep(&ev) {
-                bytes += v.len();
-                out.push(ev);
+            for json in parts(&k, &v)? {
+                let ev = decode(seq_of(&k), json)?;
+                if ev.seq < from_seq {
+                    continue;
+                }
+                if out.len() >= limit || scanned >= budget || (bytes >= max_bytes && !out.is_empty())
+                {
+                    return Ok((out, ev.seq, true));
+                }
+                scanned += 1;
+                next = ev.seq + 1;
+                if keep(&ev) {
+                    bytes += json.len();
+                    out.push(ev);
+                }
             }
         }
         Ok((out, next, false))
@@ -223,6 +247,8 @@ impl EventLog {
     /// Removes, in `txn`, at most `chunk` of the oldest events that are older than
     /// `max_age_ms` or beyond `max_count` (0 disables either), counting the batch's `staged`
     /// events as logged. Returns how many; call again next batch while it returns `chunk`.
+    /// A stored value losing only some of its events is written again under its new first
+    /// seq.
     pub fn enforce_retention(
         &self,
         txn: &mut Txn,
@@ -237,10 +263,13 @@ impl EventLog {
         } else {
             0
         };
-        let mut doomed = Vec::new();
         let mut over_count = None;
-        for item in txn.iter_range(TreeId::Events, &[], &AFTER_ALL) {
-            if doomed.len() >= chunk {
+        let mut removed = 0usize;
+        let mut freed = Vec::new();
+        // (old key, the events kept under a new key) of the value retention stops in.
+        let mut edits: Vec<(Vec<u8>, Option<(u64, Vec<u8>)>)> = Vec::new();
+        'values: for item in txn.iter_range(TreeId::Events, &[], &AFTER_ALL) {
+            if removed >= chunk {
                 break;
             }
             let (k, v) = item?;
@@ -253,27 +282,68 @@ impl EventLog {
                     0
                 }
             });
-            let ev: Option<CloudEvent> = serde_json::from_slice(&v).ok();
-            let old = ev.as_ref().is_some_and(|e| e.time < cutoff);
-            if (doomed.len() as u64) < over || old || ev.is_none() {
-                doomed.push((k, ev));
-            } else {
-                break;
+            // An unreadable value goes whole.
+            let Ok(jsons) = chunk::split(&v) else {
+                removed += 1;
+                edits.push((k, None));
+                continue;
+            };
+            for (i, json) in jsons.iter().enumerate() {
+                let ev: Option<CloudEvent> = serde_json::from_slice(json).ok();
+                let old = ev.as_ref().is_some_and(|e| e.time < cutoff);
+                let doomed = (removed as u64) < over || old || ev.is_none();
+                if removed < chunk && doomed {
+                    removed += 1;
+                    freed.extend(ev);
+                    continue;
+                }
+                if i > 0 {
+                    // Seqs within a value are consecutive from its key.
+                    let first = ev.map_or(seq_of(&k) + i as u64, |e| e.seq);
+                    edits.push((k, Some((first, chunk::join(&jsons[i..])))));
+                }
+                break 'values;
+            }
+            edits.push((k, None));
+        }
+        for ev in freed {
+            let id = id_key(&ev.source, &ev.id);
+            // Only the mark of this very event: a later one may have taken the id over.
+            if txn.get(TreeId::EventIds, &id)?.as_deref() == Some(&ev.seq.to_be_bytes()[..]) {
+                txn.remove(TreeId::EventIds, id);
             }
         }
-        let removed = doomed.len();
-        for (k, ev) in doomed {
-            if let Some(ev) = ev {
-                let id = id_key(&ev.source, &ev.id);
-                // Only the mark of this very event: a later one may have taken the id over.
-                if txn.get(TreeId::EventIds, &id)?.as_deref() == Some(k.as_slice()) {
-                    txn.remove(TreeId::EventIds, id);
-                }
-            }
+        for (k, rest) in edits {
             txn.remove(TreeId::Events, k);
+            if let Some((first, value)) = rest {
+                txn.insert(TreeId::Events, first.to_be_bytes(), value);
+            }
         }
         Ok(removed)
     }
+}
+
+/// The events' JSON a stored value holds.
+fn parts<'v>(k: &[u8], v: &'v [u8]) -> Result<Vec<&'v [u8]>, LogError> {
+    chunk::split(v).map_err(|why| LogError::Corrupt {
+        seq: seq_of(k),
+        why: why.to_string(),
+    })
+}
+
+fn decode(seq: u64, json: &[u8]) -> Result<CloudEvent, LogError> {
+    serde_json::from_slice(json).map_err(|e| LogError::Corrupt {
+        seq,
+        why: e.to_string(),
+    })
+}
+
+/// The seq of the last event under key `k`; the key's own when its value is unreadable.
+fn last_seq(k: &[u8], v: &[u8]) -> u64 {
+    chunk::split(v)
+        .ok()
+        .and_then(|p| p.last().and_then(|j| serde_json::from_slice::<CloudEvent>(j).ok()))
+        .map_or(seq_of(k), |e| e.seq)
 }
 
 fn seq_of(k: &[u8]) -> u64 {
@@ -281,118 +351,4 @@ fn seq_of(k: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(id: &str, time: u64) -> CloudEvent {
-        serde_json::from_value(serde_json::json!({
-            "specversion": "1.0", "id": id, "source": "urn:test", "type": "vm.create",
-            "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json",
-            "seq": 0, "org": "acme"
-        }))
-        .map(|mut e: CloudEvent| {
-            e.time = time;
-            e
-        })
-        .unwrap()
-    }
-
-    fn open(db: &sled::Db) -> (Trees, EventLog) {
-        let trees = Trees::open(db).unwrap();
-        let log = EventLog::open(&trees).unwrap();
-        (trees, log)
-    }
-
-    fn append(trees: &Trees, log: &mut EventLog, ids: &[&str], time: u64) -> Vec<u64> {
-        let mut staged = log.begin();
-        let seqs = ids
-            .iter()
-            .map(|id| log.stage(&mut staged, event(id, time), true).unwrap().0.seq)
-            .collect();
-        let mut txn = Txn::new(trees.clone());
-        log.write(&mut staged, &mut txn);
-        txn.commit().unwrap();
-        log.committed(&staged);
-        seqs
-    }
-
-    fn retention(trees: &Trees, log: &EventLog, now: u64, age: u64, count: u64) -> usize {
-        let mut txn = Txn::new(trees.clone());
-        let n = log
-            .enforce_retention(&mut txn, &log.begin(), now, age, count, 100)
-            .unwrap();
-        txn.commit().unwrap();
-        n
-    }
-
-    #[test]
-    fn numbering_continues_after_retention_empties_the_log_and_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let (trees, mut log) = open(&db);
-        assert_eq!(append(&trees, &mut log, &["a", "b", "c"], 1_000), [1, 2, 3]);
-        // Everything is older than the age limit: the log empties.
-        assert_eq!(retention(&trees, &log, 10_000, 5_000, 0), 3);
-        assert_eq!((log.first_seq().unwrap(), log.count().unwrap()), (None, 0));
-        db.flush().unwrap();
-        drop(log);
-
-        let (trees, mut log) = open(&db);
-        assert_eq!(log.next_seq(), 4);
-        // The expired ids are free again, but they get new seqs.
-        assert_eq!(append(&trees, &mut log, &["a", "d"], 20_000), [4, 5]);
-        assert_eq!(log.count().unwrap(), 2);
-        drop(log);
-        let (_, log) = open(&db);
-        assert_eq!(log.next_seq(), 6);
-    }
-
-    #[test]
-    fn retention_by_count_counts_the_batch_and_frees_the_ids_it_removes() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let (trees, mut log) = open(&db);
-        append(&trees, &mut log, &["a", "b"], 1_000);
-        // A batch that stages two more; with at most 3 kept, seq 1 goes in the same txn.
-        let mut staged = log.begin();
-        for id in ["c", "d"] {
-            log.stage(&mut staged, event(id, 2_000), true).unwrap();
-        }
-        let mut txn = Txn::new(trees.clone());
-        log.write(&mut staged, &mut txn);
-        let n = log
-            .enforce_retention(&mut txn, &staged, 3_000, 0, 3, 100)
-            .unwrap();
-        assert_eq!(n, 1);
-        assert_eq!(log.first_seq().unwrap(), Some(1), "nothing before commit");
-        txn.commit().unwrap();
-        log.committed(&staged);
-        assert_eq!(
-            (log.first_seq().unwrap(), log.count().unwrap()),
-            (Some(2), 3)
-        );
-        // "a" is forgotten with its event, so it is logged again under a new seq; "b" is not.
-        assert_eq!(append(&trees, &mut log, &["a", "b"], 4_000), [5, 2]);
-    }
-
-    #[test]
-    fn a_batch_that_fails_to_commit_leaves_numbering_where_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let (trees, mut log) = open(&db);
-        append(&trees, &mut log, &["a"], 1_000);
-        // Someone else wrote seq 2 behind the log's back: the batch must not overwrite it.
-        trees
-            .tree(TreeId::Events)
-            .insert(2u64.to_be_bytes(), b"{}".to_vec())
-            .unwrap();
-        let mut staged = log.begin();
-        log.stage(&mut staged, event("b", 2_000), true).unwrap();
-        let mut txn = Txn::new(trees.clone());
-        log.write(&mut staged, &mut txn);
-        assert!(txn.commit().is_err());
-        assert_eq!(log.next_seq(), 2);
-        let ids = trees.tree(TreeId::EventIds);
-        assert!(ids.get(id_key("urn:test", "b")).unwrap().is_none());
-    }
-}
+mod tests;
