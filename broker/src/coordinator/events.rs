@@ -5,7 +5,7 @@
 use super::ctx::Ctx;
 use super::outbox::Outbox;
 use super::{Batch, Coordinator};
-use crate::eventlog::Staged;
+use crate::eventlog::{Logged, Staged};
 use crate::mqtt::PublishProps;
 use bytes::Bytes;
 use extbus_callouts::Txn;
@@ -50,7 +50,7 @@ fn stage(
     b: &mut Batch,
     ev: CloudEvent,
     dedupe: bool,
-) -> Result<(CloudEvent, bool), CommandError> {
+) -> Result<Logged, CommandError> {
     co.log
         .stage(&mut b.staged, ev, dedupe)
         .map_err(|e| CommandError::internal(e.to_string()))
@@ -77,11 +77,11 @@ pub(crate) fn publish(
         co.clock.now_ms(),
         uuid::Uuid::now_v7().to_string(),
     );
-    let (ev, fresh) = stage(co, b, ev, dedupe)?;
-    if !fresh {
+    let logged = stage(co, b, ev, dedupe)?;
+    if !logged.fresh {
         co.metrics.events_duplicate.inc();
     }
-    Ok(serde_json::json!({"seq": ev.seq, "id": ev.id, "duplicate": !fresh}))
+    Ok(serde_json::json!({"seq": logged.seq, "id": logged.id, "duplicate": !logged.fresh}))
 }
 
 /// A broker event in the system org.

@@ -33,6 +33,15 @@ pub struct EventLog {
     next_seq: u64,
 }
 
+/// Where `EventLog::stage` put an event: its seq and id, and false when it was a re-send of
+/// one already logged (whose seq and id these are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub seq: u64,
+    pub id: String,
+    pub fresh: bool,
+}
+
 /// Events staged by one batch, not yet committed (`EventLog::begin`).
 pub struct Staged {
     events: Vec<CloudEvent>,
@@ -111,32 +120,41 @@ impl EventLog {
     }
 
     /// Stamps `ev` with the batch's next seq and stages it; a re-send of an already logged
-    /// (source, id) returns the logged event instead and stages nothing.
+    /// (source, id) stages nothing and names the logged event instead.
     pub fn stage(
         &self,
         staged: &mut Staged,
         mut ev: CloudEvent,
         dedupe: bool,
-    ) -> Result<(CloudEvent, bool), LogError> {
+    ) -> Result<Logged, LogError> {
+        let prior = |e: &CloudEvent| Logged {
+            seq: e.seq,
+            id: e.id.clone(),
+            fresh: false,
+        };
         if dedupe {
             let key = id_key(&ev.source, &ev.id);
             if let Some(seq) = staged.ids.get(&key) {
-                let prior = staged.events.iter().find(|e| e.seq == *seq).cloned();
-                if let Some(prior) = prior {
-                    return Ok((prior, false));
+                if let Some(e) = staged.events.iter().find(|e| e.seq == *seq) {
+                    return Ok(prior(e));
                 }
             }
             if let Some(seq) = self.ids.get(&key)? {
-                if let Some(prior) = self.get(seq_of(&seq))? {
-                    return Ok((prior, false));
+                if let Some(e) = self.get(seq_of(&seq))? {
+                    return Ok(prior(&e));
                 }
             }
             staged.ids.insert(key, staged.next_seq);
         }
         ev.seq = staged.next_seq;
         staged.next_seq += 1;
-        staged.events.push(ev.clone());
-        Ok((ev, true))
+        let logged = Logged {
+            seq: ev.seq,
+            id: ev.id.clone(),
+            fresh: true,
+        };
+        staged.events.push(ev);
+        Ok(logged)
     }
 
     /// Stamps `ev` with the batch's next seq and stages it, without de-duplication (the

@@ -25,7 +25,7 @@ fn append(trees: &Trees, log: &mut EventLog, ids: &[&str], time: u64) -> Vec<u64
     let mut staged = log.begin();
     let seqs = ids
         .iter()
-        .map(|id| log.stage(&mut staged, event(id, time), true).unwrap().0.seq)
+        .map(|id| log.stage(&mut staged, event(id, time), true).unwrap().seq)
         .collect();
     let mut txn = Txn::new(trees.clone());
     log.write(&mut staged, &mut txn);
@@ -125,7 +125,7 @@ fn append_events(trees: &Trees, log: &mut EventLog, events: Vec<CloudEvent>) -> 
     let mut staged = log.begin();
     let seqs = events
         .into_iter()
-        .map(|ev| log.stage(&mut staged, ev, true).unwrap().0.seq)
+        .map(|ev| log.stage(&mut staged, ev, true).unwrap().seq)
         .collect();
     let mut txn = Txn::new(trees.clone());
     log.write(&mut staged, &mut txn);
