@@ -11,7 +11,8 @@
 mod common;
 
 use common::{
-    client, env_usize, external_bus, recv_within, Broker, Figure, Mosquitto, Sock, Table,
+    client, env_usize, external_bus, recv_within, Broker, CpuShare, Figure, Mosquitto, Sock,
+    Table,
 };
 use rumqttc::QoS;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,6 +135,7 @@ fn main() {
             None
         };
         let mut table = Table::default();
+        let mut cpu_rows = Vec::new();
         let mut run_no = 0;
         for sock in Sock::BOTH {
             for publishers in [1, 4] {
@@ -151,7 +153,9 @@ fn main() {
                     topic: "extbus/in/platform/events",
                     stamped: true,
                 };
+                let (b0, c0) = (b.cpu_secs(), common::cpu_secs("self"));
                 let e = run(&t, sock, publishers, events, window).await;
+                let e_cpu = CpuShare::of(b.cpu_secs() - b0, common::cpu_secs("self") - c0, events);
                 drop(b);
                 let m = match &mosquitto {
                     Some(m) => {
@@ -162,9 +166,25 @@ fn main() {
                             topic: "extbus/events/acme/vm/create",
                             stamped: false,
                         };
-                        Some(run(&t, sock, publishers, events, window).await)
+                        let (m0, c0) = (m.cpu_secs(), common::cpu_secs("self"));
+                        let r = run(&t, sock, publishers, events, window).await;
+                        let cpu = CpuShare::of(m.cpu_secs() - m0, common::cpu_secs("self") - c0, events);
+                        cpu_rows.push(format!(
+                            "| {publishers} -> {SUBSCRIBERS}, {} | {} | {} |",
+                            sock.label(),
+                            e_cpu.show(),
+                            cpu.show()
+                        ));
+                        Some(r)
                     }
-                    None => None,
+                    None => {
+                        cpu_rows.push(format!(
+                            "| {publishers} -> {SUBSCRIBERS}, {} | {} | - |",
+                            sock.label(),
+                            e_cpu.show()
+                        ));
+                        None
+                    }
                 };
                 table.add(
                     format!("{publishers} -> {SUBSCRIBERS}, {}", sock.label()),
@@ -182,5 +202,13 @@ fn main() {
                 "embedded"
             }
         ));
+        // What each event cost the machine's cores: the broker's process, and the bench's
+        // clients (publishers and subscribers, one process) in the same run.
+        println!("\nCPU per event (delivered to all {SUBSCRIBERS}), broker process and bench clients");
+        println!("| case | extbus | Mosquitto |");
+        println!("|---|---|---|");
+        for r in cpu_rows {
+            println!("{r}");
+        }
     });
 }

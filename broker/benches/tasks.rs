@@ -161,6 +161,7 @@ async fn throughput(b: &Broker, sock: Sock, total: usize) {
     let ext = resumer(b.mqtt, sock).await;
     let mut p = platform(b.mqtt, sock).await;
     let mut t = Tally::new(&format!("t{sock:?}"), total);
+    let (b0, c0) = (b.cpu_secs(), common::cpu_secs("self"));
     let start = Instant::now();
     let mut sent = 0;
     while !t.complete() {
@@ -181,6 +182,16 @@ async fn throughput(b: &Broker, sock: Sock, total: usize) {
         "throughput, {}: {total} tasks, {IN_FLIGHT} in flight, durable: {:.0} tasks/s (target 20,000)",
         sock.label(),
         total as f64 / s
+    );
+    let cpu = common::CpuShare::of(b.cpu_secs() - b0, common::cpu_secs("self") - c0, total);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "  CPU per callout, {}: broker {:.0} us, bench clients (platform and extension) {:.0} us; \
+         at 20,000 tasks/s the clients alone would need {:.2} of this machine's {cores} cores",
+        sock.label(),
+        cpu.server_us,
+        cpu.clients_us,
+        cpu.clients_us * 20_000.0 / 1e6
     );
     let _ = (p.client.disconnect().await, ext.disconnect().await);
 }

@@ -198,6 +198,11 @@ impl Broker {
         rss_mib(self.child.id())
     }
 
+    /// CPU seconds (user and system, all threads) the broker process has used.
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(&self.child.id().to_string())
+    }
+
     pub fn stop(self) {}
 }
 
@@ -206,6 +211,42 @@ impl Drop for Broker {
         // SAFETY: signals our own child, which has not been reaped yet.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds of process `pid` ("self": the bench, whose clients generate the load),
+/// from `/proc/<pid>/stat`: utime + stime in clock ticks.
+pub fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// CPU used over a measured run, per unit of work, in microseconds.
+pub struct CpuShare {
+    pub server_us: f64,
+    pub clients_us: f64,
+}
+
+impl CpuShare {
+    pub fn of(server_secs: f64, clients_secs: f64, units: usize) -> CpuShare {
+        let per = |s: f64| s * 1e6 / units.max(1) as f64;
+        CpuShare {
+            server_us: per(server_secs),
+            clients_us: per(clients_secs),
+        }
+    }
+
+    pub fn show(&self) -> String {
+        format!(
+            "server {:.1} us, clients {:.1} us",
+            self.server_us, self.clients_us
+        )
     }
 }
 
@@ -269,6 +310,11 @@ impl Mosquitto {
 
     pub fn rss_mib(&self) -> f64 {
         rss_mib(self.child.id())
+    }
+
+    /// CPU seconds Mosquitto has used.
+    pub fn cpu_secs(&self) -> f64 {
+        cpu_secs(&self.child.id().to_string())
     }
 }
 
