@@ -123,12 +123,13 @@ impl CloudEvent {
     /// The event's attributes as MQTT 5 user properties (CloudEvents MQTT binding); `data` stays
     /// in the payload. Absent optional attributes are left out.
     pub fn user_properties(&self) -> Vec<(String, String)> {
-        let mut p = vec![
+        let mut p = Vec::with_capacity(9);
+        p.extend([
             ("specversion".to_string(), self.specversion.clone()),
             ("id".to_string(), self.id.clone()),
             ("source".to_string(), self.source.clone()),
             ("type".to_string(), self.r#type.clone()),
-        ];
+        ]);
         if let Some(s) = &self.subject {
             p.push(("subject".to_string(), s.clone()));
         }

@@ -9,11 +9,13 @@ use extbus_schema::tasks::Task;
 use extbus_schema::CommandError;
 use serde_json::Value;
 
-/// A command's successful result: a JSON value, or a task, which the reply writes straight to
-/// JSON (the same bytes as its `Value` form; see `Task::to_json`).
+/// A command's successful result: a JSON value, a task, which the reply writes straight to
+/// JSON (the same bytes as its `Value` form; see `Task::to_json`), or a result already
+/// written as compact JSON (what hot paths answer, with no `Value` built to write it).
 pub(crate) enum Output {
     Value(Value),
     Task(Box<Task>),
+    Json(Vec<u8>),
 }
 
 impl Output {
@@ -26,6 +28,7 @@ impl Output {
         match self {
             Output::Value(v) => v,
             Output::Task(t) => serde_json::to_value(&*t).unwrap_or(Value::Null),
+            Output::Json(j) => serde_json::from_slice(&j).unwrap_or(Value::Null),
         }
     }
 }
@@ -55,21 +58,24 @@ impl Ctx {
         };
         metrics.command_replied(self.kind, outcome);
         let reply = match result {
-            Ok(Output::Task(t)) => {
-                b.outbox.reply_ok_json(
-                    self.reply_topic(),
-                    &self.suffix,
-                    self.correlation_id.as_ref(),
-                    &t.to_json(),
-                    self.correlation_data.clone(),
-                );
-                return;
-            }
+            Ok(Output::Task(t)) => return self.reply_json(b, &t.to_json()),
+            Ok(Output::Json(j)) => return self.reply_json(b, &j),
             Ok(Output::Value(v)) => Reply::ok(&self.suffix, self.correlation_id.clone(), v),
             Err(e) => Reply::err(&self.suffix, self.correlation_id.clone(), e),
         };
         b.outbox
             .reply(self.reply_topic(), &reply, self.correlation_data.clone());
+    }
+
+    /// A success reply whose result is already JSON.
+    fn reply_json(&self, b: &mut Batch, result: &[u8]) {
+        b.outbox.reply_ok_json(
+            self.reply_topic(),
+            &self.suffix,
+            self.correlation_id.as_ref(),
+            result,
+            self.correlation_data.clone(),
+        );
     }
 
     /// Where this command's reply goes.

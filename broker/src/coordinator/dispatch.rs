@@ -104,7 +104,9 @@ pub(crate) fn apply(
             return task(tasks::extend(co, b, ctx, &task_id, r))
         }
         (Command::TaskGet { task_id }, Body::Get) => tasks::get_with_metadata(co, b, ctx, &task_id),
-        (Command::Event, Body::Event(e)) => events::publish(co, b, ctx, *e),
+        (Command::Event, Body::Event(e)) => {
+            return Some(events::publish(co, b, ctx, *e).map(Output::Json))
+        }
         (Command::EventsReplay, Body::Replay(r)) => events::replay(co, ctx, &r),
         (Command::TasksQuery, Body::Query(q)) => tasks::query(co, b, ctx, &q),
         (Command::Register, Body::Register(m)) => register::apply(co, b, ctx, *m),
