@@ -11,8 +11,7 @@
 mod common;
 
 use common::{
-    client, env_usize, external_bus, recv_within, Broker, CpuShare, Figure, Mosquitto, Sock,
-    Table,
+    client, env_usize, external_bus, recv_within, Broker, CpuShare, Figure, Mosquitto, Sock, Table,
 };
 use rumqttc::QoS;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -168,7 +167,8 @@ fn main() {
                         };
                         let (m0, c0) = (m.cpu_secs(), common::cpu_secs("self"));
                         let r = run(&t, sock, publishers, events, window).await;
-                        let cpu = CpuShare::of(m.cpu_secs() - m0, common::cpu_secs("self") - c0, events);
+                        let cpu =
+                            CpuShare::of(m.cpu_secs() - m0, common::cpu_secs("self") - c0, events);
                         cpu_rows.push(format!(
                             "| {publishers} -> {SUBSCRIBERS}, {} | {} | {} |",
                             sock.label(),
@@ -204,7 +204,9 @@ fn main() {
         ));
         // What each event cost the machine's cores: the broker's process, and the bench's
         // clients (publishers and subscribers, one process) in the same run.
-        println!("\nCPU per event (delivered to all {SUBSCRIBERS}), broker process and bench clients");
+        println!(
+            "\nCPU per event (delivered to all {SUBSCRIBERS}), broker process and bench clients"
+        );
         println!("| case | extbus | Mosquitto |");
         println!("|---|---|---|");
         for r in cpu_rows {

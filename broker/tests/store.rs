@@ -150,7 +150,11 @@ fn a_batch_commits_its_tasks_events_and_services_together_or_not_at_all() {
     assert!(err.to_string().contains("events"), "{err}");
     assert!(task_requests(&s.store).is_empty(), "no task of the batch");
     let events = s.trees.tree(TreeId::Events);
-    assert_eq!(events.len(), 1, "no event of the batch beside the foreign value");
+    assert_eq!(
+        events.len(),
+        1,
+        "no event of the batch beside the foreign value"
+    );
     assert!(s.trees.tree(TreeId::EventIds).is_empty());
     assert!(s.trees.tree(TreeId::EventMeta).is_empty());
     assert!(s.trees.tree(TreeId::Services).is_empty());

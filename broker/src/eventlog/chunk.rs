@@ -110,16 +110,29 @@ mod tests {
     #[test]
     fn a_lone_or_oversized_event_is_stored_bare_as_before_chunks() {
         let big = event(1, CHUNK_BYTES + 10);
-        let packed = pack([event(0, 100).as_slice(), big.as_slice(), event(2, 100).as_slice()]);
+        let packed = pack([
+            event(0, 100).as_slice(),
+            big.as_slice(),
+            event(2, 100).as_slice(),
+        ]);
         let values: Vec<&[u8]> = packed.iter().map(|(_, v)| v.as_slice()).collect();
-        assert_eq!(values, [event(0, 100).as_slice(), big.as_slice(), event(2, 100).as_slice()]);
+        assert_eq!(
+            values,
+            [
+                event(0, 100).as_slice(),
+                big.as_slice(),
+                event(2, 100).as_slice()
+            ]
+        );
         assert_eq!(split(&big).unwrap(), [big.as_slice()]);
         assert_eq!(join(&[big.as_slice()]), big);
     }
 
     #[test]
     fn damaged_values_are_errors_not_panics() {
-        let good = pack([event(0, 50).as_slice(), event(1, 50).as_slice()]).remove(0).1;
+        let good = pack([event(0, 50).as_slice(), event(1, 50).as_slice()])
+            .remove(0)
+            .1;
         for cut in 1..good.len() {
             // Every cut either still parses as fewer whole events or is refused.
             if let Ok(parts) = split(&good[..cut]) {

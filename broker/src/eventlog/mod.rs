@@ -238,7 +238,9 @@ impl EventLog {
                 if ev.seq < from_seq {
                     continue;
                 }
-                if out.len() >= limit || scanned >= budget || (bytes >= max_bytes && !out.is_empty())
+                if out.len() >= limit
+                    || scanned >= budget
+                    || (bytes >= max_bytes && !out.is_empty())
                 {
                     return Ok((out, ev.seq, true));
                 }
@@ -284,8 +286,7 @@ impl EventLog {
         let mut over_count = None;
         let mut removed = 0usize;
         let mut freed = Vec::new();
-        // (old key, the events kept under a new key) of the value retention stops in.
-        let mut edits: Vec<(Vec<u8>, Option<(u64, Vec<u8>)>)> = Vec::new();
+        let mut edits: Vec<Edit> = Vec::new();
         'values: for item in txn.iter_range(TreeId::Events, &[], &AFTER_ALL) {
             if removed >= chunk {
                 break;
@@ -341,6 +342,10 @@ impl EventLog {
     }
 }
 
+/// A stored value retention removes, with what it keeps of it (the value it stops in) under
+/// the first kept seq.
+type Edit = (Vec<u8>, Option<(u64, Vec<u8>)>);
+
 /// The events' JSON a stored value holds.
 fn parts<'v>(k: &[u8], v: &'v [u8]) -> Result<Vec<&'v [u8]>, LogError> {
     chunk::split(v).map_err(|why| LogError::Corrupt {
@@ -360,7 +365,10 @@ fn decode(seq: u64, json: &[u8]) -> Result<CloudEvent, LogError> {
 fn last_seq(k: &[u8], v: &[u8]) -> u64 {
     chunk::split(v)
         .ok()
-        .and_then(|p| p.last().and_then(|j| serde_json::from_slice::<CloudEvent>(j).ok()))
+        .and_then(|p| {
+            p.last()
+                .and_then(|j| serde_json::from_slice::<CloudEvent>(j).ok())
+        })
         .map_or(seq_of(k), |e| e.seq)
 }
 

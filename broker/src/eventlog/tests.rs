@@ -153,7 +153,10 @@ fn a_batch_shares_keys_and_every_event_reads_back_from_any_seq() {
     );
     assert_eq!(seqs, (1..=60).collect::<Vec<u64>>());
     let keys = trees.tree(TreeId::Events).len();
-    assert!(keys > 1 && keys <= 10, "60 events of ~550 B under {keys} keys");
+    assert!(
+        keys > 1 && keys <= 10,
+        "60 events of ~550 B under {keys} keys"
+    );
     for from in 1..=60u64 {
         let (page, next, more) = log.read(from, 7, usize::MAX, |_| true).unwrap();
         let want: Vec<u64> = (from..=60).take(7).collect();
@@ -162,7 +165,10 @@ fn a_batch_shares_keys_and_every_event_reads_back_from_any_seq() {
         assert_eq!(log.get(from).unwrap().unwrap().id, ids[from as usize - 1]);
     }
     assert!(log.get(61).unwrap().is_none());
-    assert_eq!((log.first_seq().unwrap(), log.count().unwrap()), (Some(1), 60));
+    assert_eq!(
+        (log.first_seq().unwrap(), log.count().unwrap()),
+        (Some(1), 60)
+    );
     // A re-send of a logged id finds its event inside a shared value.
     let again = append_events(&trees, &mut log, vec![padded("e33", 2_000, 10)]);
     assert_eq!(again, [34]);
@@ -179,22 +185,38 @@ fn a_store_of_one_key_per_event_reads_on_with_shared_keys_after_it() {
         let mut e = event(&format!("old{seq}"), 1_000);
         e.seq = seq;
         let json = serde_json::to_vec(&e).unwrap();
-        trees.tree(TreeId::Events).insert(seq.to_be_bytes(), json).unwrap();
+        trees
+            .tree(TreeId::Events)
+            .insert(seq.to_be_bytes(), json)
+            .unwrap();
         let ids = trees.tree(TreeId::EventIds);
-        ids.insert(id_key("urn:test", &e.id), &seq.to_be_bytes()).unwrap();
+        ids.insert(id_key("urn:test", &e.id), &seq.to_be_bytes())
+            .unwrap();
     }
     let mut log = EventLog::open(&trees).unwrap();
     assert_eq!(log.next_seq(), 6);
     let new: Vec<CloudEvent> = (0..10).map(|i| event(&format!("new{i}"), 2_000)).collect();
-    assert_eq!(append_events(&trees, &mut log, new), (6..=15).collect::<Vec<_>>());
-    assert_eq!(all(&log).iter().map(|e| e.0).collect::<Vec<_>>(), (1..=15).collect::<Vec<_>>());
-    assert_eq!(append_events(&trees, &mut log, vec![event("old3", 3_000)]), [3]);
+    assert_eq!(
+        append_events(&trees, &mut log, new),
+        (6..=15).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all(&log).iter().map(|e| e.0).collect::<Vec<_>>(),
+        (1..=15).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        append_events(&trees, &mut log, vec![event("old3", 3_000)]),
+        [3]
+    );
     // Count retention crosses from the old keys into the shared ones.
     assert_eq!(retention(&trees, &log, 5_000, 0, 8), 7);
     assert_eq!(log.first_seq().unwrap(), Some(8));
     assert_eq!(all(&log).first().unwrap(), &(8, "new2".to_string()));
     // The ids of removed events are free again; the old3 re-send gets a new seq now.
-    assert_eq!(append_events(&trees, &mut log, vec![event("old3", 6_000)]), [16]);
+    assert_eq!(
+        append_events(&trees, &mut log, vec![event("old3", 6_000)]),
+        [16]
+    );
 }
 
 #[test]
@@ -202,7 +224,9 @@ fn retention_inside_a_shared_key_keeps_the_rest_under_its_first_seq() {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     let (trees, mut log) = open(&db);
-    let events = (1..=20).map(|i| event(&format!("e{i}"), 1_000 + i)).collect();
+    let events = (1..=20)
+        .map(|i| event(&format!("e{i}"), 1_000 + i))
+        .collect();
     append_events(&trees, &mut log, events);
     assert!(trees.tree(TreeId::Events).len() < 20);
     // By age: events 1..=6 are older than 1_007.
@@ -212,8 +236,14 @@ fn retention_inside_a_shared_key_keeps_the_rest_under_its_first_seq() {
     assert_eq!(log.get(7).unwrap().unwrap().id, "e7");
     assert_eq!(log.count().unwrap(), 14);
     // e7 is still logged (its re-send is a duplicate); e6 is not.
-    assert_eq!(append_events(&trees, &mut log, vec![event("e7", 9_000)]), [7]);
-    assert_eq!(append_events(&trees, &mut log, vec![event("e6", 9_000)]), [21]);
+    assert_eq!(
+        append_events(&trees, &mut log, vec![event("e7", 9_000)]),
+        [7]
+    );
+    assert_eq!(
+        append_events(&trees, &mut log, vec![event("e6", 9_000)]),
+        [21]
+    );
     drop(log);
     // Reopened without the high-water mark: the last value's last event numbers on.
     trees.tree(TreeId::EventMeta).clear().unwrap();
@@ -230,7 +260,9 @@ fn an_unreadable_value_is_an_error_for_readers_and_goes_with_retention() {
     // Both events share key 1; a value cut inside its second event's length.
     let events = trees.tree(TreeId::Events);
     assert_eq!(events.len(), 1);
-    events.insert(1u64.to_be_bytes(), &[0u8, 0, 0, 9][..]).unwrap();
+    events
+        .insert(1u64.to_be_bytes(), &[0u8, 0, 0, 9][..])
+        .unwrap();
     assert!(matches!(log.get(2), Err(LogError::Corrupt { seq: 1, .. })));
     assert!(log.read(1, 10, usize::MAX, |_| true).is_err());
     // Nothing is over the limits, but what cannot be read goes, and reading works again.
