@@ -15,6 +15,14 @@ fn event(id: &str, time: u64) -> CloudEvent {
     .unwrap()
 }
 
+/// A new store in a temp dir (kept while the first value lives) and its log.
+fn fresh() -> (tempfile::TempDir, sled::Db, Trees, EventLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let (trees, log) = open(&db);
+    (dir, db, trees, log)
+}
+
 fn open(db: &sled::Db) -> (Trees, EventLog) {
     let trees = Trees::open(db).unwrap();
     let log = EventLog::open(&trees).unwrap();
@@ -45,9 +53,7 @@ fn retention(trees: &Trees, log: &EventLog, now: u64, age: u64, count: u64) -> u
 
 #[test]
 fn numbering_continues_after_retention_empties_the_log_and_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let (trees, mut log) = open(&db);
+    let (_dir, db, trees, mut log) = fresh();
     assert_eq!(append(&trees, &mut log, &["a", "b", "c"], 1_000), [1, 2, 3]);
     // Everything is older than the age limit: the log empties.
     assert_eq!(retention(&trees, &log, 10_000, 5_000, 0), 3);
@@ -67,9 +73,7 @@ fn numbering_continues_after_retention_empties_the_log_and_a_reopen() {
 
 #[test]
 fn retention_by_count_counts_the_batch_and_frees_the_ids_it_removes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let (trees, mut log) = open(&db);
+    let (_dir, _db, trees, mut log) = fresh();
     append(&trees, &mut log, &["a", "b"], 1_000);
     // A batch that stages two more; with at most 3 kept, seq 1 goes in the same txn.
     let mut staged = log.begin();
@@ -95,9 +99,7 @@ fn retention_by_count_counts_the_batch_and_frees_the_ids_it_removes() {
 
 #[test]
 fn a_batch_that_fails_to_commit_leaves_numbering_where_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let (trees, mut log) = open(&db);
+    let (_dir, _db, trees, mut log) = fresh();
     append(&trees, &mut log, &["a"], 1_000);
     // Someone else wrote seq 2 behind the log's back: the batch must not overwrite it.
     trees
@@ -142,9 +144,7 @@ fn all(log: &EventLog) -> Vec<(u64, String)> {
 
 #[test]
 fn a_batch_shares_keys_and_every_event_reads_back_from_any_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let (trees, mut log) = open(&db);
+    let (_dir, _db, trees, mut log) = fresh();
     let ids: Vec<String> = (0..60).map(|i| format!("e{i}")).collect();
     let seqs = append_events(
         &trees,
@@ -221,9 +221,7 @@ fn a_store_of_one_key_per_event_reads_on_with_shared_keys_after_it() {
 
 #[test]
 fn retention_inside_a_shared_key_keeps_the_rest_under_its_first_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let (trees, mut log) = open(&db);
+    let (_dir, db, trees, mut log) = fresh();
     let events = (1..=20)
         .map(|i| event(&format!("e{i}"), 1_000 + i))
         .collect();
@@ -253,9 +251,7 @@ fn retention_inside_a_shared_key_keeps_the_rest_under_its_first_seq() {
 
 #[test]
 fn an_unreadable_value_is_an_error_for_readers_and_goes_with_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let (trees, mut log) = open(&db);
+    let (_dir, _db, trees, mut log) = fresh();
     append(&trees, &mut log, &["a", "b"], 1_000);
     // Both events share key 1; a value cut inside its second event's length.
     let events = trees.tree(TreeId::Events);
@@ -298,9 +294,7 @@ mod model {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
         #[test]
         fn the_log_holds_what_a_list_would(ops in proptest::collection::vec(op(), 1..14)) {
-            let dir = tempfile::tempdir().unwrap();
-            let db = sled::open(dir.path()).unwrap();
-            let (mut trees, mut log) = open(&db);
+            let (_dir, db, mut trees, mut log) = fresh();
             // (seq, id, time) held, and the next seq.
             let mut held: Vec<(u64, String, u64)> = Vec::new();
             let mut next = 1u64;
