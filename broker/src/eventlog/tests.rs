@@ -30,16 +30,7 @@ fn open(db: &sled::Db) -> (Trees, EventLog) {
 }
 
 fn append(trees: &Trees, log: &mut EventLog, ids: &[&str], time: u64) -> Vec<u64> {
-    let mut staged = log.begin();
-    let seqs = ids
-        .iter()
-        .map(|id| log.stage(&mut staged, event(id, time), true).unwrap().seq)
-        .collect();
-    let mut txn = Txn::new(trees.clone());
-    log.write(&mut staged, &mut txn);
-    txn.commit().unwrap();
-    log.committed(&staged);
-    seqs
+    append_events(trees, log, ids.iter().map(|id| event(id, time)).collect())
 }
 
 fn retention(trees: &Trees, log: &EventLog, now: u64, age: u64, count: u64) -> usize {
